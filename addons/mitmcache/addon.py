@@ -1,0 +1,452 @@
+"""The mitmproxy addon: options, and the hooks that answer from the cache or let flows through.
+
+Flow of a GET through ``request``: look up the URL's variants; a fresh entry is served at once
+(HIT), a stale one that may be served is served while a background refresh runs (STALE), one that
+must be revalidated waits for a single conditional fetch (REVALIDATED); with no entry, the first
+request goes upstream through mitmproxy (MISS, the leader) and concurrent ones wait for its
+outcome (COALESCED). ``responseheaders``/``response`` store what the leader brought back and
+wake the waiters; ``error`` wakes them too, so nobody is left hanging.
+"""
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from mitmproxy import ctx, exceptions, http
+
+from . import config, responses
+from .annotate import annotate
+from .coalesce import HitForMiss, Inflight, Kind, Outcome
+from .control import Control
+from .entry import Entry
+from .policy.cache_status import Status, XCache
+from .policy.dates import parse_http_date
+from .policy.freshness import current_age
+from .policy.key import matches, primary_key
+from .policy.reuse import (
+    NO_DIRECTIVES,
+    RequestDirectives,
+    Use,
+    decide,
+    may_serve_stale_on_error,
+    request_directives,
+)
+from .policy.storable import Refusal, admit
+from .policy.validators import answer_not_modified
+from .refresh import Refresher
+from .store.memory import MemoryStore
+from .tee import BodyTee
+from .upstream import Upstream
+
+log = logging.getLogger("mitmcache")
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Refusals that say something about this request only, not about the URL's responses.
+_REQUEST_SPECIFIC = frozenset({"request-no-store", "authorization"})
+
+
+@dataclass(slots=True)
+class Forward:
+    """A GET (or HEAD) that goes upstream through mitmproxy, with what we need when it returns."""
+
+    key: str
+    leader: bool
+    fwd: str  # Cache-Status fwd= reason: uri-miss, vary-miss, ...
+    request_time: float
+    if_none_match: list[str] = field(default_factory=list)
+    if_modified_since: str | None = None
+    detail: str | None = None
+    tee: BodyTee | None = None
+    released: bool = False  # followers already told (the response turned out unstorable early)
+
+
+def cache_key(request: http.Request) -> str:
+    return primary_key(request.scheme, request.host_header or f"{request.host}:{request.port}", request.path)
+
+
+class Cache:
+    def __init__(self) -> None:
+        # Derived state starts from the built-in defaults: configure() replaces it, but test
+        # contexts call configure with only the options they change.
+        self.settings = config.parse_settings({s.option: s.default for s in config.SETTINGS})
+        self.counts: Counter[str] = Counter()
+        self.store = MemoryStore(self.settings.max_bytes, self.settings.max_entries)
+        self.inflight = Inflight()
+        self.hit_for_miss = HitForMiss()
+        self.upstream = Upstream()
+        self.refresher = Refresher(
+            self.store, self.upstream, self.inflight, self.hit_for_miss, lambda: self.settings, self.counts
+        )
+        self.control = Control(self.store, self.counts)
+        self.addons = [self.control]  # mitmproxy registers children: the control plane's commands
+        self._forwards: dict[str, Forward] = {}
+
+    # -- options ---------------------------------------------------------------------------
+
+    def load(self, loader) -> None:
+        defaults = config.defaults()  # a bad CACHE_ENV_FILE raises ValueError: loud at startup
+        for setting in config.SETTINGS:
+            loader.add_option(
+                setting.option, str, defaults[setting.option], f"{setting.help} (env {setting.env})"
+            )
+
+    def configure(self, updated: set[str]) -> None:
+        if not updated & config.BY_OPTION.keys():
+            return
+        try:
+            settings = config.parse_settings(
+                {s.option: getattr(ctx.options, s.option) for s in config.SETTINGS}
+            )
+        except ValueError as e:
+            raise exceptions.OptionsError(str(e)) from None
+        self.settings = settings
+        self.store.resize(settings.max_bytes, settings.max_entries)
+        log.setLevel(settings.log_level.upper())
+        if "connection_strategy" in ctx.options and ctx.options.connection_strategy != "lazy":
+            log.warning(
+                "connection_strategy is %r: every client connection opens an upstream connection, even for "
+                "cache hits, and hits fail while the upstream is down. Run with --set connection_strategy=lazy.",
+                ctx.options.connection_strategy,
+            )
+
+    def running(self) -> None:
+        verify = not ctx.options.ssl_insecure if "ssl_insecure" in ctx.options else True
+        self.upstream.start(verify_tls=verify, max_connections=max(self.settings.refresh_concurrency, 1) * 2)
+
+    def done(self) -> None:
+        self.refresher.cancel_all()
+        asyncio.get_event_loop().create_task(self.upstream.close())
+
+    # -- hooks -----------------------------------------------------------------------------
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or flow.is_replay == "request":
+            return
+        request = flow.request
+        settings = self.settings
+        if request.path.startswith(settings.admin_prefix) and request.path[len(settings.admin_prefix) :][
+            :1
+        ] in ("", "/", "?"):
+            await self.control.handle(flow, settings)
+            return
+        if request.method not in ("GET", "HEAD"):
+            return
+        key = cache_key(request)
+        directives = (
+            request_directives(request.headers.get_all("cache-control"), request.headers.get_all("pragma"))
+            if "cache-control" in request.headers or "pragma" in request.headers
+            else NO_DIRECTIVES
+        )
+        deadline = time.monotonic() + settings.upstream_timeout
+        while True:
+            now = time.time()
+            variants = await self.store.variants(key)
+            entry = next((e for e in variants if matches(e.vary, request.headers.fields)), None)
+            if entry is not None:
+                await self._use_entry(flow, key, entry, directives, now, deadline)
+                return
+            if directives.only_if_cached:  # RFC 9111 §5.2.1.7
+                status = Status(XCache.MISS, fwd="miss", detail="only-if-cached")
+                flow.response = responses.error(504, "only-if-cached and not in cache", status, settings.name)
+                annotate(flow, key, status, self.counts)
+                return
+            fwd = "vary-miss" if variants else "uri-miss"
+            if self.hit_for_miss.active(key, now):
+                self._forward(flow, key, leader=False, fwd=fwd, detail="hit-for-miss")
+                return
+            if request.method == "GET" and self.inflight.lead(key):
+                self._forward(flow, key, leader=True, fwd=fwd)
+                return
+            if not self.inflight.busy(key):  # a HEAD with nothing to wait for
+                self._forward(flow, key, leader=False, fwd=fwd)
+                return
+            self.counts["coalesced_wait"] += 1
+            outcome = await self.inflight.wait(key, deadline - time.monotonic())
+            if outcome is None:
+                self.counts["coalesced_timeout"] += 1
+                status = Status(XCache.COALESCED, fwd=fwd, collapsed=True, detail="wait-timeout")
+                flow.response = responses.error(
+                    504,
+                    f"upstream did not answer within {settings.upstream_timeout:g}s",
+                    status,
+                    settings.name,
+                )
+                annotate(flow, key, status, self.counts)
+                return
+            if outcome.kind is Kind.ABANDONED:
+                continue  # the leader's client left before an answer: someone leads anew
+            if self._answer(flow, key, outcome, stale=None, fwd=fwd, collapsed=True):
+                return
+            self._forward(flow, key, leader=False, fwd=fwd, detail=outcome.detail or outcome.kind.value)
+            return
+
+    async def _use_entry(
+        self,
+        flow: http.HTTPFlow,
+        key: str,
+        entry: Entry,
+        directives: RequestDirectives,
+        now: float,
+        deadline: float,
+    ) -> None:
+        settings = self.settings
+        decision = decide(
+            entry,
+            directives,
+            now,
+            refresh_window=settings.refresh_window,
+            serve_stale_in_window=settings.serve_stale_in_window,
+        )
+        entry.last_access = now
+        entry.hits += 1
+        if decision.use is Use.FRESH:
+            self._serve(flow, key, entry, Status(XCache.HIT, hit=True, ttl=int(decision.ttl)), decision.age)
+            if 0 < decision.ttl <= settings.refresh_ahead:
+                self.refresher.start_in_background(entry, now)
+            return
+        if decision.use is Use.STALE:
+            self.refresher.start_in_background(entry, now)
+            status = Status(XCache.STALE, hit=True, ttl=int(decision.ttl), detail=decision.reason)
+            self._serve(flow, key, entry, status, decision.age)
+            return
+        fwd = "request" if decision.reason.startswith("request-") else "stale"
+        if directives.only_if_cached:
+            status = Status(XCache.MISS, fwd=fwd, detail="only-if-cached")
+            flow.response = responses.error(
+                504, "only-if-cached and the stored copy needs revalidation", status, settings.name
+            )
+            annotate(flow, key, status, self.counts)
+            return
+        outcome = await self.refresher.revalidate(entry, deadline - time.monotonic())
+        if outcome is None:
+            outcome = Outcome(
+                Kind.FAILED, status=504, detail=f"upstream-timeout after {settings.upstream_timeout:g}s"
+            )
+        if not self._answer(flow, key, outcome, stale=entry, fwd=fwd, collapsed=False):
+            self._forward(flow, key, leader=False, fwd=fwd, detail=outcome.detail)
+
+    def _answer(
+        self,
+        flow: http.HTTPFlow,
+        key: str,
+        outcome: Outcome,
+        *,
+        stale: Entry | None,
+        fwd: str,
+        collapsed: bool,
+    ) -> bool:
+        """Answer a flow that waited for a fetch; False when it must go upstream on its own."""
+        settings = self.settings
+        now = time.time()
+        if outcome.kind is Kind.STORED and outcome.entry is not None:
+            entry = outcome.entry
+            if not matches(entry.vary, flow.request.headers.fields):
+                return False
+            age = current_age(entry.initial_age, entry.response_time, now)
+            x_cache = (
+                XCache.REVALIDATED if outcome.revalidated else XCache.COALESCED if collapsed else XCache.MISS
+            )
+            status = Status(
+                x_cache,
+                fwd=fwd,
+                fwd_status=304 if outcome.revalidated else entry.status,
+                stored=True,
+                collapsed=collapsed,
+                ttl=int(entry.lifetime - age),
+            )
+            entry.last_access = now
+            self._serve(flow, key, entry, status, age)
+            return True
+        if outcome.kind is Kind.FAILED:
+            if stale is not None and may_serve_stale_on_error(stale, now, settings.stale_if_error):
+                age = current_age(stale.initial_age, stale.response_time, now)
+                status = Status(XCache.STALE, hit=True, ttl=int(stale.lifetime - age), detail=outcome.detail)
+                self._serve(flow, key, stale, status, age)
+                return True
+            status = Status(XCache.MISS, fwd=fwd, collapsed=collapsed, detail=outcome.detail)
+            flow.response = responses.error(outcome.status or 502, outcome.detail, status, settings.name)
+            annotate(flow, key, status, self.counts)
+            return True
+        return False
+
+    def _serve(self, flow: http.HTTPFlow, key: str, entry: Entry, status: Status, age: float) -> None:
+        """Answer from ``entry``: a 304 when the client's own conditions allow, else the response."""
+        request = flow.request
+        name = self.settings.name
+        if self._not_modified(
+            request.headers.get_all("if-none-match"), request.headers.get("if-modified-since"), entry
+        ):
+            flow.response = responses.not_modified(entry, age=age, status=status, cache_name=name)
+        else:
+            flow.response = responses.from_entry(
+                entry, head=request.method == "HEAD", age=age, status=status, cache_name=name
+            )
+        annotate(flow, key, status, self.counts, age)
+
+    @staticmethod
+    def _not_modified(if_none_match: list[str], if_modified_since: str | None, entry: Entry) -> bool:
+        """Whether the client's own conditions let us answer 304 from ``entry`` (RFC 9110 §13.2.2);
+        If-Modified-Since compares with Last-Modified, else the stored Date (RFC 9111 §4.3.2)."""
+        if not if_none_match and not if_modified_since:
+            return False
+        modified = parse_http_date(entry.last_modified)
+        return answer_not_modified(
+            if_none_match, if_modified_since, entry.etag, modified if modified is not None else entry.date
+        )
+
+    def _forward(
+        self, flow: http.HTTPFlow, key: str, *, leader: bool, fwd: str, detail: str | None = None
+    ) -> None:
+        """Let the flow go upstream; its client's conditions are answered when it returns.
+
+        The client's validators are taken off a GET: they may name our generated ETag, which the
+        upstream never saw, and a 304 from upstream would leave nothing to store.
+        """
+        request = flow.request
+        forward = Forward(key=key, leader=leader, fwd=fwd, request_time=time.time(), detail=detail)
+        if request.method == "GET":
+            forward.if_none_match = request.headers.get_all("if-none-match")
+            forward.if_modified_since = request.headers.get("if-modified-since")
+            request.headers.pop("if-none-match", None)
+            request.headers.pop("if-modified-since", None)
+        self._forwards[flow.id] = forward
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        forward = self._forwards.get(flow.id)
+        if forward is None or flow.request.method != "GET" or flow.response is None:
+            return
+        response = flow.response
+        if response.stream or response.status_code in (204, 304):
+            return
+        length = response.headers.get("content-length")
+        limit = self.settings.max_object_bytes
+        if length is not None and length.isdigit() and int(length) > limit:
+            response.stream = True
+            forward.detail = "too-large"
+            self._release(forward, Outcome(Kind.UNSHAREABLE, detail="too-large"))
+            self.hit_for_miss.remember(forward.key, time.time(), self.settings.hit_for_miss)
+            responses.add_status(response, self._miss_status(forward), self.settings.name)
+        elif length is None:
+            # Unknown length: stream it on to the client, keep a copy while it stays small.
+            forward.tee = BodyTee(limit)
+            response.stream = forward.tee
+            responses.add_status(response, self._miss_status(forward), self.settings.name)
+
+    async def response(self, flow: http.HTTPFlow) -> None:
+        request = flow.request
+        if request.method in UNSAFE_METHODS:
+            await self._invalidate(flow)
+            return
+        forward = self._forwards.pop(flow.id, None)
+        if forward is None or flow.response is None:
+            return
+        if request.method == "HEAD":
+            forward.detail = "head"
+            self._finish_forward(flow, forward, Outcome(Kind.UNSHAREABLE, detail="head"))
+            return
+        response = flow.response
+        streamed = bool(response.stream)
+        body = forward.tee.body() if forward.tee is not None else response.raw_content
+        if forward.released or body is None:
+            self._finish_forward(
+                flow, forward, Outcome(Kind.UNSHAREABLE, detail=forward.detail or "too-large")
+            )
+            return
+        admitted = admit(
+            key=forward.key,
+            url=request.url,
+            host=request.host_header or f"{request.host}:{request.port}",
+            method="GET",
+            request_fields=request.headers.fields,
+            status=response.status_code,
+            reason=response.data.reason,
+            response_fields=response.headers.fields,
+            body=body,
+            request_time=forward.request_time,
+            response_time=time.time(),
+            rules=self.settings.rules,
+        )
+        if isinstance(admitted, Refusal):
+            if admitted.reason not in _REQUEST_SPECIFIC:
+                self.hit_for_miss.remember(forward.key, time.time(), self.settings.hit_for_miss)
+            forward.detail = admitted.reason
+            self._finish_forward(flow, forward, Outcome(Kind.UNSHAREABLE, detail=admitted.reason))
+            return
+        await self.store.put(admitted)
+        self.hit_for_miss.forget(forward.key)
+        self.counts["stored"] += 1
+        status = Status(
+            XCache.MISS,
+            fwd=forward.fwd,
+            fwd_status=response.status_code,
+            stored=True,
+            ttl=int(admitted.lifetime - admitted.initial_age),
+        )
+        if streamed:  # headers are on the wire already
+            pass
+        elif self._not_modified(forward.if_none_match, forward.if_modified_since, admitted):
+            flow.response = responses.not_modified(
+                admitted, age=admitted.initial_age, status=status, cache_name=self.settings.name
+            )
+        else:
+            if admitted.upstream_etag is None:
+                response.headers["etag"] = admitted.etag
+            responses.add_status(response, status, self.settings.name)
+        annotate(flow, forward.key, status, self.counts)
+        if forward.leader:
+            self.inflight.finish(forward.key, Outcome(Kind.STORED, entry=admitted))
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        forward = self._forwards.pop(flow.id, None)
+        if forward is None or not forward.leader or forward.released:
+            return
+        message = flow.error.msg if flow.error else "unknown error"
+        if flow.response is None and message.startswith(("Client disconnected", "Connection killed")):
+            outcome = Outcome(Kind.ABANDONED, detail="leader-gone")
+        else:
+            outcome = Outcome(Kind.FAILED, status=502, detail=f"upstream-error: {message}")
+        self.inflight.finish(forward.key, outcome)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _miss_status(self, forward: Forward) -> Status:
+        return Status(XCache.MISS, fwd=forward.fwd, fwd_status=None, detail=forward.detail)
+
+    def _release(self, forward: Forward, outcome: Outcome) -> None:
+        if forward.leader and not forward.released:
+            forward.released = True
+            self.inflight.finish(forward.key, outcome)
+
+    def _finish_forward(self, flow: http.HTTPFlow, forward: Forward, outcome: Outcome) -> None:
+        """A forwarded response that is not stored: stamp it and release the waiters."""
+        self._release(forward, outcome)
+        response = flow.response
+        status = Status(
+            XCache.MISS,
+            fwd=forward.fwd,
+            fwd_status=response.status_code if response else None,
+            detail=forward.detail,
+        )
+        if response is not None and not response.stream:
+            responses.add_status(response, status, self.settings.name)
+        annotate(flow, forward.key, status, self.counts)
+
+    async def _invalidate(self, flow: http.HTTPFlow) -> None:
+        """RFC 9111 §4.4: a non-error response to an unsafe request invalidates the target URI."""
+        if flow.response is None:
+            return
+        key = cache_key(flow.request)
+        status = Status(XCache.BYPASS, fwd="method", fwd_status=flow.response.status_code)
+        if 200 <= flow.response.status_code < 400:
+            dropped = await self.store.delete(key)
+            self.hit_for_miss.forget(key)
+            if dropped:
+                self.counts["invalidated"] += dropped
+                status = Status(
+                    XCache.BYPASS, fwd="method", fwd_status=flow.response.status_code, detail="invalidated"
+                )
+        if not flow.response.stream:
+            responses.add_status(flow.response, status, self.settings.name)
+        annotate(flow, key, status, self.counts)

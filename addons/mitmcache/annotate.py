@@ -1,0 +1,57 @@
+"""How each cache decision shows outside the response: on the flow in mitmweb, in logs, in counts.
+
+``flow.comment`` (mitmweb's comment column and side panel), ``flow.marked`` (a coloured dot in
+the flow list, filterable with ``~marker``) and ``flow.metadata["cache"]`` (plain data, saved
+with ``-w``, filterable with ``~meta``) all say the same thing as ``Cache-Status``.
+"""
+
+import logging
+from collections import Counter
+
+from mitmproxy import http
+
+from .policy.cache_status import Status, XCache
+
+log = logging.getLogger("mitmcache")
+
+MARKERS = {
+    XCache.HIT: ":green_circle:",
+    XCache.STALE: ":yellow_circle:",
+    XCache.COALESCED: ":large_blue_circle:",
+    XCache.REVALIDATED: ":purple_circle:",
+    XCache.MISS: ":red_circle:",
+    XCache.BYPASS: ":white_circle:",
+}
+
+
+def describe(status: Status, age: float | None) -> str:
+    words = [f"cache {status.x_cache}"]
+    if status.detail:
+        words.append(status.detail)
+    if age is not None:
+        words.append(f"age={int(age)}s")
+    if status.ttl is not None:
+        words.append(f"ttl={status.ttl}s")
+    if status.stored:
+        words.append("stored")
+    return " ".join(words)
+
+
+def annotate(
+    flow: http.HTTPFlow, key: str | None, status: Status, counts: Counter[str], age: float | None = None
+) -> None:
+    counts[status.x_cache] += 1
+    if status.detail and status.x_cache in (XCache.MISS, XCache.BYPASS):
+        counts[f"{status.x_cache}:{status.detail}"] += 1
+    flow.comment = describe(status, age)
+    flow.marked = MARKERS[status.x_cache]
+    flow.metadata["cache"] = {
+        "status": status.x_cache,
+        "key": key,
+        "detail": status.detail,
+        "ttl": status.ttl,
+        "age": None if age is None else int(age),
+        "stored": status.stored,
+    }
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("%s %s %s", flow.comment, flow.request.method, key or flow.request.pretty_url)

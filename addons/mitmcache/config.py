@@ -1,0 +1,293 @@
+"""Settings: their names, defaults, environment variables, and validation.
+
+Each setting is a mitmproxy option (visible in mitmweb's options editor, settable with ``--set``)
+whose default comes from the environment, then from a ``.env`` file, then from the table below:
+``--set`` > environment > ``.env`` > built-in default. Options are declared as strings and parsed
+here, because mitmproxy silently drops an addon whose ``int`` option gets a bad ``--set`` value
+(see the addon guide, §5.2); a ``ValueError`` from here becomes an ``OptionsError`` in
+``configure``, which stops startup with a message naming the setting.
+"""
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+
+from .policy.storable import Rules
+
+ENV_FILE_VARIABLE = "CACHE_ENV_FILE"
+
+
+def seconds(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0 or value == float("inf"):
+        raise ValueError
+    return value
+
+
+def positive_seconds(raw: str) -> float:
+    value = seconds(raw)
+    if value == 0:
+        raise ValueError
+    return value
+
+
+def count(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError
+    return value
+
+
+_BYTE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3, "gb": 1024**3}
+
+
+def byte_size(raw: str) -> int:
+    """``1048576``, ``512k``, ``64MB``, ``1g`` (binary units, case-insensitive)."""
+    match = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", raw)
+    if not match or match.group(2).lower() not in _BYTE_UNITS:
+        raise ValueError
+    return int(match.group(1)) * _BYTE_UNITS[match.group(2).lower()]
+
+
+def choice(*allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw.strip().lower() not in allowed:
+            raise ValueError
+        return raw.strip().lower()
+
+    parse.__doc__ = "one of " + ", ".join(allowed)
+    return parse
+
+
+def path_prefix(raw: str) -> str:
+    value = raw.strip().rstrip("/")
+    if not value.startswith("/") or len(value) < 2 or any(c in value for c in "?# "):
+        raise ValueError
+    return value
+
+
+def text(raw: str) -> str:
+    return raw.strip()
+
+
+def token(raw: str) -> str:
+    value = raw.strip()
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9._-]*", value):
+        raise ValueError
+    return value
+
+
+@dataclass(frozen=True)
+class Setting:
+    option: str
+    env: str
+    default: str
+    parse: Callable[[str], Any]
+    expected: str  # what a valid value looks like, for error messages
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "cache_ttl",
+        "DEFAULT_CACHE_EXPIRY_TIME_SECS",
+        "60",
+        seconds,
+        "a number of seconds >= 0",
+        "Freshness lifetime, in seconds, of responses that carry none (no max-age, s-maxage or "
+        "Expires). 0 makes the proxy a pure RFC 9111 shared cache.",
+    ),
+    Setting(
+        "cache_ttl_mode",
+        "CACHE_TTL_MODE",
+        "fallback",
+        choice("fallback", "override"),
+        "fallback or override",
+        "fallback: cache_ttl applies only where the upstream gives no lifetime. override: cache_ttl "
+        "applies to every storable response, ignoring the upstream's lifetimes.",
+    ),
+    Setting(
+        "cache_refresh_window",
+        "DEFAULT_REFRESH_WINDOW_SECS",
+        "60",
+        seconds,
+        "a number of seconds >= 0",
+        "When an entry goes stale: if a client asked for it within this many seconds it is refreshed "
+        "in the background (clients get the stale copy meanwhile), otherwise it is dropped.",
+    ),
+    Setting(
+        "cache_upstream_timeout",
+        "REQ_TIMEOUT",
+        "10",
+        positive_seconds,
+        "a number of seconds > 0",
+        "Upstream fetch timeout, in seconds; also the longest a held (coalesced) client waits.",
+    ),
+    Setting(
+        "cache_admin_key",
+        "CLEAR_CACHE_KEY",
+        "",
+        text,
+        "any string",
+        "Password of the control endpoints (Clear-Cache header, admin API). Empty: they refuse.",
+    ),
+    Setting(
+        "cache_admin_prefix",
+        "CACHE_ADMIN_PREFIX",
+        "/__cache",
+        path_prefix,
+        "a path such as /__cache",
+        "Path prefix reserved for the admin API (health, stats, ...); never forwarded upstream.",
+    ),
+    Setting(
+        "cache_max_bytes",
+        "CACHE_MAX_BYTES",
+        "256MB",
+        byte_size,
+        "a size such as 268435456, 512k, 64MB, 1g",
+        "Upper bound of the memory the stored entries use; least recently used entries are evicted.",
+    ),
+    Setting(
+        "cache_max_entries",
+        "CACHE_MAX_ENTRIES",
+        "100000",
+        count,
+        "a whole number >= 0",
+        "Upper bound of the number of stored entries (0: no bound beyond cache_max_bytes).",
+    ),
+    Setting(
+        "cache_max_object_bytes",
+        "CACHE_MAX_OBJECT_BYTES",
+        "8MB",
+        byte_size,
+        "a size such as 1048576, 512k, 8MB",
+        "Largest body stored. Larger bodies, and bodies of unknown length that grow past it, are "
+        "streamed to the client and not stored.",
+    ),
+    Setting(
+        "cache_stale_if_error",
+        "CACHE_STALE_IF_ERROR_SECS",
+        "300",
+        seconds,
+        "a number of seconds >= 0",
+        "How long past its expiry a stale copy may stand in for a failing upstream, where the upstream "
+        "gave no stale-if-error of its own and did not forbid stale (must-revalidate, ...).",
+    ),
+    Setting(
+        "cache_hit_for_miss",
+        "CACHE_HIT_FOR_MISS_SECS",
+        "30",
+        seconds,
+        "a number of seconds >= 0",
+        "How long a URL whose response could not be shared (private, Set-Cookie, too large, ...) goes "
+        "straight upstream instead of waiting behind another request for it.",
+    ),
+    Setting(
+        "cache_refresh_ahead",
+        "CACHE_REFRESH_AHEAD_SECS",
+        "0",
+        seconds,
+        "a number of seconds >= 0",
+        "Refresh an entry a client asked for this many seconds before it expires (jittered), so that "
+        "hot keys are never even served stale. 0: off. Costs upstream requests for keys that cool down.",
+    ),
+    Setting(
+        "cache_refresh_concurrency",
+        "CACHE_REFRESH_CONCURRENCY",
+        "8",
+        count,
+        "a whole number >= 1",
+        "Most background refreshes and revalidations running against the upstream at once.",
+    ),
+    Setting(
+        "cache_name",
+        "CACHE_NAME",
+        "mitmcache",
+        token,
+        "a token such as mitmcache",
+        "This cache's name in the Cache-Status response field (RFC 9211).",
+    ),
+    Setting(
+        "cache_log_level",
+        "CACHE_LOG_LEVEL",
+        "info",
+        choice("debug", "info", "warning", "error"),
+        "debug, info, warning or error",
+        "Level of the cache's own log lines; debug logs one line per cache decision.",
+    ),
+)
+
+BY_OPTION = {s.option: s for s in SETTINGS}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The parsed settings, read once per option change rather than on every request."""
+
+    ttl: float
+    ttl_mode: str
+    refresh_window: float
+    upstream_timeout: float
+    admin_key: str
+    admin_prefix: str
+    max_bytes: int
+    max_entries: int
+    max_object_bytes: int
+    stale_if_error: float
+    hit_for_miss: float
+    refresh_ahead: float
+    refresh_concurrency: int
+    name: str
+    log_level: str
+
+    @property
+    def serve_stale_in_window(self) -> bool:
+        """The refresh window may serve stale copies, except in pure RFC 9111 mode (ttl 0), where
+        only the upstream (stale-while-revalidate) or the client (max-stale) may allow it."""
+        return self.ttl > 0
+
+    @property
+    def rules(self) -> Rules:
+        return Rules(default_ttl=self.ttl, override=self.ttl_mode == "override")
+
+
+def env_file_values(environ: Mapping[str, str], cwd: Path) -> dict[str, str]:
+    """The ``.env`` file's values: ``$CACHE_ENV_FILE`` if set, else ``.env`` in the working directory."""
+    path = Path(environ.get(ENV_FILE_VARIABLE) or cwd / ".env")
+    if not path.is_file():
+        if environ.get(ENV_FILE_VARIABLE):
+            raise ValueError(f"{ENV_FILE_VARIABLE}: no such file: {path}")
+        return {}
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def defaults(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> dict[str, str]:
+    """Each option's default: its environment variable, else ``.env``, else the built-in value."""
+    environ = os.environ if environ is None else environ
+    dotenv = env_file_values(environ, cwd or Path.cwd())
+    return {s.option: environ.get(s.env, dotenv.get(s.env, s.default)) for s in SETTINGS}
+
+
+def parse_one(option: str, raw: str) -> Any:
+    setting = BY_OPTION[option]
+    try:
+        value = setting.parse(raw)
+        if option == "cache_refresh_concurrency" and value < 1:
+            raise ValueError
+    except ValueError:
+        raise ValueError(
+            f"invalid value {raw!r} for {setting.option} (environment variable {setting.env}): "
+            f"expected {setting.expected}"
+        ) from None
+    return value
+
+
+def parse_settings(raw: Mapping[str, str]) -> Settings:
+    """Validate every option; the first bad one raises ValueError naming option and variable."""
+    values = {s.option: parse_one(s.option, raw[s.option]) for s in SETTINGS}
+    return Settings(**{option.removeprefix("cache_"): value for option, value in values.items()})

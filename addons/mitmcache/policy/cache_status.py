@@ -1,0 +1,53 @@
+"""The ``Cache-Status`` response field (RFC 9211) and our ``X-Cache`` summary of it.
+
+Every decision the cache makes carries a machine-readable reason; this module renders it.
+"""
+
+import re
+from dataclasses import dataclass
+
+_SF_TOKEN = re.compile(r"[A-Za-z*][A-Za-z0-9!#$%&'*+.^_`|~:/-]*")
+
+
+class XCache:
+    """Values of ``X-Cache``: one word a person can filter flows by."""
+
+    HIT = "HIT"
+    STALE = "STALE"
+    MISS = "MISS"
+    COALESCED = "COALESCED"
+    REVALIDATED = "REVALIDATED"
+    BYPASS = "BYPASS"
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """One cache's member of the Cache-Status list (RFC 9211 §2)."""
+
+    x_cache: str
+    hit: bool = False
+    fwd: str | None = None  # "bypass" | "method" | "uri-miss" | "vary-miss" | "miss" | "request" | "stale"
+    fwd_status: int | None = None
+    ttl: int | None = None
+    stored: bool = False
+    collapsed: bool = False
+    detail: str | None = None
+
+    def render(self, cache_name: str) -> str:
+        parts = [cache_name]
+        if self.hit:
+            parts.append("hit")
+        if self.fwd:
+            parts.append(f"fwd={self.fwd}")
+        if self.fwd_status is not None:
+            parts.append(f"fwd-status={self.fwd_status}")
+        if self.stored:
+            parts.append("stored")
+        if self.collapsed:
+            parts.append("collapsed")
+        if self.ttl is not None:
+            parts.append(f"ttl={self.ttl}")
+        if self.detail:
+            token = _SF_TOKEN.fullmatch(self.detail)
+            parts.append(f"detail={self.detail}" if token else f'detail="{self.detail}"')
+        return "; ".join(parts)

@@ -1,0 +1,51 @@
+"""Header-field helpers over raw ``(name, value)`` byte pairs, the form mitmproxy keeps on the wire.
+
+Policy code reads headers through these so that it needs no mitmproxy type and keeps every value of
+a repeated field (RFC 9110 §5.3): joining ``Set-Cookie`` lines with commas corrupts them.
+"""
+
+from collections.abc import Iterable, Sequence
+
+Fields = Sequence[tuple[bytes, bytes]]
+
+# RFC 9110 §7.6.1: hop-by-hop fields, never stored or forwarded from a cache (RFC 9111 §3.1).
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+    }
+)
+
+
+def get_all(fields: Fields, name: str) -> list[str]:
+    """Every value of field ``name`` (case-insensitive), in order, decoded as latin-1."""
+    wanted = name.lower().encode()
+    return [v.decode("latin-1") for k, v in fields if k.lower() == wanted]
+
+
+def get_first(fields: Fields, name: str) -> str | None:
+    values = get_all(fields, name)
+    return values[0] if values else None
+
+
+def split_list(values: Iterable[str]) -> list[str]:
+    """Split comma-separated list fields (RFC 9110 §5.6.1) into stripped, non-empty members."""
+    return [member.strip() for value in values for member in value.split(",") if member.strip()]
+
+
+def connection_listed(fields: Fields) -> frozenset[bytes]:
+    """Field names that ``Connection`` declares hop-by-hop for this message (RFC 9110 §7.6.1)."""
+    return frozenset(name.lower().encode() for name in split_list(get_all(fields, "connection")))
+
+
+def without_hop_by_hop(fields: Fields) -> list[tuple[bytes, bytes]]:
+    """The end-to-end fields of a message: hop-by-hop and ``Connection``-listed ones removed."""
+    dropped = HOP_BY_HOP | connection_listed(fields)
+    return [(k, v) for k, v in fields if k.lower() not in dropped]

@@ -1,0 +1,80 @@
+"""Freshness lifetime and age (RFC 9111 §4.2).
+
+All times are seconds since the epoch (floats); the caller passes the clock in.
+"""
+
+from dataclasses import dataclass
+
+from .cache_control import DELTA_SECONDS_CAP, Directives, delta_seconds
+from .dates import parse_http_date
+
+# RFC 9110 §15.1 "heuristically cacheable" status codes, minus 206: a partial response is never
+# stored as if it were complete (RFC 9111 §3.3 allows storing it only as partial content).
+HEURISTICALLY_CACHEABLE_STATUS_CODES = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
+
+
+@dataclass(frozen=True, slots=True)
+class Lifetime:
+    """How long a response is fresh, and where that number came from (for Cache-Status/logs)."""
+
+    seconds: float
+    source: str  # "s-maxage" | "max-age" | "expires" | "default" | "override"
+
+
+def freshness_lifetime(
+    status: int,
+    directives: Directives,
+    expires: list[str],
+    date: float,
+    *,
+    default_ttl: float,
+    override: bool,
+) -> Lifetime | None:
+    """The freshness lifetime of a response (RFC 9111 §4.2.1), or None when it has none at all.
+
+    "A cache can calculate the freshness lifetime ... by evaluating the following rules and using
+    the first match: s-maxage (shared cache) ... max-age ... Expires minus Date ... heuristic."
+    An invalid s-maxage/max-age/Expires means "already stale" (§4.2.1, §5.3): lifetime 0.
+    ``default_ttl`` stands in for the heuristic (§4.2.2) for heuristically cacheable statuses and
+    ``public`` responses; ``override`` applies it to everything, ignoring the upstream's lifetimes.
+    """
+    if override:
+        return Lifetime(default_ttl, "override")
+    for name in ("s-maxage", "max-age"):
+        if name in directives:
+            return Lifetime(float(delta_seconds(directives, name) or 0), name)
+    if expires:
+        expires_at = parse_http_date(expires[0])
+        return Lifetime(max(0.0, expires_at - date) if expires_at is not None else 0.0, "expires")
+    if status in HEURISTICALLY_CACHEABLE_STATUS_CODES or "public" in directives:
+        return Lifetime(default_ttl, "default")
+    return None
+
+
+def corrected_initial_age(
+    age_values: list[str], date: float, request_time: float, response_time: float
+) -> float:
+    """``corrected_initial_age`` of RFC 9111 §4.2.3, computed once when the response arrives.
+
+    apparent_age = max(0, response_time - date_value); corrected_age_value = age_value +
+    response_delay; corrected_initial_age = max(apparent_age, corrected_age_value).
+    """
+    age_value = _age_value(age_values)
+    apparent_age = max(0.0, response_time - date)
+    response_delay = max(0.0, response_time - request_time)
+    return max(apparent_age, age_value + response_delay)
+
+
+def _age_value(age_values: list[str]) -> float:
+    """The ``Age`` field's delta-seconds (RFC 9111 §5.1): first value; invalid counts as 0."""
+    if not age_values:
+        return 0.0
+    raw = age_values[0].strip()
+    if not raw.isascii() or not raw.isdigit():
+        return 0.0
+    return float(min(int(raw), DELTA_SECONDS_CAP))
+
+
+def current_age(initial_age: float, response_time: float, now: float) -> float:
+    """current_age = corrected_initial_age + resident_time (RFC 9111 §4.2.3)."""
+    return initial_age + max(0.0, now - response_time)

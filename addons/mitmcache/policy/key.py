@@ -1,0 +1,55 @@
+"""Cache keys (RFC 9111 §2, §4.1).
+
+The primary key is the target URI with the query's parameters sorted by name, so that
+``?b=2&a=1`` and ``?a=1&b=2`` share an entry; values of a repeated name keep their order, since
+``?tag=x&tag=y`` and ``?tag=y&tag=x`` can mean different things. Raw bytes are kept (no
+re-encoding), so distinct URLs never collide. The secondary key is the request's values of the
+fields the response's ``Vary`` names, normalised as §4.1 allows.
+"""
+
+from collections.abc import Iterable, Sequence
+
+from .fields import Fields, get_all, split_list
+
+
+def primary_key(scheme: str, authority: str, path: str) -> str:
+    """``scheme://authority/path?sorted-query``: one key per resource, whatever the query order."""
+    base, sep, query = path.partition("?")
+    if sep and query:
+        params = [p for p in query.split("&") if p]
+        params.sort(key=lambda p: p.partition("=")[0])  # stable: repeated names keep their order
+        path = base + "?" + "&".join(params) if params else base
+    else:
+        path = base
+    return f"{scheme.lower()}://{authority.lower()}{path or '/'}"
+
+
+def vary_names(response_fields: Fields) -> tuple[str, ...] | None:
+    """Lower-cased field names from ``Vary``, sorted and deduplicated; None for ``Vary: *``."""
+    names = {name.lower() for name in split_list(get_all(response_fields, "vary"))}
+    if "*" in names:
+        return None
+    return tuple(sorted(names))
+
+
+def normalise(name: str, values: Sequence[str]) -> str:
+    """One comparable value for a request field (RFC 9111 §4.1 allows normalising).
+
+    Repeated lines are combined, whitespace around list members is dropped, and for the
+    content-negotiation fields, whose members are case-insensitive tokens, case and member order
+    are ignored.
+    """
+    members = split_list(values)
+    if name in ("accept-encoding", "accept-language", "accept", "accept-charset"):
+        return ",".join(sorted(m.replace(" ", "").lower() for m in members))
+    return ",".join(" ".join(m.split()) for m in members)
+
+
+def secondary_key(names: Iterable[str], request_fields: Fields) -> tuple[tuple[str, str], ...]:
+    """The request's normalised values of ``names``; an absent field is ``""``."""
+    return tuple((name, normalise(name, get_all(request_fields, name))) for name in names)
+
+
+def matches(vary: tuple[tuple[str, str], ...], request_fields: Fields) -> bool:
+    """Whether a stored variant may answer this request (RFC 9111 §4.1)."""
+    return all(normalise(name, get_all(request_fields, name)) == value for name, value in vary)

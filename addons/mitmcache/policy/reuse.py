@@ -1,0 +1,116 @@
+"""May a stored response answer this request, and how (RFC 9111 §4, §4.2.4, §5.2.1; RFC 5861)?"""
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+
+from ..entry import Entry
+from . import cache_control
+from .fields import split_list
+from .freshness import current_age
+
+
+class Use(Enum):
+    FRESH = "fresh"  # serve it
+    STALE = "stale"  # serve it stale and refresh it in the background
+    REVALIDATE = "revalidate"  # ask the upstream first (conditionally when it has validators)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestDirectives:
+    """The request's cache directives (RFC 9111 §5.2.1) that change how an entry may be used."""
+
+    no_cache: bool = False
+    no_store: bool = False
+    only_if_cached: bool = False
+    max_age: int | None = None
+    min_fresh: int | None = None
+    max_stale: float | None = None  # math.inf for a bare max-stale
+
+
+NO_DIRECTIVES = RequestDirectives()
+
+
+def request_directives(cache_control_values: list[str], pragma_values: list[str]) -> RequestDirectives:
+    """Parse request ``Cache-Control``; ``Pragma: no-cache`` counts only without it (RFC 9111 §5.4)."""
+    if not cache_control_values:
+        pragma = {member.lower() for member in split_list(pragma_values)}
+        return RequestDirectives(no_cache=True) if "no-cache" in pragma else NO_DIRECTIVES
+    cc = cache_control.parse(cache_control_values)
+    max_stale: float | None = None
+    if "max-stale" in cc:
+        max_stale = math.inf if cc["max-stale"] is None else cache_control.delta_seconds(cc, "max-stale")
+    return RequestDirectives(
+        no_cache="no-cache" in cc,
+        no_store="no-store" in cc,
+        only_if_cached="only-if-cached" in cc,
+        max_age=cache_control.delta_seconds(cc, "max-age"),
+        min_fresh=cache_control.delta_seconds(cc, "min-fresh"),
+        max_stale=max_stale,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    use: Use
+    reason: str  # why, for Cache-Status detail and logs
+    age: float
+    ttl: float  # remaining freshness; negative when stale
+
+
+def decide(
+    entry: Entry,
+    request: RequestDirectives,
+    now: float,
+    *,
+    refresh_window: float,
+    serve_stale_in_window: bool,
+) -> Decision:
+    """How ``entry`` may answer a request now.
+
+    Stale entries are served (while refreshed in the background) only where permitted: by the
+    client (``max-stale``), by the upstream (``stale-while-revalidate``), or by the operator's
+    refresh window for entries a client asked for within it -- and never when the upstream said
+    ``must-revalidate``, ``proxy-revalidate`` or ``s-maxage`` (RFC 9111 §4.2.4, §5.2.2.2).
+    ``entry.last_access`` must still be the time of the previous request.
+    """
+    age = current_age(entry.initial_age, entry.response_time, now)
+    ttl = entry.lifetime - age
+
+    def result(use: Use, reason: str) -> Decision:
+        return Decision(use, reason, age, ttl)
+
+    if request.no_cache:
+        return result(Use.REVALIDATE, "request-no-cache")
+    if entry.no_cache:
+        return result(Use.REVALIDATE, "no-cache")
+    if request.max_age is not None and age > request.max_age:
+        return result(Use.REVALIDATE, "request-max-age")
+    if ttl > 0:
+        if request.min_fresh is not None and ttl < request.min_fresh:
+            return result(Use.REVALIDATE, "request-min-fresh")
+        return result(Use.FRESH, "fresh")
+    staleness = -ttl
+    if entry.must_revalidate:
+        return result(Use.REVALIDATE, "must-revalidate")
+    if request.max_stale is not None and staleness <= request.max_stale:
+        return result(Use.STALE, "max-stale")
+    if staleness <= entry.stale_while_revalidate:
+        return result(Use.STALE, "stale-while-revalidate")
+    if serve_stale_in_window and now - entry.last_access <= refresh_window:
+        return result(Use.STALE, "refresh-window")
+    return result(Use.REVALIDATE, "stale")
+
+
+def may_serve_stale_on_error(entry: Entry, now: float, configured_limit: float) -> bool:
+    """Whether a stale copy may stand in for a failed upstream (RFC 5861 §4, RFC 9111 §4.2.4).
+
+    The upstream's ``stale-if-error`` allows it explicitly; otherwise the operator's limit does,
+    unless the upstream forbade serving stale at all.
+    """
+    staleness = current_age(entry.initial_age, entry.response_time, now) - entry.lifetime
+    if staleness <= 0:
+        return True
+    if staleness <= entry.stale_if_error:
+        return True
+    return not entry.must_revalidate and not entry.no_cache and staleness <= configured_limit

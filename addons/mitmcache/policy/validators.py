@@ -1,0 +1,89 @@
+"""Validators and conditional requests answered from the cache (RFC 9110 §8.8, §13).
+
+A stored response without an ETag gets a strong one made from its body, so that every cached
+response can be revalidated by clients with ``If-None-Match``.
+"""
+
+import base64
+import hashlib
+import re
+
+from .dates import parse_http_date
+
+_ENTITY_TAG = re.compile(r'\s*(W/)?("[\x21\x23-\x7e\x80-\xff]*")\s*(?:,|$)')
+
+
+def generate_etag(body: bytes) -> str:
+    """A strong entity-tag (RFC 9110 §8.8.3) that changes whenever the body's bytes change."""
+    digest = hashlib.blake2b(body, digest_size=16).digest()
+    return '"' + base64.urlsafe_b64encode(digest).rstrip(b"=").decode() + '"'
+
+
+def parse_entity_tags(value: str) -> list[str] | None:
+    """The opaque-tags (quotes kept, ``W/`` dropped) of an ``If-None-Match`` list, ``["*"]``
+    for ``*``, or None when the field is malformed and must be ignored (RFC 9110 §13.1.2)."""
+    stripped = value.strip()
+    if stripped == "*":
+        return ["*"]
+    tags: list[str] = []
+    pos = 0
+    while pos < len(value):
+        match = _ENTITY_TAG.match(value, pos)
+        if match is None:
+            return None
+        tags.append(match.group(2))
+        pos = match.end()
+    return tags or None
+
+
+def opaque_tag(etag: str) -> str:
+    """The tag without its weakness indicator, for weak comparison (RFC 9110 §8.8.3.2)."""
+    return etag.removeprefix("W/")
+
+
+def none_match(if_none_match: list[str], etag: str) -> bool | None:
+    """Evaluate ``If-None-Match`` (RFC 9110 §13.1.2) against the stored ETag.
+
+    Returns True when the condition holds (serve the full response), False when it fails (304),
+    None when the field is malformed (ignore it). Comparison is weak: ``W/"a"`` matches ``"a"``.
+    """
+    tags: list[str] = []
+    for line in if_none_match:
+        parsed = parse_entity_tags(line)
+        if parsed is None:
+            return None
+        tags.extend(parsed)
+    if "*" in tags:
+        return False
+    return opaque_tag(etag) not in tags
+
+
+def modified_since(if_modified_since: str, last_modified: float) -> bool | None:
+    """Evaluate ``If-Modified-Since`` (RFC 9110 §13.1.3): True when modified after the date,
+    None when the date is invalid (ignore the field)."""
+    since = parse_http_date(if_modified_since)
+    if since is None:
+        return None
+    return last_modified > since
+
+
+def answer_not_modified(
+    if_none_match: list[str],
+    if_modified_since: str | None,
+    etag: str,
+    last_modified: float,
+) -> bool:
+    """Whether a GET/HEAD may be answered with 304 (RFC 9110 §13.2.2 precedence).
+
+    If-None-Match, when present and well-formed, decides alone; only without it is
+    If-Modified-Since evaluated. An unconditional request never gets a 304.
+    """
+    if if_none_match:
+        result = none_match(if_none_match, etag)
+        if result is not None:
+            return not result
+    if if_modified_since:
+        result = modified_since(if_modified_since, last_modified)
+        if result is not None:
+            return not result
+    return False

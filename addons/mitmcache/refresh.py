@@ -1,0 +1,161 @@
+"""Revalidating and refreshing stored entries, one upstream fetch per key.
+
+A refresh asks the upstream conditionally when the entry has validators, so a ``304`` just renews
+it. It sends a clean request -- the URL, Host, the fields the entry varies on and the validators;
+never a client's ``Authorization`` or ``Cookie`` -- and it is always a GET. A refresh that fails
+keeps the stored copy (good data is never thrown away) and is retried with backoff.
+"""
+
+import asyncio
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from .coalesce import HitForMiss, Inflight, Kind, Outcome
+from .config import Settings
+from .entry import Entry
+from .policy.revalidation import conditional_fields, freshened_fields, validator_matches
+from .policy.storable import Refusal, admit
+from .store.base import Store
+from .upstream import TooLarge, Upstream, UpstreamError
+
+log = logging.getLogger("mitmcache")
+
+MAX_BACKOFF_SECONDS = 60.0
+
+
+def refresh_request_fields(entry: Entry) -> list[tuple[bytes, bytes]]:
+    """The clean request a refresh sends (without validators)."""
+    fields = [(b"host", entry.host.encode("latin-1"))]
+    fields += [(name.encode(), value.encode("latin-1")) for name, value in entry.vary if value]
+    if not any(name == "accept-encoding" for name, _ in entry.vary):
+        fields.append((b"accept-encoding", b"identity"))  # else httpx would ask for gzip on its own
+    return fields
+
+
+class Refresher:
+    def __init__(
+        self,
+        store: Store,
+        upstream: Upstream,
+        inflight: Inflight,
+        hit_for_miss: HitForMiss,
+        settings: Callable[[], Settings],
+        counts: Counter[str],
+    ) -> None:
+        self._store = store
+        self._upstream = upstream
+        self._inflight = inflight
+        self._hit_for_miss = hit_for_miss
+        self._settings = settings
+        self._counts = counts
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slots: asyncio.Semaphore | None = None
+        self._slot_count = 0
+
+    def start(self, entry: Entry) -> bool:
+        """Refresh ``entry`` unless a fetch for its key is under way; True when one started."""
+        if not self._inflight.lead(entry.key):
+            return False
+        task = asyncio.get_running_loop().create_task(self._run(entry))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    def start_in_background(self, entry: Entry, now: float) -> bool:
+        """Like ``start``, but honours the backoff of an entry whose last refresh failed."""
+        if now < entry.retry_at:
+            return False
+        started = self.start(entry)
+        if started:
+            self._counts["refresh_background"] += 1
+        return started
+
+    async def revalidate(self, entry: Entry, timeout: float) -> Outcome | None:
+        """Revalidate ``entry`` (or join the fetch under way) and wait for it; None on timeout."""
+        self.start(entry)
+        return await self._inflight.wait(entry.key, timeout)
+
+    def cancel_all(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        wanted = self._settings().refresh_concurrency
+        if self._slots is None or self._slot_count != wanted:
+            self._slots, self._slot_count = asyncio.Semaphore(wanted), wanted
+        return self._slots
+
+    async def _run(self, entry: Entry) -> None:
+        outcome = Outcome(Kind.FAILED, status=502, detail="refresh-cancelled")
+        try:
+            async with self._semaphore():
+                outcome = await self.fetch(entry)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a bug must not leave waiters hanging
+            log.exception("refresh of %s failed unexpectedly", entry.key)
+            outcome = Outcome(Kind.FAILED, status=502, detail=f"refresh-error: {type(e).__name__}")
+        finally:
+            self._inflight.finish(entry.key, outcome)
+
+    async def fetch(self, entry: Entry) -> Outcome:
+        """One conditional GET for ``entry``; stores what comes back and says what happened."""
+        settings = self._settings()
+        request_fields = refresh_request_fields(entry)
+        try:
+            fetched = await self._upstream.get(
+                entry.url,
+                request_fields + conditional_fields(entry),
+                settings.upstream_timeout,
+                settings.max_object_bytes,
+            )
+        except UpstreamError as e:
+            self._backoff(entry)
+            self._counts["refresh_failed"] += 1
+            log.warning("refresh of %s failed: %s", entry.key, e.detail)
+            return Outcome(Kind.FAILED, status=e.status, detail=e.detail)
+        except TooLarge:
+            await self._store.delete(entry.key)
+            self._hit_for_miss.remember(entry.key, time.time(), settings.hit_for_miss)
+            return Outcome(Kind.UNSHAREABLE, detail="too-large")
+
+        if fetched.status in (500, 502, 503, 504):  # RFC 5861 §4: what counts as an error
+            self._backoff(entry)
+            self._counts["refresh_failed"] += 1
+            log.warning("refresh of %s failed: upstream answered %d", entry.key, fetched.status)
+            return Outcome(Kind.FAILED, status=502, detail=f"upstream-status-{fetched.status}")
+
+        revalidated = fetched.status == 304 and validator_matches(entry, fetched.fields)
+        admitted = admit(
+            key=entry.key,
+            url=entry.url,
+            host=entry.host,
+            method="GET",
+            request_fields=request_fields,
+            status=entry.status if revalidated else fetched.status,
+            reason=entry.reason if revalidated else fetched.reason,
+            response_fields=freshened_fields(entry, fetched.fields) if revalidated else fetched.fields,
+            body=entry.body if revalidated else fetched.body,
+            request_time=fetched.request_time,
+            response_time=fetched.response_time,
+            rules=settings.rules,
+        )
+        if isinstance(admitted, Refusal):
+            await self._store.delete(entry.key)
+            self._hit_for_miss.remember(entry.key, time.time(), settings.hit_for_miss)
+            self._counts["refresh_unshareable"] += 1
+            return Outcome(Kind.UNSHAREABLE, detail=admitted.reason)
+        admitted.last_access = entry.last_access
+        admitted.hits = entry.hits
+        await self._store.put(admitted)
+        self._counts["refresh_revalidated" if revalidated else "refresh_replaced"] += 1
+        return Outcome(Kind.STORED, entry=admitted, revalidated=revalidated)
+
+    @staticmethod
+    def _backoff(entry: Entry) -> None:
+        entry.refresh_failures += 1
+        delay = min(MAX_BACKOFF_SECONDS, 2.0 ** (entry.refresh_failures - 1))
+        entry.retry_at = time.time() + delay * random.uniform(0.5, 1.0)

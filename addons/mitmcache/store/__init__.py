@@ -1,0 +1,1 @@
+"""Where entries live: a small async interface (``base.Store``) and its implementations."""

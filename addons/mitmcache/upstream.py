@@ -1,0 +1,86 @@
+"""The one place that asks the upstream for something outside a client's flow.
+
+Refreshes and revalidations run here, on our own pooled ``httpx`` client, rather than through
+mitmproxy's ``replay.client``, which serialises replays through one global queue and runs every
+addon hook for them (see the addon guide, §4.1). Bodies are read raw (still content-encoded), the
+way mitmproxy stores them, and never beyond the cache's object size.
+"""
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import httpx
+
+
+@dataclass(slots=True)
+class Fetched:
+    status: int
+    reason: bytes
+    fields: list[tuple[bytes, bytes]]
+    body: bytes
+    request_time: float
+    response_time: float
+
+
+class UpstreamError(Exception):
+    """The upstream could not be reached, or did not answer in time."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status  # what a client should get: 502 (error) or 504 (timeout)
+        self.detail = detail
+
+
+class TooLarge(Exception):
+    """The body grew past the largest object the cache stores."""
+
+
+class Upstream:
+    def __init__(self) -> None:
+        self._client: httpx.AsyncClient | None = None
+
+    def start(self, verify_tls: bool, max_connections: int) -> None:
+        self._client = httpx.AsyncClient(
+            verify=verify_tls,
+            trust_env=False,  # never route refreshes through a proxy from the environment
+            follow_redirects=False,
+            timeout=None,  # bounded by the caller's overall deadline instead
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        )
+
+    async def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    async def get(
+        self, url: str, fields: Sequence[tuple[bytes, bytes]], timeout: float, max_bytes: int
+    ) -> Fetched:
+        """GET ``url`` with exactly ``fields``; raise UpstreamError, or TooLarge past ``max_bytes``."""
+        if self._client is None:
+            raise UpstreamError(502, "upstream client not running")
+        request_time = time.time()
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._client.stream("GET", url, headers=list(fields)) as response:
+                    chunks: list[bytes] = []
+                    size = 0
+                    async for chunk in response.aiter_raw():
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise TooLarge
+                        chunks.append(chunk)
+                    return Fetched(
+                        status=response.status_code,
+                        reason=response.reason_phrase.encode("latin-1", "replace"),
+                        fields=list(response.headers.raw),
+                        body=b"".join(chunks),
+                        request_time=request_time,
+                        response_time=time.time(),
+                    )
+        except TimeoutError:
+            raise UpstreamError(504, f"upstream-timeout after {timeout:g}s") from None
+        except httpx.HTTPError as e:
+            raise UpstreamError(502, f"upstream-error: {type(e).__name__}: {e}".rstrip(": ")) from None
