@@ -21,6 +21,7 @@ from .annotate import annotate
 from .coalesce import HitForMiss, Inflight, Kind, Outcome
 from .control import Control
 from .entry import Entry
+from .expiry import ExpiryScheduler
 from .policy.cache_status import Status, XCache
 from .policy.dates import parse_http_date
 from .policy.freshness import current_age
@@ -77,8 +78,15 @@ class Cache:
         self.hit_for_miss = HitForMiss()
         self.upstream = Upstream()
         self.refresher = Refresher(
-            self.store, self.upstream, self.inflight, self.hit_for_miss, lambda: self.settings, self.counts
+            self.store,
+            self.upstream,
+            self.inflight,
+            self.hit_for_miss,
+            lambda: self.settings,
+            self.counts,
+            on_store=lambda entry: self.expiry.track(entry),
         )
+        self.expiry = ExpiryScheduler(self.store, self.refresher, lambda: self.settings, self.counts)
         self.control = Control(self.store, self.counts)
         self.addons = [self.control]  # mitmproxy registers children: the control plane's commands
         self._forwards: dict[str, Forward] = {}
@@ -114,8 +122,10 @@ class Cache:
     def running(self) -> None:
         verify = not ctx.options.ssl_insecure if "ssl_insecure" in ctx.options else True
         self.upstream.start(verify_tls=verify, max_connections=max(self.settings.refresh_concurrency, 1) * 2)
+        self.expiry.start()
 
     def done(self) -> None:
+        self.expiry.stop()
         self.refresher.cancel_all()
         asyncio.get_event_loop().create_task(self.upstream.close())
 
@@ -198,6 +208,7 @@ class Cache:
             now,
             refresh_window=settings.refresh_window,
             serve_stale_in_window=settings.serve_stale_in_window,
+            error_limit=settings.stale_if_error,
         )
         entry.last_access = now
         entry.hits += 1
@@ -375,6 +386,7 @@ class Cache:
             self._finish_forward(flow, forward, Outcome(Kind.UNSHAREABLE, detail=admitted.reason))
             return
         await self.store.put(admitted)
+        self.expiry.track(admitted)
         self.hit_for_miss.forget(forward.key)
         self.counts["stored"] += 1
         status = Status(

@@ -44,7 +44,9 @@ class Refresher:
         hit_for_miss: HitForMiss,
         settings: Callable[[], Settings],
         counts: Counter[str],
+        on_store: Callable[[Entry], None],
     ) -> None:
+        self._on_store = on_store
         self._store = store
         self._upstream = upstream
         self._inflight = inflight
@@ -151,6 +153,7 @@ class Refresher:
         admitted.last_access = entry.last_access
         admitted.hits = entry.hits
         await self._store.put(admitted)
+        self._on_store(admitted)
         self._counts["refresh_revalidated" if revalidated else "refresh_replaced"] += 1
         return Outcome(Kind.STORED, entry=admitted, revalidated=revalidated)
 

@@ -65,6 +65,7 @@ def decide(
     *,
     refresh_window: float,
     serve_stale_in_window: bool,
+    error_limit: float = 0.0,
 ) -> Decision:
     """How ``entry`` may answer a request now.
 
@@ -72,7 +73,9 @@ def decide(
     client (``max-stale``), by the upstream (``stale-while-revalidate``), or by the operator's
     refresh window for entries a client asked for within it -- and never when the upstream said
     ``must-revalidate``, ``proxy-revalidate`` or ``s-maxage`` (RFC 9111 §4.2.4, §5.2.2.2).
-    ``entry.last_access`` must still be the time of the previous request.
+    While refreshes of the entry keep failing, it is served stale only within the stale-if-error
+    allowance (the upstream's, or ``error_limit``), so an upstream that stays down does not turn
+    into ever older data. ``entry.last_access`` must still be the time of the previous request.
     """
     age = current_age(entry.initial_age, entry.response_time, now)
     ttl = entry.lifetime - age
@@ -93,6 +96,8 @@ def decide(
     staleness = -ttl
     if entry.must_revalidate:
         return result(Use.REVALIDATE, "must-revalidate")
+    if entry.refresh_failures and not may_serve_stale_on_error(entry, now, error_limit):
+        return result(Use.REVALIDATE, "refresh-failing")
     if request.max_stale is not None and staleness <= request.max_stale:
         return result(Use.STALE, "max-stale")
     if staleness <= entry.stale_while_revalidate:

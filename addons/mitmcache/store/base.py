@@ -25,6 +25,14 @@ class Store(Protocol):
         """The stored variants of a URL (empty when none); counts as a use for eviction."""
         ...
 
+    async def peek(self, key: str) -> Sequence[Entry]:
+        """Like ``variants``, but not a use: housekeeping must not keep entries alive."""
+        ...
+
+    async def discard(self, entry: Entry) -> bool:
+        """Drop this one variant if it is still the stored one; True when it was."""
+        ...
+
     async def put(self, entry: Entry) -> None:
         """Store an entry, replacing the variant of the same URL that varies the same way."""
         ...

@@ -34,6 +34,18 @@ class MemoryStore:
         self._urls.move_to_end(key)
         return found
 
+    async def peek(self, key: str) -> Sequence[Entry]:
+        return self._urls.get(key, ())
+
+    async def discard(self, entry: Entry) -> bool:
+        group = self._urls.get(entry.key)
+        if group is None or not any(e is entry for e in group):
+            return False
+        self._remove_variant(group, entry)
+        if not group:
+            del self._urls[entry.key]
+        return True
+
     async def put(self, entry: Entry) -> None:
         if entry.size > self.max_bytes:
             return

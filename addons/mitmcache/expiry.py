@@ -1,0 +1,99 @@
+"""What happens when entries expire: hot ones are refreshed, cold ones dropped (the seed's
+refresh window, run on a schedule rather than waiting for the next reader).
+
+Every stored entry is scheduled at its expiry. Then, if a client asked for it within the refresh
+window, one background refresh runs -- so a key that keeps being asked for never shows a miss --
+and otherwise it is dropped, so a key nobody asks for stops being refreshed. With refresh-ahead
+on, entries are looked at shortly before they expire (jittered, so that keys stored together do
+not all refresh together) and hot ones are refreshed early, so clients are not even served stale.
+A failed refresh keeps the entry and is looked at again when its backoff ends.
+"""
+
+import asyncio
+import heapq
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from .config import Settings
+from .entry import Entry
+from .refresh import Refresher
+from .store.base import Store
+
+log = logging.getLogger("mitmcache")
+
+TICK_SECONDS = 0.25  # the longest the scheduler sleeps, so newly stored entries are seen soon
+
+
+class ExpiryScheduler:
+    def __init__(self, store: Store, refresher: Refresher, settings: Callable[[], Settings], counts: Counter[str]):
+        self._store = store
+        self._refresher = refresher
+        self._settings = settings
+        self._counts = counts
+        self._due: list[tuple[float, int, Entry]] = []
+        self._sequence = 0  # tie-breaker: entries themselves are not ordered
+        self._task: asyncio.Task[None] | None = None
+
+    def track(self, entry: Entry) -> None:
+        """Schedule a newly stored entry."""
+        expires_at = entry.response_time + entry.lifetime - entry.initial_age
+        ahead = self._settings().refresh_ahead
+        when = expires_at - ahead * random.uniform(0.8, 1.0) if ahead else expires_at
+        self._push(when, entry)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def _push(self, when: float, entry: Entry) -> None:
+        self._sequence += 1
+        heapq.heappush(self._due, (when, self._sequence, entry))
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.run_due(time.time())
+            except Exception:  # housekeeping must survive a bad entry
+                log.exception("expiry scheduler failed")
+            delay = self._due[0][0] - time.time() if self._due else TICK_SECONDS
+            await asyncio.sleep(min(max(delay, 0.01), TICK_SECONDS))
+
+    async def run_due(self, now: float) -> None:
+        """Handle every entry whose time has come."""
+        while self._due and self._due[0][0] <= now:
+            _, _, entry = heapq.heappop(self._due)
+            if not any(e is entry for e in await self._store.peek(entry.key)):
+                continue  # replaced or dropped since it was scheduled
+            await self._handle(entry, now)
+
+    async def _handle(self, entry: Entry, now: float) -> None:
+        settings = self._settings()
+        expires_at = entry.response_time + entry.lifetime - entry.initial_age
+        hot = now - entry.last_access <= settings.refresh_window
+        if hot:
+            if now < entry.retry_at:
+                self._push(entry.retry_at, entry)
+            elif self._refresher.start(entry):
+                self._counts["refresh_ahead" if now < expires_at else "refresh_expired"] += 1
+                # If the refresh fails the entry stays; look again after its backoff.
+                self._push(max(now, expires_at) + 1.0, entry)
+            else:
+                self._push(now + 1.0, entry)  # a fetch for this key is already under way
+            return
+        if now < expires_at:
+            self._push(expires_at, entry)  # looked at ahead of time but cold: wait for expiry
+            return
+        if await self._store.discard(entry):
+            self._counts["expired"] += 1
+            log.debug("cache EXPIRED %s (not asked for in %ss)", entry.key, settings.refresh_window)
