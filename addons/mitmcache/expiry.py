@@ -91,8 +91,11 @@ class ExpiryScheduler:
             else:
                 self._push(now + 1.0, entry)  # a fetch for this key is already under way
             return
-        if now < expires_at:
-            self._push(expires_at, entry)  # looked at ahead of time but cold: wait for expiry
+        # A cold entry goes at expiry, or once the upstream's own allowances to serve it stale
+        # (stale-while-revalidate, stale-if-error) have run out.
+        drop_at = expires_at + max(entry.stale_while_revalidate, entry.stale_if_error)
+        if now < drop_at:
+            self._push(drop_at, entry)
             return
         if await self._store.discard(entry):
             self._counts["expired"] += 1

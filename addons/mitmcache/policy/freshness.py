@@ -36,8 +36,15 @@ def freshness_lifetime(
     the first match: s-maxage (shared cache) ... max-age ... Expires minus Date ... heuristic."
     An invalid s-maxage/max-age/Expires means "already stale" (§4.2.1, §5.3): lifetime 0.
     ``default_ttl`` stands in for the heuristic (§4.2.2) for heuristically cacheable statuses and
-    ``public`` responses; ``override`` applies it to everything, ignoring the upstream's lifetimes.
+    ``public`` responses; ``override`` applies it to every response that has a lifetime at all,
+    ignoring the upstream's: it changes how long responses stay fresh, not which may be stored (§3).
     """
+    if not (
+        {"s-maxage", "max-age", "public"} & directives.keys()
+        or expires
+        or status in HEURISTICALLY_CACHEABLE_STATUS_CODES
+    ):
+        return None
     if override:
         return Lifetime(default_ttl, "override")
     for name in ("s-maxage", "max-age"):
@@ -46,30 +53,33 @@ def freshness_lifetime(
     if expires:
         expires_at = parse_http_date(expires[0])
         return Lifetime(max(0.0, expires_at - date) if expires_at is not None else 0.0, "expires")
-    if status in HEURISTICALLY_CACHEABLE_STATUS_CODES or "public" in directives:
-        return Lifetime(default_ttl, "default")
-    return None
+    return Lifetime(default_ttl, "default")
 
 
 def corrected_initial_age(
-    age_values: list[str], date: float, request_time: float, response_time: float
+    age_values: list[str], date: float, request_time: float, response_time: float, *, use_date: bool = True
 ) -> float:
     """``corrected_initial_age`` of RFC 9111 §4.2.3, computed once when the response arrives.
 
     apparent_age = max(0, response_time - date_value); corrected_age_value = age_value +
     response_delay; corrected_initial_age = max(apparent_age, corrected_age_value).
+
+    ``use_date=False`` leaves out the apparent age: for a lifetime the cache assigned itself,
+    counted from when the response arrived, a ``Date`` truncated to whole seconds (or a skewed
+    upstream clock) would otherwise eat up to a second of a short configured lifetime.
     """
     age_value = _age_value(age_values)
-    apparent_age = max(0.0, response_time - date)
+    apparent_age = max(0.0, response_time - date) if use_date else 0.0
     response_delay = max(0.0, response_time - request_time)
     return max(apparent_age, age_value + response_delay)
 
 
 def _age_value(age_values: list[str]) -> float:
-    """The ``Age`` field's delta-seconds (RFC 9111 §5.1): first value; invalid counts as 0."""
+    """The ``Age`` field's delta-seconds (RFC 9111 §5.1): "a cache encountering a message with a
+    list-based Age field value SHOULD use the first member"; an invalid one is ignored (0)."""
     if not age_values:
         return 0.0
-    raw = age_values[0].strip()
+    raw = age_values[0].split(",", 1)[0].strip()
     if not raw.isascii() or not raw.isdigit():
         return 0.0
     return float(min(int(raw), DELTA_SECONDS_CAP))
