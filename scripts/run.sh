@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Run the caching reverse proxy: scripts/run.sh [UPSTREAM_URL] [extra mitmdump args...]
+#
+# The upstream comes from, in order: the first argument (when it looks like http(s)://...), the
+# UPSTREAM_URL environment variable, UPSTREAM_URL in <repo>/.env (only that variable is read; the file
+# is not sourced). With none, a demo upstream (scripts/demo_upstream.py) is started on a free port and
+# stopped again when the proxy exits, and a few curl commands to try are printed.
+#
+# Environment: LISTEN_HOST (127.0.0.1), LISTEN_PORT (8080), TERMLOG (info: mitmproxy's
+# termlog_verbosity), MITMWEB=1 to run mitmweb (the web UI, with the comment column showing each
+# flow's cache decision) instead of mitmdump.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+"$ROOT/scripts/setup.sh"
+PY="$ROOT/.venv/bin/python"
+
+url=""
+if [[ $# -gt 0 && "$1" =~ ^https?:// ]]; then
+    url="$1"
+    shift
+elif [[ $# -gt 0 && -z "$1" ]]; then
+    shift  # an explicit empty URL means "none given"
+fi
+if [[ -z "$url" ]]; then
+    url="${UPSTREAM_URL:-}"
+fi
+if [[ -z "$url" && -f "$ROOT/.env" ]]; then
+    # python-dotenv parses it exactly as the addon will (quotes, comments, export prefix).
+    url="$("$PY" -c 'import sys; from dotenv import dotenv_values
+print(dotenv_values(sys.argv[1]).get("UPSTREAM_URL") or "")' "$ROOT/.env")"
+fi
+
+host="${LISTEN_HOST:-127.0.0.1}"
+port="${LISTEN_PORT:-8080}"
+demo_pid=""
+demo_log=""
+
+# shellcheck disable=SC2317  # invoked by the EXIT trap
+cleanup() {
+    if [[ -n "$demo_pid" ]]; then
+        kill "$demo_pid" 2>/dev/null || true
+        wait "$demo_pid" 2>/dev/null || true
+    fi
+    if [[ -n "$demo_log" ]]; then rm -f "$demo_log"; fi
+}
+
+if [[ -z "$url" ]]; then
+    trap cleanup EXIT
+    demo_log="$(mktemp "${TMPDIR:-/tmp}/demo-upstream.XXXXXX")"
+    "$PY" "$ROOT/scripts/demo_upstream.py" --host 127.0.0.1 --port 0 >"$demo_log" 2>&1 &
+    demo_pid=$!
+    for _ in $(seq 100); do
+        if grep -q '^demo upstream listening on ' "$demo_log"; then break; fi
+        if ! kill -0 "$demo_pid" 2>/dev/null; then
+            cat "$demo_log" >&2
+            echo "run: the demo upstream failed to start" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+    url="$(sed -n 's/^demo upstream listening on //p' "$demo_log" | head -n 1)"
+    [[ -n "$url" ]] || { cat "$demo_log" >&2; echo "run: the demo upstream did not start in 10 s" >&2; exit 1; }
+    proxy="http://$host:$port"
+    cat <<EOF
+run: no UPSTREAM_URL given: started the demo upstream at $url (stopped on exit). Try:
+    curl -i $proxy/time                     # first: X-Cache: MISS
+    curl -i $proxy/time                     # again: X-Cache: HIT, with Age
+    etag=\$(curl -sI $proxy/time | tr -d '\r' | sed -n 's/^[Ee][Tt][Aa][Gg]: //p')
+    curl -i -H "If-None-Match: \$etag" $proxy/time    # 304 Not Modified, no body
+    curl -s "$proxy/items?page=2" >/dev/null; curl -I "$proxy/items?page=2"   # HEAD, from the cached GET
+    curl -s $proxy/__cache/health           # the addon's health endpoint
+EOF
+fi
+
+if [[ "${MITMWEB:-}" == "1" ]]; then
+    tool="$ROOT/.venv/bin/mitmweb"
+    ui_args=(--set web_open_browser=false)
+    for column in tls icon path method status size time comment; do
+        ui_args+=(--set "web_columns=$column")
+    done
+else
+    tool="$ROOT/.venv/bin/mitmdump"
+    ui_args=()
+fi
+
+cmd=(
+    "$tool" --mode "reverse:$url@$host:$port" -s "$ROOT/addons/cache.py"
+    --set connection_strategy=lazy --set flow_detail=0 --set "termlog_verbosity=${TERMLOG:-info}"
+    "${ui_args[@]}" "$@"
+)
+echo "run: ${cmd[*]}"
+
+if [[ -z "$demo_pid" ]]; then
+    exec "${cmd[@]}"
+fi
+
+# With a demo upstream to stop afterwards we cannot exec. The proxy runs as a child that we wait for,
+# and SIGINT/SIGTERM sent to this script are forwarded to it (a plain foreground child would not get a
+# SIGTERM sent to the script, and bash would hold the trap until the child exits).
+"${cmd[@]}" <&0 &
+proxy_pid=$!
+trap 'kill -TERM "$proxy_pid" 2>/dev/null || true' INT TERM
+while true; do
+    status=0
+    wait "$proxy_pid" || status=$?
+    # A trapped signal interrupts `wait` (status > 128) while the proxy is still shutting down: wait
+    # again, so the script exits with the proxy's own exit code once it is gone.
+    kill -0 "$proxy_pid" 2>/dev/null || break
+done
+exit "$status"
