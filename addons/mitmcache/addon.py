@@ -37,6 +37,7 @@ from .policy.reuse import (
 from .policy.storable import Refusal, admit
 from .policy.validators import answer_not_modified
 from .refresh import Refresher
+from .retention import FlowRetention
 from .store.memory import MemoryStore
 from .tee import BodyTee
 from .upstream import Upstream
@@ -87,8 +88,10 @@ class Cache:
             on_store=lambda entry: self.expiry.track(entry),
         )
         self.expiry = ExpiryScheduler(self.store, self.refresher, lambda: self.settings, self.counts)
-        self.control = Control(self.store, self.counts)
-        self.addons = [self.control]  # mitmproxy registers children: the control plane's commands
+        self.control = Control(self, cache_key)
+        self.retention = FlowRetention(lambda: self.settings)
+        # mitmproxy registers children: the control plane's commands, the flow retention hooks.
+        self.addons = [self.control, self.retention]
         self._forwards: dict[str, Forward] = {}
 
     # -- options ---------------------------------------------------------------------------
@@ -140,6 +143,9 @@ class Cache:
             :1
         ] in ("", "/", "?"):
             await self.control.handle(flow, settings)
+            return
+        if "clear-cache" in request.headers:  # the seed's private refresh-or-clear request
+            await self.control.clear_cache_header(flow, settings)
             return
         if request.method not in ("GET", "HEAD"):
             return

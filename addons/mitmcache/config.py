@@ -205,6 +205,15 @@ SETTINGS: tuple[Setting, ...] = (
         "Most background refreshes and revalidations running against the upstream at once.",
     ),
     Setting(
+        "cache_web_max_flows",
+        "CACHE_WEB_MAX_FLOWS",
+        "10000",
+        count,
+        "a whole number >= 0",
+        "In mitmweb and the mitmproxy console, which keep every flow in memory: keep only the newest this "
+        "many finished flows, so a long debugging session does not grow without bound. 0: keep all.",
+    ),
+    Setting(
         "cache_name",
         "CACHE_NAME",
         "mitmcache",
@@ -242,6 +251,7 @@ class Settings:
     hit_for_miss: float
     refresh_ahead: float
     refresh_concurrency: int
+    web_max_flows: int
     name: str
     log_level: str
 
