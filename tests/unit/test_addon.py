@@ -1,0 +1,155 @@
+"""The addon's hooks, driven the way mitmproxy drives them (taddons/tflow, no sockets)."""
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from mitmproxy import exceptions, http
+from mitmproxy.test import taddons, tflow, tutils
+
+from mitmcache.addon import Cache
+
+ENTRY_SCRIPT = Path(__file__).resolve().parents[2] / "addons" / "cache.py"
+
+
+def get(path: str = "/a", method: str = "GET", **headers: str) -> http.HTTPFlow:
+    request = tutils.treq(
+        method=method.encode(), path=path.encode(), headers=http.Headers(host="example", **headers)
+    )
+    return tflow.tflow(req=request)
+
+
+def upstream_reply(flow: http.HTTPFlow, body: bytes = b"shared", status: int = 200, **headers: str) -> None:
+    fields = http.Headers(content_length=str(len(body)), cache_control="max-age=60", **headers)
+    flow.response = tutils.tresp(status_code=status, content=body, headers=fields)
+
+
+async def fetch(cache: Cache, flow: http.HTTPFlow, **reply_headers: str) -> http.HTTPFlow:
+    """What the proxy does for one flow: request hook, then (if not answered) the upstream's reply."""
+    await cache.request(flow)
+    if flow.response is None:
+        upstream_reply(flow, **reply_headers)
+        cache.responseheaders(flow)
+        await cache.response(flow)
+    return flow
+
+
+async def test_entry_script_loads_like_mitmdump_does():
+    with taddons.context() as tctx:
+        module = tctx.script(str(ENTRY_SCRIPT))
+        assert module is not None
+        # The entry script re-imports the package (for hot reload), so compare by name.
+        assert [type(addon).__name__ for addon in module.addons] == ["Cache"]
+
+
+async def test_invalid_options_raise_options_error_naming_the_setting():
+    cache = Cache()
+    with taddons.context(cache) as tctx:
+        with pytest.raises(exceptions.OptionsError, match="cache_ttl.*DEFAULT_CACHE_EXPIRY_TIME_SECS"):
+            tctx.configure(cache, cache_ttl="-1")
+
+
+async def test_a_stored_response_answers_the_next_request_in_the_request_hook():
+    cache = Cache()
+    with taddons.context(cache):
+        await fetch(cache, get())
+        hit = get()
+        await cache.request(hit)
+        assert hit.response is not None
+        assert hit.response.headers["x-cache"] == "HIT"
+        assert hit.response.content == b"shared"
+
+
+async def test_a_flow_carries_its_cache_decision_for_mitmweb():
+    cache = Cache()
+    with taddons.context(cache):
+        miss = await fetch(cache, get())
+        hit = await fetch(cache, get())
+        assert miss.metadata["cache"]["status"] == "MISS" and miss.marked == ":red_circle:"
+        assert hit.comment.startswith("cache HIT") and hit.marked == ":green_circle:"
+        assert hit.metadata["cache"]["key"] == "http://example/a"
+
+
+async def test_concurrent_requests_wait_for_the_leader_and_share_its_response():
+    cache = Cache()
+    with taddons.context(cache):
+        leader, follower = get(), get()
+        await cache.request(leader)
+        waiting = asyncio.get_running_loop().create_task(cache.request(follower))
+        await asyncio.sleep(0.01)
+        assert not waiting.done()
+        upstream_reply(leader)
+        cache.responseheaders(leader)
+        await cache.response(leader)
+        await asyncio.wait_for(waiting, 1)
+        assert follower.response.headers["x-cache"] == "COALESCED"
+        assert follower.response.content == b"shared"
+
+
+async def test_an_upstream_error_releases_the_waiters_with_a_502():
+    cache = Cache()
+    with taddons.context(cache):
+        leader, follower = get(), get()
+        await cache.request(leader)
+        waiting = asyncio.get_running_loop().create_task(cache.request(follower))
+        await asyncio.sleep(0.01)
+        leader.error = tflow.terr("Connection refused")
+        cache.error(leader)
+        await asyncio.wait_for(waiting, 1)
+        assert follower.response.status_code == 502
+
+
+async def test_the_leaders_client_leaving_makes_a_waiter_the_new_leader():
+    cache = Cache()
+    with taddons.context(cache):
+        leader, follower = get(), get()
+        await cache.request(leader)
+        waiting = asyncio.get_running_loop().create_task(cache.request(follower))
+        await asyncio.sleep(0.01)
+        leader.error = tflow.terr("Client disconnected.")
+        cache.error(leader)
+        await asyncio.wait_for(waiting, 1)
+        assert follower.response is None  # it goes upstream itself, as the new leader
+        assert cache.inflight.busy("http://example/a")
+
+
+async def test_a_successful_post_drops_the_stored_url():
+    cache = Cache()
+    with taddons.context(cache):
+        await fetch(cache, get())
+        post = get(method="POST")
+        await cache.request(post)
+        upstream_reply(post, status=201)
+        await cache.response(post)
+        again = get()
+        await cache.request(again)
+        assert again.response is None
+
+
+async def test_head_is_answered_without_a_body():
+    cache = Cache()
+    with taddons.context(cache):
+        await fetch(cache, get())
+        head = get(method="HEAD")
+        await cache.request(head)
+        assert head.response.content == b""
+        assert head.response.headers["content-length"] == "6"
+
+
+async def test_admin_health_is_answered_by_the_addon():
+    cache = Cache()
+    with taddons.context(cache):
+        flow = get("/__cache/health")
+        await cache.request(flow)
+        assert flow.response.status_code == 200
+        assert flow.response.json()["service"] == "mitmcache"
+
+
+async def test_user_replays_are_never_answered_from_cache():
+    cache = Cache()
+    with taddons.context(cache):
+        await fetch(cache, get())
+        replay = get()
+        replay.is_replay = "request"
+        await cache.request(replay)
+        assert replay.response is None
