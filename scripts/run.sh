@@ -84,11 +84,28 @@ else
     ui_args=()
 fi
 
-cmd=(
-    "$tool" --mode "reverse:$url@$host:$port" -s "$ROOT/addons/cache.py"
-    --set connection_strategy=lazy --set flow_detail=0 --set "termlog_verbosity=${TERMLOG:-info}"
-    "${ui_args[@]}" "$@"
-)
+# True when the extra arguments already --set option "$1". mitmproxy refuses a scalar option given twice
+# ("Received multiple values"), so our defaults must step aside for the caller's.
+user_sets() {
+    local previous="" arg
+    for arg in "${extra_args[@]}"; do
+        if [[ ( "$previous" == "--set" && "$arg" == "$1="* ) || "$arg" == "--set=$1="* ]]; then return 0; fi
+        previous="$arg"
+    done
+    return 1
+}
+extra_args=("$@")
+defaults=()
+for setting in connection_strategy=lazy flow_detail=0 "termlog_verbosity=${TERMLOG:-info}"; do
+    if ! user_sets "${setting%%=*}"; then defaults+=(--set "$setting"); fi
+done
+
+# The addon reads .env from its working directory; point it at the repository's, wherever we run from.
+if [[ -z "${CACHE_ENV_FILE:-}" && -f "$ROOT/.env" ]]; then
+    export CACHE_ENV_FILE="$ROOT/.env"
+fi
+
+cmd=("$tool" --mode "reverse:$url@$host:$port" -s "$ROOT/addons/cache.py" "${defaults[@]}" "${ui_args[@]}" "$@")
 echo "run: ${cmd[*]}"
 
 if [[ -z "$demo_pid" ]]; then
