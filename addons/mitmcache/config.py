@@ -267,8 +267,9 @@ class Settings:
 
 
 def env_file_values(environ: Mapping[str, str], cwd: Path) -> dict[str, str]:
-    """The ``.env`` file's values: ``$CACHE_ENV_FILE`` if set, else ``.env`` in the working directory."""
-    path = Path(environ.get(ENV_FILE_VARIABLE) or cwd / ".env")
+    """The ``.env`` file's values: ``$CACHE_ENV_FILE`` if set, else ``.env`` in the working directory
+    (a relative ``$CACHE_ENV_FILE`` is relative to it too)."""
+    path = cwd / (environ.get(ENV_FILE_VARIABLE) or ".env")
     if not path.is_file():
         if environ.get(ENV_FILE_VARIABLE):
             raise ValueError(f"{ENV_FILE_VARIABLE}: no such file: {path}")

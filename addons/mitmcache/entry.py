@@ -13,7 +13,7 @@ class Entry:
     key: str  # primary key: the URL (policy.key.primary_key)
     url: str  # where the upstream serves it, for refreshes
     host: str  # the Host field sent upstream
-    vary: tuple[tuple[str, str], ...]  # (field name, normalised request value) pairs it varies on
+    vary: tuple[tuple[str, str | None], ...]  # (field name, normalised request value or None if absent)
     status: int
     reason: bytes
     fields: tuple[tuple[bytes, bytes], ...]  # stored header fields: end-to-end only, ETag set

@@ -28,7 +28,9 @@ TICK_SECONDS = 0.25  # the longest the scheduler sleeps, so newly stored entries
 
 
 class ExpiryScheduler:
-    def __init__(self, store: Store, refresher: Refresher, settings: Callable[[], Settings], counts: Counter[str]):
+    def __init__(
+        self, store: Store, refresher: Refresher, settings: Callable[[], Settings], counts: Counter[str]
+    ):
         self._store = store
         self._refresher = refresher
         self._settings = settings

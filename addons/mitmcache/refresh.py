@@ -29,7 +29,7 @@ MAX_BACKOFF_SECONDS = 60.0
 def refresh_request_fields(entry: Entry) -> list[tuple[bytes, bytes]]:
     """The clean request a refresh sends (without validators)."""
     fields = [(b"host", entry.host.encode("latin-1"))]
-    fields += [(name.encode(), value.encode("latin-1")) for name, value in entry.vary if value]
+    fields += [(name.encode(), value.encode("latin-1")) for name, value in entry.vary if value is not None]
     if not any(name == "accept-encoding" for name, _ in entry.vary):
         fields.append((b"accept-encoding", b"identity"))  # else httpx would ask for gzip on its own
     return fields

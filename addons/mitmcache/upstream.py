@@ -49,6 +49,10 @@ class Upstream:
             timeout=None,  # bounded by the caller's overall deadline instead
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         )
+        # No default fields of httpx's own (Accept, Accept-Encoding: gzip, ..., User-Agent): a refresh
+        # must ask for what the variant it refreshes holds, e.g. not a gzip body for a variant stored
+        # for clients that sent no Accept-Encoding. Host is still derived from the URL when not given.
+        self._client.headers.clear()
 
     async def close(self) -> None:
         if self._client is not None:

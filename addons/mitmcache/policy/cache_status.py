@@ -49,5 +49,12 @@ class Status:
             parts.append(f"ttl={self.ttl}")
         if self.detail:
             token = _SF_TOKEN.fullmatch(self.detail)
-            parts.append(f"detail={self.detail}" if token else f'detail="{self.detail}"')
+            parts.append(f"detail={self.detail if token else _sf_string(self.detail)}")
         return "; ".join(parts)
+
+
+def _sf_string(value: str) -> str:
+    """A Structured Field String (RFC 8941 §3.3.3): printable ASCII only, so anything else becomes
+    ``?``, with ``\\`` and ``"`` escaped."""
+    printable = "".join(c if " " <= c <= "~" else "?" for c in value)
+    return '"' + printable.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -45,11 +45,18 @@ def normalise(name: str, values: Sequence[str]) -> str:
     return ",".join(" ".join(m.split()) for m in members)
 
 
-def secondary_key(names: Iterable[str], request_fields: Fields) -> tuple[tuple[str, str], ...]:
-    """The request's normalised values of ``names``; an absent field is ``""``."""
-    return tuple((name, normalise(name, get_all(request_fields, name))) for name in names)
+def secondary_key(names: Iterable[str], request_fields: Fields) -> tuple[tuple[str, str | None], ...]:
+    """The request's normalised values of ``names``; None for an absent field."""
+    return tuple((name, _selecting_value(name, request_fields)) for name in names)
 
 
-def matches(vary: tuple[tuple[str, str], ...], request_fields: Fields) -> bool:
+def matches(vary: tuple[tuple[str, str | None], ...], request_fields: Fields) -> bool:
     """Whether a stored variant may answer this request (RFC 9111 §4.1)."""
-    return all(normalise(name, get_all(request_fields, name)) == value for name, value in vary)
+    return all(_selecting_value(name, request_fields) == value for name, value in vary)
+
+
+def _selecting_value(name: str, request_fields: Fields) -> str | None:
+    """§4.1: "If ... a header field is absent from a request, it can only match another request if
+    it is also absent there" -- so absent (None) is not the same as present but empty (``""``)."""
+    values = get_all(request_fields, name)
+    return normalise(name, values) if values else None

@@ -100,7 +100,7 @@ def decide(
         return result(Use.REVALIDATE, "refresh-failing")
     if request.max_stale is not None and staleness <= request.max_stale:
         return result(Use.STALE, "max-stale")
-    if staleness <= entry.stale_while_revalidate:
+    if entry.stale_while_revalidate and staleness <= entry.stale_while_revalidate:
         return result(Use.STALE, "stale-while-revalidate")
     if serve_stale_in_window and now - entry.last_access <= refresh_window:
         return result(Use.STALE, "refresh-window")

@@ -7,9 +7,9 @@ response instead of replacing it (§4.3.4).
 from ..entry import Entry
 from .fields import Fields, without_hop_by_hop
 
-# What a 304 must not overwrite in the stored response: its framing describes no body, and the
-# fields below are recomputed by the cache on every response.
-_NOT_FRESHENED = frozenset({b"content-length", b"content-encoding", b"age", b"x-cache"})
+# What a 304 must not overwrite in the stored response: its framing describes no body (§3.2), and
+# X-Cache is ours. (Its Age is kept: it is the age of the validation, which ``admit`` counts from.)
+_NOT_FRESHENED = frozenset({b"content-length", b"content-encoding", b"x-cache"})
 
 
 def conditional_fields(entry: Entry) -> list[tuple[bytes, bytes]]:
@@ -34,9 +34,13 @@ def upstream_fields(entry: Entry) -> list[tuple[bytes, bytes]]:
 
 def freshened_fields(entry: Entry, not_modified_fields: Fields) -> list[tuple[bytes, bytes]]:
     """The stored fields updated with a 304's (§4.3.4): "replace all stored header fields with
-    corresponding header fields provided in the 304 response"; the body stays."""
+    corresponding header fields provided in the 304 response"; the body stays.
+
+    The stored Date always goes: the response was just validated, so a 304 without Date is dated
+    on receipt by ``admit`` (RFC 9110 §6.6.1) rather than aged from the original response.
+    """
     update = [(k, v) for k, v in without_hop_by_hop(not_modified_fields) if k.lower() not in _NOT_FRESHENED]
-    replaced = {k.lower() for k, _ in update}
+    replaced = {k.lower() for k, _ in update} | {b"date"}
     return [(k, v) for k, v in upstream_fields(entry) if k.lower() not in replaced] + update
 
 

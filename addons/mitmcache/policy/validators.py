@@ -10,7 +10,7 @@ import re
 
 from .dates import parse_http_date
 
-_ENTITY_TAG = re.compile(r'\s*(W/)?("[\x21\x23-\x7e\x80-\xff]*")\s*(?:,|$)')
+_ENTITY_TAG = re.compile(r'(W/)?("[\x21\x23-\x7e\x80-\xff]*")[ \t]*(?:,|$)')
 
 
 def generate_etag(body: bytes) -> str:
@@ -27,7 +27,11 @@ def parse_entity_tags(value: str) -> list[str] | None:
         return ["*"]
     tags: list[str] = []
     pos = 0
-    while pos < len(value):
+    while True:
+        rest = value[pos:].lstrip(" \t,")  # empty list elements are ignored (RFC 9110 §5.6.1)
+        if not rest:
+            break
+        pos = len(value) - len(rest)
         match = _ENTITY_TAG.match(value, pos)
         if match is None:
             return None

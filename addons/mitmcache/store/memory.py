@@ -99,6 +99,13 @@ class MemoryStore:
         while self._urls and (
             self._bytes > self.max_bytes or (self.max_entries and self._entries > self.max_entries)
         ):
-            _, group = self._urls.popitem(last=False)
+            key, group = next(iter(self._urls.items()))
+            if len(self._urls) == 1 and len(group) > 1:
+                # Only the most recently used URL is left: drop its oldest variants, so that an
+                # entry that fits on its own is not evicted by the very put that stored it.
+                self._remove_variant(group, group[0])
+                self._evictions += 1
+                continue
+            del self._urls[key]
             self._forget(group)
             self._evictions += len(group)

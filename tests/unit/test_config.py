@@ -1,0 +1,176 @@
+"""Settings: defaults from environment, .env and built-ins; validation of every option."""
+
+from pathlib import Path
+
+import pytest
+
+from mitmcache.config import (
+    BY_OPTION,
+    ENV_FILE_VARIABLE,
+    SETTINGS,
+    defaults,
+    env_file_values,
+    parse_one,
+    parse_settings,
+)
+
+TTL = BY_OPTION["cache_ttl"]  # the setting the precedence tests use
+
+
+def write_env(directory: Path, text: str, name: str = ".env") -> Path:
+    path = directory / name
+    path.write_text(text)
+    return path
+
+
+# ---- where defaults come from ----
+
+
+def test_built_in_defaults_without_environment_or_env_file(tmp_path):
+    assert defaults({}, tmp_path) == {s.option: s.default for s in SETTINGS}
+
+
+def test_env_file_overrides_the_built_in_default(tmp_path):
+    write_env(tmp_path, f"{TTL.env}=120\n")
+    assert defaults({}, tmp_path)["cache_ttl"] == "120"
+
+
+def test_environment_overrides_the_env_file(tmp_path):
+    write_env(tmp_path, f"{TTL.env}=120\n")
+    assert defaults({TTL.env: "5"}, tmp_path)["cache_ttl"] == "5"
+
+
+def test_an_empty_environment_variable_still_overrides(tmp_path):
+    write_env(tmp_path, "CLEAR_CACHE_KEY=from-file\n")
+    assert defaults({"CLEAR_CACHE_KEY": ""}, tmp_path)["cache_admin_key"] == ""
+
+
+def test_only_the_settings_own_variables_are_read(tmp_path):
+    write_env(tmp_path, "cache_ttl=1\nUNRELATED=2\n")
+    assert defaults({"cache_ttl": "3"}, tmp_path)["cache_ttl"] == TTL.default
+
+
+def test_cache_env_file_names_another_env_file(tmp_path):
+    write_env(tmp_path, f"{TTL.env}=120\n")
+    other = write_env(tmp_path, f"{TTL.env}=7\n", "other.env")
+    assert defaults({ENV_FILE_VARIABLE: str(other)}, tmp_path)["cache_ttl"] == "7"
+
+
+def test_a_relative_cache_env_file_is_relative_to_the_working_directory(tmp_path):
+    write_env(tmp_path, f"{TTL.env}=9\n", "conf.env")
+    assert env_file_values({ENV_FILE_VARIABLE: "conf.env"}, tmp_path) == {TTL.env: "9"}
+
+
+def test_a_missing_cache_env_file_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match=ENV_FILE_VARIABLE):
+        defaults({ENV_FILE_VARIABLE: str(tmp_path / "missing.env")}, tmp_path)
+
+
+def test_env_file_syntax(tmp_path):
+    write_env(tmp_path, "# comment\nexport A=1\nB='two words'\nC=\"q\" # trailing\nNO_VALUE\n")
+    assert env_file_values({}, tmp_path) == {"A": "1", "B": "two words", "C": "q"}
+
+
+def test_the_built_in_defaults_parse():
+    settings = parse_settings({s.option: s.default for s in SETTINGS})
+    assert (settings.ttl, settings.ttl_mode, settings.upstream_timeout) == (60, "fallback", 10)
+    assert (settings.max_bytes, settings.max_object_bytes) == (256 * 2**20, 8 * 2**20)
+    assert (settings.admin_prefix, settings.name, settings.refresh_concurrency) == (
+        "/__cache",
+        "mitmcache",
+        8,
+    )
+    assert settings.serve_stale_in_window is True
+    assert (settings.rules.default_ttl, settings.rules.override) == (60, False)
+
+
+def test_pure_rfc_mode_serves_no_stale_copies_in_the_refresh_window():
+    settings = parse_settings({s.option: s.default for s in SETTINGS} | {"cache_ttl": "0"})
+    assert settings.serve_stale_in_window is False
+
+
+def test_override_mode_reaches_the_storage_rules():
+    settings = parse_settings({s.option: s.default for s in SETTINGS} | {"cache_ttl_mode": "override"})
+    assert settings.rules.override is True
+
+
+# ---- parsing every option ----
+
+SECONDS_VALID = [("0", 0), ("60", 60), ("1.5", 1.5), (" 30 ", 30), ("1e2", 100)]
+SECONDS_INVALID = ["-1", "abc", "", "inf", "nan", "1s"]
+SIZES_VALID = [
+    ("1048576", 1048576),
+    ("512k", 512 * 1024),
+    ("64MB", 64 * 2**20),
+    ("1g", 2**30),
+    ("2 Gb", 2 * 2**30),
+]
+SIZES_INVALID = ["", "-1", "1.5MB", "10XB", "MB", "64 M B"]
+COUNT_VALID = [("0", 0), ("100000", 100000)]
+COUNT_INVALID = ["-1", "1.5", "many", ""]
+
+VALID: dict[str, list[tuple[str, object]]] = {
+    "cache_ttl": SECONDS_VALID,
+    "cache_ttl_mode": [("fallback", "fallback"), (" Override ", "override")],
+    "cache_refresh_window": SECONDS_VALID,
+    "cache_upstream_timeout": [("10", 10), ("0.25", 0.25)],
+    "cache_admin_key": [("s3cret", "s3cret"), (" padded ", "padded"), ("", "")],
+    "cache_admin_prefix": [("/__cache", "/__cache"), ("/admin/", "/admin"), ("/a/b", "/a/b")],
+    "cache_max_bytes": SIZES_VALID,
+    "cache_max_entries": COUNT_VALID,
+    "cache_max_object_bytes": SIZES_VALID,
+    "cache_stale_if_error": SECONDS_VALID,
+    "cache_hit_for_miss": SECONDS_VALID,
+    "cache_refresh_ahead": SECONDS_VALID,
+    "cache_refresh_concurrency": [("1", 1), ("64", 64)],
+    "cache_web_max_flows": COUNT_VALID,
+    "cache_name": [("mitmcache", "mitmcache"), ("edge-1.example_a", "edge-1.example_a")],
+    "cache_log_level": [("debug", "debug"), ("WARNING", "warning")],
+}
+INVALID: dict[str, list[str]] = {
+    "cache_ttl": SECONDS_INVALID,
+    "cache_ttl_mode": ["", "sometimes"],
+    "cache_refresh_window": SECONDS_INVALID,
+    "cache_upstream_timeout": ["0", "-1", "never", "inf"],
+    "cache_admin_key": [],  # any string is a valid key
+    "cache_admin_prefix": ["", "/", "admin", "/a?b", "/a#b", "/a b"],
+    "cache_max_bytes": SIZES_INVALID,
+    "cache_max_entries": COUNT_INVALID,
+    "cache_max_object_bytes": SIZES_INVALID,
+    "cache_stale_if_error": SECONDS_INVALID,
+    "cache_hit_for_miss": SECONDS_INVALID,
+    "cache_refresh_ahead": SECONDS_INVALID,
+    "cache_refresh_concurrency": ["0", "-1", "1.5", ""],
+    "cache_web_max_flows": COUNT_INVALID,
+    "cache_name": ["", "1cache", "my cache", "cache;x"],
+    "cache_log_level": ["", "verbose"],
+}
+
+
+def test_every_setting_has_parsing_cases():
+    assert set(VALID) == set(INVALID) == set(BY_OPTION)
+
+
+@pytest.mark.parametrize(
+    ("option", "raw", "expected"), [(o, raw, value) for o, cases in VALID.items() for raw, value in cases]
+)
+def test_valid_values(option, raw, expected):
+    assert parse_one(option, raw) == expected
+
+
+@pytest.mark.parametrize(("option", "raw"), [(o, raw) for o, cases in INVALID.items() for raw in cases])
+def test_invalid_values_name_the_option_and_its_environment_variable(option, raw):
+    setting = BY_OPTION[option]
+    with pytest.raises(ValueError) as error:
+        parse_one(option, raw)
+    message = str(error.value)
+    assert setting.option in message
+    assert setting.env in message
+    assert setting.expected in message
+    assert repr(raw) in message
+
+
+def test_parse_settings_reports_the_first_bad_option():
+    raw = {s.option: s.default for s in SETTINGS} | {"cache_max_bytes": "lots"}
+    with pytest.raises(ValueError, match="cache_max_bytes .*CACHE_MAX_BYTES"):
+        parse_settings(raw)

@@ -1,0 +1,333 @@
+"""Whether a response may be stored, and the entry it becomes (RFC 9111 §3)."""
+
+import pytest
+
+from mitmcache.entry import Entry
+from mitmcache.policy.dates import format_http_date
+from mitmcache.policy.fields import get_all
+from mitmcache.policy.storable import Refusal, Rules, admit
+from mitmcache.policy.validators import generate_etag
+
+NOW = 1_700_000_000.0
+BODY = b"hello, cache"
+DATE = format_http_date(NOW)
+
+
+def fields(pairs) -> list[tuple[bytes, bytes]]:
+    return [(k.encode(), v.encode()) for k, v in pairs]
+
+
+def admitted(
+    response=(("Cache-Control", "max-age=60"),),
+    *,
+    request=(),
+    status: int = 200,
+    method: str = "GET",
+    body: bytes = BODY,
+    request_time: float = NOW,
+    response_time: float = NOW,
+    default_ttl: float = 60.0,
+    override: bool = False,
+) -> Entry | Refusal:
+    """``admit`` for a response to ``GET http://example.com/r``, received at NOW."""
+    return admit(
+        key="http://example.com/r",
+        url="http://example.com/r",
+        host="example.com",
+        method=method,
+        request_fields=fields(request),
+        status=status,
+        reason=b"OK",
+        response_fields=fields(response),
+        body=body,
+        request_time=request_time,
+        response_time=response_time,
+        rules=Rules(default_ttl=default_ttl, override=override),
+    )
+
+
+def make_entry(response=(("Cache-Control", "max-age=60"),), **kwargs) -> Entry:
+    result = admitted(response, **kwargs)
+    assert isinstance(result, Entry), result
+    return result
+
+
+def refusal_reason(response=(("Cache-Control", "max-age=60"),), **kwargs) -> str:
+    result = admitted(response, **kwargs)
+    assert isinstance(result, Refusal), result
+    return result.reason
+
+
+def stored(entry: Entry, name: str) -> list[str]:
+    return get_all(entry.fields, name)
+
+
+# ---- what may not be stored ----
+
+
+@pytest.mark.parametrize(
+    ("response", "kwargs", "reason"),
+    [
+        pytest.param([("Cache-Control", "max-age=60, no-store")], {}, "no-store", id="response no-store"),
+        pytest.param(
+            [("Cache-Control", "max-age=60")],
+            {"request": [("Cache-Control", "no-store")]},
+            "request-no-store",
+            id="request no-store",
+        ),
+        pytest.param([("Cache-Control", "max-age=60, private")], {}, "private", id="private"),
+        pytest.param([("Cache-Control", "PRIVATE, max-age=60")], {}, "private", id="private, any case"),
+        pytest.param(
+            [("Cache-Control", "max-age=60")],
+            {"request": [("Authorization", "Bearer x")]},
+            "authorization",
+            id="authorization",
+        ),
+        pytest.param(
+            [("Cache-Control", "max-age=60"), ("Set-Cookie", "id=1")], {}, "set-cookie", id="set-cookie"
+        ),
+        pytest.param([("Cache-Control", "max-age=60"), ("Vary", "*")], {}, "vary-star", id="vary star"),
+        pytest.param(
+            [("Cache-Control", "max-age=60"), ("Vary", "Accept, *")],
+            {},
+            "vary-star",
+            id="vary list with star",
+        ),
+        pytest.param([("Cache-Control", "max-age=60")], {"status": 206}, "partial", id="206"),
+        pytest.param([("Cache-Control", "max-age=60")], {"status": 100}, "status", id="1xx"),
+        pytest.param([("Cache-Control", "max-age=60")], {"status": 304}, "status", id="304"),
+        pytest.param([("Cache-Control", "max-age=60")], {"method": "POST"}, "method", id="POST"),
+        pytest.param([], {"status": 302}, "no-freshness", id="302 without explicit freshness"),
+        pytest.param([], {"status": 500}, "no-freshness", id="500 without explicit freshness"),
+        pytest.param([], {"status": 500, "override": True}, "no-freshness", id="500 in override mode"),
+    ],
+)
+def test_refused(response, kwargs, reason):
+    """RFC 9111 §3: a shared cache stores a final response to an understood method only without
+    no-store (§5.2.1.5, §5.2.2.5) or unqualified private (§5.2.2.7), with an Authorization request
+    only when allowed (§3.5), and only with explicit freshness, ``public`` or a heuristically
+    cacheable status. §3.3: a 206 is not stored as a complete response; §4.1: ``Vary: *`` never
+    matches. Set-Cookie responses are not shared by policy: they are per-user."""
+    assert refusal_reason(response, **kwargs) == reason
+
+
+@pytest.mark.parametrize("directive", ["public", "s-maxage=60", "must-revalidate"])
+def test_authorization_is_allowed_by_explicit_directives(directive):
+    """RFC 9111 §3.5: with Authorization in the request, a shared cache stores the response only
+    if it has must-revalidate, public or s-maxage."""
+    entry = make_entry(
+        [("Cache-Control", f"max-age=60, {directive}")], request=[("Authorization", "Basic x")]
+    )
+    assert entry.status == 200
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        [("Cache-Control", "max-age=0")],
+        [("Expires", format_http_date(NOW - 60)), ("Date", DATE)],
+        [("Expires", "0")],
+        [("Cache-Control", "max-age=invalid")],
+    ],
+    ids=["max-age=0", "Expires in the past", "Expires: 0", "invalid max-age"],
+)
+def test_stale_on_arrival_is_stored_only_with_validators(response):
+    """RFC 9111 §4.3: a stale response is only worth keeping if it can be validated (ETag or
+    Last-Modified); without validators every reuse would be a full fetch."""
+    assert refusal_reason(response) == "stale-on-arrival"
+    assert make_entry([*response, ("ETag", '"v1"')]).lifetime == 0
+    assert make_entry([*response, ("Last-Modified", DATE)]).lifetime == 0
+
+
+def test_a_zero_default_lifetime_stores_only_revalidatable_responses():
+    """Pure RFC mode (default 0): no heuristic freshness, so only validators make storing useful."""
+    assert refusal_reason([], default_ttl=0) == "stale-on-arrival"
+    assert make_entry([("ETag", '"v1"')], default_ttl=0).lifetime == 0
+
+
+def test_response_no_cache_is_stored_only_with_validators():
+    """RFC 9111 §5.2.2.4: no-cache allows storing but every reuse needs validation."""
+    assert refusal_reason([("Cache-Control", "max-age=60, no-cache")]) == "no-cache"
+    entry = make_entry([("Cache-Control", "max-age=60, no-cache"), ("ETag", '"v1"')])
+    assert entry.no_cache is True
+
+
+@pytest.mark.parametrize(
+    ("response", "status", "lifetime", "source"),
+    [
+        ([("Cache-Control", "max-age=30")], 302, 30, "max-age"),
+        ([("Cache-Control", "s-maxage=30")], 500, 30, "s-maxage"),
+        ([("Expires", format_http_date(NOW + 90))], 307, 90, "expires"),
+        ([("Cache-Control", "public")], 302, 60, "default"),
+        ([], 200, 60, "default"),
+        ([], 404, 60, "default"),
+    ],
+)
+def test_storable_statuses(response, status, lifetime, source):
+    """RFC 9111 §3: any final status with explicit freshness or ``public``; heuristically cacheable
+    statuses (RFC 9110 §15.1) with the heuristic (our default lifetime)."""
+    entry = make_entry(response, status=status)
+    assert (entry.lifetime, entry.lifetime_source) == (lifetime, source)
+
+
+def test_expires_without_date_counts_from_the_time_of_receipt():
+    """RFC 9111 §4.2.1: Expires minus Date, "using the time the message was received if it is not
+    present"."""
+    entry = make_entry([("Expires", format_http_date(NOW + 100))], response_time=NOW + 40)
+    assert entry.lifetime == 60
+
+
+# ---- what is stored ----
+
+
+def test_qualified_private_withholds_only_the_named_fields():
+    """RFC 9111 §5.2.2.7: with field names, "only the listed header fields are limited to a single
+    user": a shared cache may store the response without them."""
+    entry = make_entry(
+        [
+            ("Cache-Control", 'max-age=60, private="X-User, X-Token"'),
+            ("X-User", "alice"),
+            ("x-token", "t"),
+            ("X-Public", "p"),
+        ]
+    )
+    assert stored(entry, "x-user") == stored(entry, "x-token") == []
+    assert stored(entry, "x-public") == ["p"]
+
+
+def test_qualified_no_cache_withholds_the_named_fields():
+    """RFC 9111 §5.2.2.4: fields named by no-cache "MUST NOT be sent in the response to a subsequent
+    request without successful revalidation"; the rest may be reused."""
+    entry = make_entry(
+        [("Cache-Control", 'max-age=60, no-cache="X-Trace"'), ("X-Trace", "1"), ("X-Keep", "2")]
+    )
+    assert stored(entry, "x-trace") == []
+    assert stored(entry, "x-keep") == ["2"]
+    assert entry.no_cache is False
+
+
+def test_hop_by_hop_fields_are_not_stored():
+    """RFC 9111 §3.1: a cache MUST NOT store the Connection field, the fields it lists, or other
+    hop-by-hop fields (RFC 9110 §7.6.1)."""
+    entry = make_entry(
+        [
+            ("Cache-Control", "max-age=60"),
+            ("Connection", "keep-alive, X-Hop"),
+            ("Keep-Alive", "timeout=5"),
+            ("Transfer-Encoding", "chunked"),
+            ("X-Hop", "1"),
+            ("Proxy-Connection", "keep-alive"),
+            ("X-End", "2"),
+        ]
+    )
+    names = {k.decode().lower() for k, _ in entry.fields}
+    assert names == {"cache-control", "x-end", "etag", "date", "content-length"}
+
+
+def test_fields_the_cache_recomputes_are_not_stored_from_upstream():
+    """RFC 9111 §5.1: Age is recomputed on every reuse; Content-Length describes the stored body;
+    X-Cache is ours."""
+    entry = make_entry(
+        [("Cache-Control", "max-age=60"), ("Age", "10"), ("X-Cache", "HIT"), ("Content-Length", "999")]
+    )
+    assert stored(entry, "age") == stored(entry, "x-cache") == []
+    assert stored(entry, "content-length") == [str(len(BODY))]
+    assert entry.initial_age == 10
+
+
+def test_repeated_fields_are_stored_in_order():
+    """RFC 9110 §5.3: every line of a repeated field is kept, in order."""
+    entry = make_entry([("Cache-Control", "max-age=60"), ("Link", "<a>"), ("X-Other", "x"), ("Link", "<b>")])
+    assert stored(entry, "link") == ["<a>", "<b>"]
+
+
+def test_an_etag_is_generated_only_when_the_upstream_sent_none():
+    """RFC 9110 §8.8.3: a strong validator lets clients revalidate with If-None-Match; the
+    upstream's own ETag is kept as it is and is the one sent back upstream."""
+    generated = make_entry()
+    assert generated.upstream_etag is None
+    assert generated.etag == generate_etag(BODY)
+    assert stored(generated, "etag") == [generated.etag]
+
+    upstream = make_entry([("Cache-Control", "max-age=60"), ("ETag", 'W/"up"')])
+    assert upstream.upstream_etag == upstream.etag == 'W/"up"'
+    assert stored(upstream, "etag") == ['W/"up"']
+
+
+def test_date_is_added_when_missing_and_kept_when_present():
+    """RFC 9110 §6.6.1: "A recipient with a clock that receives a response message without a Date
+    header field MUST record the time it was received and append a corresponding Date header field
+    to the message's header section if it is cached"."""
+    added = make_entry(response_time=NOW + 5)
+    assert (added.date, stored(added, "date")) == (NOW + 5, [format_http_date(NOW + 5)])
+    kept = make_entry([("Cache-Control", "max-age=60"), ("Date", format_http_date(NOW - 3))])
+    assert (kept.date, stored(kept, "date")) == (NOW - 3, [format_http_date(NOW - 3)])
+    assert kept.initial_age == 3
+
+
+def test_an_invalid_date_is_replaced_by_the_time_of_receipt():
+    entry = make_entry([("Cache-Control", "max-age=60"), ("Date", "yesterday")])
+    assert entry.date == NOW
+    assert entry.initial_age == 0
+
+
+def test_the_secondary_key_holds_the_request_values_vary_names():
+    """RFC 9111 §4.1: the stored response is selected by the request's values of the Vary fields."""
+    entry = make_entry(
+        [("Cache-Control", "max-age=60"), ("Vary", "Accept-Language, Origin")],
+        request=[("Accept-Language", "fr"), ("Accept", "text/html")],
+    )
+    assert entry.vary == (("accept-language", "fr"), ("origin", None))
+
+
+def test_an_encoded_body_varies_on_accept_encoding_even_without_vary():
+    """RFC 9110 §12.5.3: a coded body must not reach a client that did not accept that coding."""
+    entry = make_entry(
+        [("Cache-Control", "max-age=60"), ("Content-Encoding", "gzip"), ("Vary", "Accept-Language")],
+        request=[("Accept-Encoding", "gzip, br"), ("Accept-Language", "en")],
+    )
+    assert entry.vary == (("accept-encoding", "br,gzip"), ("accept-language", "en"))
+    assert make_entry(request=[("Accept-Encoding", "gzip")]).vary == ()
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "stale_while_revalidate", "stale_if_error"),
+    [
+        ("max-age=60", 0, 0),
+        ("max-age=60, stale-while-revalidate=30, stale-if-error=300", 30, 300),
+        ("max-age=60, stale-while-revalidate=-1, stale-if-error=soon", 0, 0),
+    ],
+)
+def test_stale_extensions_are_captured(cache_control, stale_while_revalidate, stale_if_error):
+    """RFC 5861 §3, §4: delta-seconds windows in which a stale response may still be used."""
+    entry = make_entry([("Cache-Control", cache_control)])
+    assert (entry.stale_while_revalidate, entry.stale_if_error) == (stale_while_revalidate, stale_if_error)
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "expected"),
+    [
+        ("max-age=60", False),
+        ("max-age=60, must-revalidate", True),
+        ("max-age=60, proxy-revalidate", True),
+        ("s-maxage=60", True),
+        ("public, max-age=60, stale-while-revalidate=10", False),
+    ],
+)
+def test_must_revalidate_flag(cache_control, expected):
+    """RFC 9111 §5.2.2.2 must-revalidate, §5.2.2.8 proxy-revalidate (shared caches), and §5.2.2.10
+    s-maxage, which "incorporates the semantics of the proxy-revalidate response directive"."""
+    assert make_entry([("Cache-Control", cache_control)]).must_revalidate is expected
+
+
+def test_the_entry_records_its_times_and_body():
+    entry = make_entry(
+        [("Cache-Control", "max-age=60"), ("Age", "4")], request_time=NOW - 1, response_time=NOW
+    )
+    assert (entry.response_time, entry.last_access, entry.initial_age) == (NOW, NOW, 5)
+    assert (entry.body, entry.status, entry.reason) == (BODY, 200, b"OK")
+    assert (entry.key, entry.url, entry.host) == (
+        "http://example.com/r",
+        "http://example.com/r",
+        "example.com",
+    )
