@@ -44,9 +44,11 @@ async def test_entry_script_loads_like_mitmdump_does():
 
 async def test_invalid_options_raise_options_error_naming_the_setting():
     cache = Cache()
-    with taddons.context(cache) as tctx:
-        with pytest.raises(exceptions.OptionsError, match="cache_ttl.*DEFAULT_CACHE_EXPIRY_TIME_SECS"):
-            tctx.configure(cache, cache_ttl="-1")
+    with (
+        taddons.context(cache) as tctx,
+        pytest.raises(exceptions.OptionsError, match="cache_ttl.*DEFAULT_CACHE_EXPIRY_TIME_SECS"),
+    ):
+        tctx.configure(cache, cache_ttl="-1")
 
 
 async def test_a_stored_response_answers_the_next_request_in_the_request_hook():
