@@ -102,7 +102,9 @@ class Demo:
                 status, response_headers, body = await self.answer(method, target)
                 self.served += 1
                 response_headers.append(("X-Upstream-Count", str(self.served)))
-                writer.write(encode(status, response_headers, b"" if method == "HEAD" else body, close, len(body)))
+                writer.write(
+                    encode(status, response_headers, b"" if method == "HEAD" else body, close, len(body))
+                )
                 await writer.drain()
                 if close:
                     return

@@ -82,7 +82,7 @@ else
     if ! PY="$(find_python)"; then
         {
             echo "setup: error: no Python >= 3.12 found (mitmproxy 12 needs it)."
-            echo "setup: tried, in order: \${PYTHON:-<unset>}, python3.13, python3.12, python3 on PATH,"
+            echo "setup: tried, in order: \$PYTHON (${PYTHON:-unset}), python3.13, python3.12, python3 on PATH,"
             echo "setup:   \$(pyenv root)/versions/3.1[2-9]*/bin/python, /root/.pyenv/versions/3.1[2-9]*/bin/python"
             echo "setup: found but unusable:"
             candidates | sed 's/^/setup:   /'

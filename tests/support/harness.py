@@ -377,7 +377,8 @@ class Proxy:
     """A real ``mitmdump`` in reverse mode in front of ``upstream``, loading ``addons/cache.py``.
 
     ``settings`` become ``--set key=value`` (bools as true/false; a list or tuple repeats ``--set`` for
-    sequence options) after the harness defaults, so they override them. ``env`` is merged over a clean
+    sequence options) and replace the harness defaults of the same name (connection_strategy=lazy,
+    flow_detail=0, termlog_verbosity=warn, confdir=<per-session temp dir>). ``env`` is merged over a clean
     environment (see ``clean_env``; a None value unsets). ``command`` replaces the launcher (default:
     the ``mitmdump`` next to this interpreter), e.g. ``[".venv/bin/mitmweb", "--set",
     "web_open_browser=false"]``. ``args`` are appended last.
@@ -419,22 +420,23 @@ class Proxy:
 
     def argv(self) -> list[str]:
         """The full command line the proxy is started with."""
+        # mitmproxy refuses a scalar option given twice ("Received multiple values for flow_detail"),
+        # so a setting from the caller replaces the harness default instead of being appended.
+        settings: dict[str, SettingValue] = {
+            "connection_strategy": "lazy",
+            "flow_detail": 0,
+            "termlog_verbosity": "warn",
+            "confdir": str(self.confdir),
+            **self.settings,
+        }
         argv = [
             *self.command,
             "--mode",
             f"reverse:{self.upstream}@127.0.0.1:{self.port}",
             "-s",
             str(self.script),
-            "--set",
-            "connection_strategy=lazy",
-            "--set",
-            "flow_detail=0",
-            "--set",
-            "termlog_verbosity=warn",
-            "--set",
-            f"confdir={self.confdir}",
         ]
-        for key, value in self.settings.items():
+        for key, value in settings.items():
             values = value if isinstance(value, list | tuple) else [value]
             for item in values:
                 text = ("true" if item else "false") if isinstance(item, bool) else str(item)
