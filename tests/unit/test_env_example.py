@@ -17,3 +17,8 @@ def test_env_example_lists_every_setting_with_its_default():
 def test_env_example_values_are_all_valid():
     values = {k: v for k, v in dotenv_values(EXAMPLE).items() if v is not None}
     config.parse_settings(config.defaults(values, cwd=EXAMPLE.parent / "nonexistent"))
+
+
+def test_readme_documents_every_setting():
+    readme = (EXAMPLE.parent / "README.md").read_text()
+    assert [s.env for s in config.SETTINGS if f"`{s.env}`" not in readme] == []
