@@ -352,6 +352,8 @@ class Cache:
             responses.add_status(response, self._miss_status(forward), self.settings.name)
 
     async def response(self, flow: http.HTTPFlow) -> None:
+        if flow.metadata.get("cache_control"):  # answered by the control plane: nothing to store
+            return
         request = flow.request
         if request.method in UNSAFE_METHODS:
             await self._invalidate(flow)

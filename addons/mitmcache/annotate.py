@@ -24,8 +24,10 @@ MARKERS = {
 }
 
 
-def describe(status: Status, age: float | None) -> str:
+def describe(status: Status, age: float | None, code: int | None = None) -> str:
     words = [f"cache {status.x_cache}"]
+    if code == 304:
+        words.append("304")
     if status.detail:
         words.append(status.detail)
     if age is not None:
@@ -43,7 +45,7 @@ def annotate(
     counts[status.x_cache] += 1
     if status.detail and status.x_cache in (XCache.MISS, XCache.BYPASS):
         counts[f"{status.x_cache}:{status.detail}"] += 1
-    flow.comment = describe(status, age)
+    flow.comment = describe(status, age, flow.response.status_code if flow.response else None)
     flow.marked = MARKERS[status.x_cache]
     flow.metadata["cache"] = {
         "status": status.x_cache,

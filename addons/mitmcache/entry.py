@@ -8,7 +8,7 @@ Only plain values: a Redis backend will serialise entries.
 from dataclasses import dataclass, field
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, weakref_slot=True)
 class Entry:
     key: str  # primary key: the URL (policy.key.primary_key)
     url: str  # where the upstream serves it, for refreshes

@@ -14,6 +14,7 @@ import heapq
 import logging
 import random
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable
 
@@ -24,6 +25,7 @@ from .store.base import Store
 
 log = logging.getLogger("mitmcache")
 
+COMPACT_EVERY = 4096  # scheduled entries between sweeps of the schedule for dropped ones
 TICK_SECONDS = 0.25  # the longest the scheduler sleeps, so newly stored entries are seen soon
 
 
@@ -35,7 +37,9 @@ class ExpiryScheduler:
         self._refresher = refresher
         self._settings = settings
         self._counts = counts
-        self._due: list[tuple[float, int, Entry]] = []
+        # Weak references: an entry evicted, purged or replaced must not be kept alive (with its
+        # body) by its place in the schedule.
+        self._due: list[tuple[float, int, weakref.ref[Entry]]] = []
         self._sequence = 0  # tie-breaker: entries themselves are not ordered
         self._task: asyncio.Task[None] | None = None
 
@@ -60,7 +64,17 @@ class ExpiryScheduler:
 
     def _push(self, when: float, entry: Entry) -> None:
         self._sequence += 1
-        heapq.heappush(self._due, (when, self._sequence, entry))
+        heapq.heappush(self._due, (when, self._sequence, weakref.ref(entry)))
+        if self._sequence % COMPACT_EVERY == 0:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Forget the schedule of entries that are gone, so that a flood of short-lived keys does
+        not grow the schedule beyond what is stored."""
+        live = [item for item in self._due if item[2]() is not None]
+        if len(live) < len(self._due):
+            heapq.heapify(live)
+            self._due = live
 
     async def _run(self) -> None:
         while True:
@@ -74,8 +88,9 @@ class ExpiryScheduler:
     async def run_due(self, now: float) -> None:
         """Handle every entry whose time has come."""
         while self._due and self._due[0][0] <= now:
-            _, _, entry = heapq.heappop(self._due)
-            if not any(e is entry for e in await self._store.peek(entry.key)):
+            _, _, ref = heapq.heappop(self._due)
+            entry = ref()
+            if entry is None or not any(e is entry for e in await self._store.peek(entry.key)):
                 continue  # replaced or dropped since it was scheduled
             await self._handle(entry, now)
 
