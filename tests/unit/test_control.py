@@ -1,0 +1,306 @@
+"""The control plane (control.py): commands through mitmproxy's command manager, the admin API and
+the Clear-Cache header answered in the cache's request hook, and what names a purge."""
+
+import asyncio
+import json
+import logging
+import re
+import time
+
+import pytest
+from mitmproxy import ctx, exceptions, http
+from mitmproxy.test import taddons, tflow, tutils
+
+from mitmcache.addon import Cache, cache_key
+from mitmcache.control import BadRequest, Target
+from mitmcache.entry import Entry
+from mitmcache.upstream import Fetched
+
+KEY = "s3cret-key"
+HOST = "http://up:80"
+
+
+def entry(key: str = f"{HOST}/a", vary: tuple[tuple[str, str], ...] = (), *, idle: float = 0.0) -> Entry:
+    """A stored 200 with 60 s to live, last asked for ``idle`` seconds ago."""
+    now = time.time()
+    return Entry(
+        key=key,
+        url=key,
+        host=key.split("/")[2],
+        vary=vary,
+        status=200,
+        reason=b"OK",
+        fields=((b"content-type", b"text/plain"), (b"etag", b'"v1"')),
+        body=b"v1",
+        etag='"v1"',
+        upstream_etag='"v1"',
+        last_modified=None,
+        date=now,
+        response_time=now,
+        initial_age=0.0,
+        lifetime=60.0,
+        lifetime_source="max-age",
+        no_cache=False,
+        must_revalidate=False,
+        stale_while_revalidate=0.0,
+        stale_if_error=0.0,
+        last_access=now - idle,
+    )
+
+
+def request_flow(path: str, method: str = "GET", headers: dict[str, str] | None = None, body: bytes = b""):
+    fields = http.Headers(**{k.replace("-", "_"): v for k, v in (headers or {}).items()})
+    return tflow.tflow(
+        req=tutils.treq(method=method.encode(), path=path.encode(), headers=fields, content=body)
+    )
+
+
+class FakeUpstream:
+    """Answers every refresh with a new body (varying on Accept-Language), and remembers the requests."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict[bytes, bytes]]] = []
+
+    async def get(self, url, fields, timeout, max_bytes) -> Fetched:
+        self.requests.append((url, dict(fields)))
+        await asyncio.sleep(0)
+        now = time.time()
+        fields = [(b"cache-control", b"max-age=60"), (b"vary", b"accept-language")]
+        return Fetched(200, b"OK", fields, b"v2", now, now)
+
+
+@pytest.fixture
+async def cache():
+    addon = Cache()
+    addon.upstream.get = FakeUpstream().get  # refreshes never leave the process
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, cache_admin_key=KEY)
+        yield addon
+        addon.control.done()
+
+
+async def put(cache: Cache, *entries: Entry) -> None:
+    for e in entries:
+        await cache.store.put(e)
+
+
+async def settle(cache: Cache) -> None:
+    """Let the control plane's background refreshes finish."""
+    for _ in range(100):
+        if not cache.control._tasks and not len(cache.inflight):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("background work did not finish")
+
+
+async def answer(cache: Cache, flow: http.HTTPFlow) -> tuple[int, dict]:
+    await cache.request(flow)
+    assert flow.response is not None
+    return flow.response.status_code, json.loads(flow.response.content or b"null")
+
+
+# -- what a purge or refresh names ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "prefix", "matching", "not_matching"),
+    [
+        ("/a?b=2&a=1", False, ["http://up:80/a?a=1&b=2", "https://other/a?a=1&b=2"], ["http://up:80/a"]),
+        ("HTTP://Up:80/a?b=1&a=2", False, ["http://up:80/a?a=2&b=1"], ["http://other:80/a?a=2&b=1"]),
+        ("/api/", True, ["http://up:80/api/x", "http://other/api/"], ["http://up:80/apiary"]),
+        ("http://up:80/api", True, ["http://up:80/api/x", "http://up:80/apiary"], ["http://other:80/api"]),
+    ],
+)
+def test_a_path_matches_under_every_host_and_a_url_under_its_own(raw, prefix, matching, not_matching):
+    target = Target.parse(raw, prefix=prefix)
+    assert all(target.matches(k) for k in matching)
+    assert not any(target.matches(k) for k in not_matching)
+
+
+@pytest.mark.parametrize("raw", ["api/items", "ftp://host/a", ""])
+def test_something_that_is_neither_a_path_nor_a_url_is_refused(raw):
+    with pytest.raises(BadRequest):
+        Target.parse(raw, prefix=False)
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+async def test_command_names_are_reachable_from_mitmweb(cache):
+    names = {n for n in ctx.master.commands.commands if n.startswith("cache.")}
+    assert {"cache.clear", "cache.purge", "cache.refresh", "cache.stats"} <= names
+    assert all(re.fullmatch(r"[a-z.]+", n) for n in names)  # mitmweb's /commands/<name> route
+
+
+async def test_cache_stats_returns_the_counters_as_json(cache):
+    cache.counts.update({"HIT": 3, "MISS": 1, "MISS:private": 1})
+    await put(cache, entry())
+    stats = json.loads(ctx.master.commands.execute("cache.stats"))
+    assert (stats["hits"], stats["misses"], stats["entries"]) == (3, 1, 1)
+    assert stats["miss_reasons"] == {"private": 1}
+
+
+async def test_cache_clear_returns_how_many_entries_were_dropped(cache):
+    await put(cache, entry(f"{HOST}/a"), entry(f"{HOST}/b"))
+    assert ctx.master.commands.call("cache.clear") == 2
+    assert cache.store.usage().entries == 0
+
+
+async def test_cache_purge_drops_every_variant_of_a_path_under_every_host(cache):
+    await put(
+        cache,
+        entry(f"{HOST}/a", (("accept-language", "en"),)),
+        entry(f"{HOST}/a", (("accept-language", "de"),)),
+        entry("http://other:80/a"),
+        entry(f"{HOST}/b"),
+    )
+    assert ctx.master.commands.execute("cache.purge /a") == 3
+    assert await cache.store.keys() == [f"{HOST}/b"]
+
+
+async def test_cache_purge_of_a_full_url_spares_other_hosts(cache):
+    await put(cache, entry(f"{HOST}/a"), entry("http://other:80/a"))
+    assert ctx.master.commands.call("cache.purge", f"{HOST}/a") == 1
+    assert await cache.store.keys() == ["http://other:80/a"]
+
+
+async def test_cache_purge_prefix_drops_every_url_under_it(cache):
+    await put(cache, entry(f"{HOST}/api/a"), entry(f"{HOST}/api/b?x=1"), entry(f"{HOST}/apiary"))
+    assert ctx.master.commands.call("cache.purge.prefix", "/api/") == 2
+    assert cache.counts["purged"] == 2 and cache.counts["purges"] == 1
+
+
+async def test_cache_purge_flows_drops_the_urls_of_the_given_flows(cache):
+    flow = request_flow("/from-a-flow")
+    await put(cache, entry(cache_key(flow.request)), entry(f"{HOST}/kept"))
+    assert ctx.master.commands.call("cache.purge.flows", [flow]) == 1
+    assert await cache.store.keys() == [f"{HOST}/kept"]
+
+
+async def test_a_bad_url_is_a_command_error(cache):
+    with pytest.raises(exceptions.CommandError, match="expected a path"):
+        ctx.master.commands.call("cache.purge", "no-slash")
+
+
+async def test_cache_refresh_refetches_every_variant_one_after_the_other(cache):
+    fake = FakeUpstream()
+    cache.upstream.get = fake.get
+    await put(
+        cache,
+        entry(f"{HOST}/v", (("accept-language", "en"),)),
+        entry(f"{HOST}/v", (("accept-language", "de"),)),
+    )
+    result = json.loads(ctx.master.commands.call("cache.refresh", "/v"))
+    assert (result["result"], result["refreshing"]) == ("refreshing", 2)
+    await settle(cache)
+    assert sorted(fields[b"accept-language"] for _, fields in fake.requests) == [b"de", b"en"]
+    assert {e.body for e in await cache.store.peek(f"{HOST}/v")} == {b"v2"}
+
+
+async def test_cache_entries_lists_what_is_stored(cache):
+    await put(cache, entry(f"{HOST}/a"), entry(f"{HOST}/b"))
+    listing = json.loads(ctx.master.commands.execute("cache.entries /a"))
+    assert [row["key"] for row in listing["entries"]] == [f"{HOST}/a"]
+    assert {"key", "status", "size", "age", "ttl", "hits"} <= set(listing["entries"][0])
+
+
+# -- the Clear-Cache header ----------------------------------------------------------------------
+
+
+async def test_clear_cache_refreshes_hot_variants_and_drops_cold_ones(cache):
+    flow = request_flow("/h", headers={"Clear-Cache": "1", "Clear-Cache-Key": KEY})
+    key = cache_key(flow.request)
+    hot, cold = entry(key, (("accept-language", "en"),)), entry(key, (("accept-language", "de"),), idle=600)
+    await put(cache, hot, cold)
+    code, body = await answer(cache, flow)
+    assert (code, body["result"], body["refreshing"], body["cleared"]) == (200, "refreshing", 1, 1)
+    assert {v["vary"]["accept-language"]: v["result"] for v in body["variants"]} == {
+        "en": "refreshing",
+        "de": "cleared",
+    }
+    await settle(cache)
+    assert [e.vary for e in await cache.store.peek(key)] == [hot.vary]
+
+
+async def test_clear_cache_with_a_wrong_key_changes_nothing(cache):
+    flow = request_flow("/h", headers={"Clear-Cache": "1", "Clear-Cache-Key": "wrong"})
+    await put(cache, entry(cache_key(flow.request), idle=600))
+    assert (await answer(cache, flow))[0] == 401
+    assert cache.store.usage().entries == 1
+
+
+async def test_the_key_is_redacted_on_the_flow(cache):
+    flow = request_flow("/__cache/stats", headers={"Clear-Cache-Key": KEY, "Authorization": f"Bearer {KEY}"})
+    assert (await answer(cache, flow))[0] == 200
+    assert KEY not in str(flow.request.headers)
+
+
+async def test_the_key_is_never_logged(cache, caplog):
+    caplog.set_level(logging.DEBUG, logger="mitmcache")
+    logging.getLogger("mitmcache").setLevel(logging.DEBUG)
+    for headers in (
+        {"Clear-Cache": "1", "Clear-Cache-Key": KEY},
+        {"Clear-Cache": "1", "Clear-Cache-Key": KEY + "x"},
+    ):
+        await answer(cache, request_flow("/logged", headers=headers))
+    await answer(cache, request_flow("/__cache/clear", "POST", {"Authorization": f"Bearer {KEY}"}))
+    assert "control: clear" in caplog.text and "Clear-Cache" in caplog.text
+    assert KEY not in caplog.text
+
+
+# -- the admin API -------------------------------------------------------------------------------
+
+
+async def test_control_flows_say_what_they_were_in_mitmweb(cache):
+    flow = request_flow("/__cache/clear", "POST", {"Authorization": f"Bearer {KEY}"})
+    await answer(cache, flow)
+    assert flow.comment == "cache ADMIN clear 200 cleared=0"
+    assert flow.marked == ":gear:"
+    assert flow.metadata["cache"]["status"] == "ADMIN"
+    assert flow.metadata["cache_control"] == "clear"
+
+
+async def test_head_gets_the_headers_without_the_body(cache):
+    flow = request_flow("/__cache/health", "HEAD")
+    await cache.request(flow)
+    assert flow.response.raw_content == b""
+    assert int(flow.response.headers["content-length"]) > 0
+
+
+async def test_a_body_that_is_not_a_json_object_is_a_400(cache):
+    flow = request_flow("/__cache/purge", "POST", {"Authorization": f"Bearer {KEY}"}, body=b"[1]")
+    assert (await answer(cache, flow))[0] == 400
+
+
+async def test_purge_accepts_a_form_body(cache):
+    await put(cache, entry(f"{HOST}/f"))
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/x-www-form-urlencoded"}
+    flow = request_flow("/__cache/purge", "POST", headers, body=b"url=/f")
+    assert (await answer(cache, flow))[1]["purged"] == 1
+
+
+async def test_an_invalid_cursor_is_a_400(cache):
+    flow = request_flow("/__cache/entries?cursor=%25%25", headers={"Authorization": f"Bearer {KEY}"})
+    assert (await answer(cache, flow))[0] == 400
+
+
+async def test_the_prefix_itself_lists_the_endpoints(cache):
+    code, body = await answer(cache, request_flow("/__cache"))
+    assert code == 200
+    assert body["endpoints"]["/__cache/purge"] == "POST"
+    assert body["endpoints"]["/__cache/health"] == "GET HEAD (no key)"
+
+
+async def test_flows_that_go_upstream_are_counted_as_upstream_fetches(cache):
+    forwarded, answered = request_flow("/a"), request_flow("/a")
+    answered.response = tutils.tresp()
+    cache.control.request(forwarded)
+    cache.control.request(answered)
+    assert cache.counts["upstream_fetch"] == 1
+
+
+async def test_a_json_body_labelled_as_a_form_is_read_as_json(cache):
+    await put(cache, entry(f"{HOST}/j"))
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/x-www-form-urlencoded"}
+    flow = request_flow("/__cache/purge", "POST", headers, body=b'{"url": "/j"}')  # what curl -d sends
+    assert (await answer(cache, flow))[1]["purged"] == 1
