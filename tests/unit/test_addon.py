@@ -34,6 +34,15 @@ async def fetch(cache: Cache, flow: http.HTTPFlow, **reply_headers: str) -> http
     return flow
 
 
+async def leader_and_waiting_follower(cache: Cache) -> tuple[http.HTTPFlow, http.HTTPFlow, asyncio.Task]:
+    """Two requests for one missing key: the first leads, the second is parked in its hook."""
+    leader, follower = get(), get()
+    await cache.request(leader)
+    waiting = asyncio.get_running_loop().create_task(cache.request(follower))
+    await asyncio.sleep(0.01)
+    return leader, follower, waiting
+
+
 async def test_entry_script_loads_like_mitmdump_does():
     with taddons.context() as tctx:
         module = tctx.script(str(ENTRY_SCRIPT))
@@ -75,10 +84,7 @@ async def test_a_flow_carries_its_cache_decision_for_mitmweb():
 async def test_concurrent_requests_wait_for_the_leader_and_share_its_response():
     cache = Cache()
     with taddons.context(cache):
-        leader, follower = get(), get()
-        await cache.request(leader)
-        waiting = asyncio.get_running_loop().create_task(cache.request(follower))
-        await asyncio.sleep(0.01)
+        leader, follower, waiting = await leader_and_waiting_follower(cache)
         assert not waiting.done()
         upstream_reply(leader)
         cache.responseheaders(leader)
@@ -91,10 +97,7 @@ async def test_concurrent_requests_wait_for_the_leader_and_share_its_response():
 async def test_an_upstream_error_releases_the_waiters_with_a_502():
     cache = Cache()
     with taddons.context(cache):
-        leader, follower = get(), get()
-        await cache.request(leader)
-        waiting = asyncio.get_running_loop().create_task(cache.request(follower))
-        await asyncio.sleep(0.01)
+        leader, follower, waiting = await leader_and_waiting_follower(cache)
         leader.error = tflow.terr("Connection refused")
         cache.error(leader)
         await asyncio.wait_for(waiting, 1)
@@ -104,10 +107,7 @@ async def test_an_upstream_error_releases_the_waiters_with_a_502():
 async def test_the_leaders_client_leaving_makes_a_waiter_the_new_leader():
     cache = Cache()
     with taddons.context(cache):
-        leader, follower = get(), get()
-        await cache.request(leader)
-        waiting = asyncio.get_running_loop().create_task(cache.request(follower))
-        await asyncio.sleep(0.01)
+        leader, follower, waiting = await leader_and_waiting_follower(cache)
         leader.error = tflow.terr("Client disconnected.")
         cache.error(leader)
         await asyncio.wait_for(waiting, 1)
