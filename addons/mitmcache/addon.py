@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from mitmproxy import ctx, exceptions, http
 
-from . import config, responses
+from . import config, interim, responses
 from .annotate import annotate
 from .coalesce import HitForMiss, Inflight, Kind, Outcome
 from .control import Control
@@ -24,8 +24,12 @@ from .entry import Entry
 from .expiry import ExpiryScheduler
 from .policy.cache_status import Status, XCache
 from .policy.dates import parse_http_date
+from .policy.fields import get_all, get_first, has_any
 from .policy.freshness import current_age
+from .policy.invalidation import SAFE_METHODS, invalidated_targets, invalidates
 from .policy.key import matches, primary_key
+from .policy.ranges import Kind as RangeKind
+from .policy.ranges import plan as range_plan
 from .policy.reuse import (
     NO_DIRECTIVES,
     RequestDirectives,
@@ -33,10 +37,12 @@ from .policy.reuse import (
     decide,
     may_serve_stale_on_error,
     request_directives,
+    stale_on_error_limit,
 )
+from .policy.revalidation import freshened_fields, head_freshens
 from .policy.storable import Refusal, admit
 from .policy.validators import answer_not_modified
-from .refresh import Refresher
+from .refresh import ERROR_STATUSES, UPSTREAM_STATUS, Refresher, refresh_request_fields
 from .retention import FlowRetention
 from .store.memory import MemoryStore
 from .tee import BodyTee
@@ -44,9 +50,12 @@ from .upstream import Upstream
 
 log = logging.getLogger("mitmcache")
 
-UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-# Refusals that say something about this request only, not about the URL's responses.
-_REQUEST_SPECIFIC = frozenset({"request-no-store", "authorization"})
+# Request fields a cache does not evaluate (RFC 9111 §4.3.2): they are for the origin.
+_ORIGIN_PRECONDITIONS = frozenset({b"if-match", b"if-unmodified-since"})
+_RANGE = frozenset({b"range"})
+# Refusals that say something about this request only, not about the URL's responses (a 206
+# answers a Range request).
+_REQUEST_SPECIFIC = frozenset({"request-no-store", "authorization", "partial"})
 
 
 @dataclass(slots=True)
@@ -62,6 +71,7 @@ class Forward:
     detail: str | None = None
     tee: BodyTee | None = None
     released: bool = False  # followers already told (the response turned out unstorable early)
+    stale: Entry | None = None  # a HEAD written through to revalidate this stored GET response
 
 
 def cache_key(request: http.Request) -> str:
@@ -102,6 +112,7 @@ class Cache:
             loader.add_option(
                 setting.option, str, defaults[setting.option], f"{setting.help} (env {setting.env})"
             )
+        interim.install()  # mitmproxy would take an upstream's 1xx for its final response
 
     def configure(self, updated: set[str]) -> None:
         if not updated & config.BY_OPTION.keys():
@@ -144,22 +155,30 @@ class Cache:
         ] in ("", "/", "?"):
             await self.control.handle(flow, settings)
             return
-        if "clear-cache" in request.headers:  # the seed's private refresh-or-clear request
+        # The request's field names in one pass: each ``in request.headers`` costs ~2 us on a hit.
+        names = {name.lower() for name, _ in request.headers.fields}
+        if b"clear-cache" in names:  # the seed's private refresh-or-clear request
             await self.control.clear_cache_header(flow, settings)
             return
         if request.method not in ("GET", "HEAD"):
             return
         key = cache_key(request)
+        if not names.isdisjoint(_ORIGIN_PRECONDITIONS):
+            # RFC 9111 §4.3.2: "the If-Match and If-Unmodified-Since conditional header fields are
+            # not applicable to a cache": they are for the origin to evaluate.
+            self._forward(flow, key, leader=False, fwd="bypass", detail="origin-precondition")
+            return
         directives = (
             request_directives(request.headers.get_all("cache-control"), request.headers.get_all("pragma"))
-            if "cache-control" in request.headers or "pragma" in request.headers
+            if b"cache-control" in names or b"pragma" in names
             else NO_DIRECTIVES
         )
         deadline = time.monotonic() + settings.upstream_timeout
         while True:
             now = time.time()
             variants = await self.store.variants(key)
-            entry = next((e for e in variants if matches(e.vary, request.headers.fields)), None)
+            # RFC 9111 §4.1: of several matching stored responses, the most recent one is used.
+            entry = next((e for e in reversed(variants) if matches(e.vary, request.headers.fields)), None)
             if entry is not None:
                 await self._use_entry(flow, key, entry, directives, now, deadline)
                 return
@@ -172,10 +191,16 @@ class Cache:
             if self.hit_for_miss.active(key, now):
                 self._forward(flow, key, leader=False, fwd=fwd, detail="hit-for-miss")
                 return
-            if request.method == "GET" and self.inflight.lead(key):
+            # A Range request on a miss goes upstream as it is, without leading: its 206 is not
+            # stored, and fetching the whole of a large response for one range would cost more.
+            if (
+                request.method == "GET"
+                and not has_any(request.headers.fields, _RANGE)
+                and self.inflight.lead(key)
+            ):
                 self._forward(flow, key, leader=True, fwd=fwd)
                 return
-            if not self.inflight.busy(key):  # a HEAD with nothing to wait for
+            if not self.inflight.busy(key):  # a HEAD or a Range request with nothing to wait for
                 self._forward(flow, key, leader=False, fwd=fwd)
                 return
             self.counts["coalesced_wait"] += 1
@@ -236,12 +261,39 @@ class Cache:
             )
             annotate(flow, key, status, self.counts)
             return
-        outcome = await self.refresher.revalidate(entry, deadline - time.monotonic())
+        if flow.request.method == "HEAD" and not self.inflight.busy(key):
+            # RFC 9111 §4.3.5: the HEAD goes upstream, and its 200 freshens (or invalidates) the
+            # stored GET response on the way back.
+            self._forward(flow, key, leader=False, fwd=fwd, stale=entry)
+            return
+        outcome, fetched = await self.refresher.revalidate(
+            entry, deadline - time.monotonic(), flow.request.headers.fields
+        )
         if outcome is None:
             outcome = Outcome(
                 Kind.FAILED, status=504, detail=f"upstream-timeout after {settings.upstream_timeout:g}s"
             )
-        if not self._answer(flow, key, outcome, stale=entry, fwd=fwd, collapsed=False):
+        if fetched is not None and outcome.kind is not Kind.STORED:
+            # The upstream's answer to this client's own revalidation, not stored: it is the
+            # answer, unless it is an error a stale copy may stand in for.
+            if outcome.kind is Kind.FAILED and self._answer(
+                flow,
+                key,
+                outcome,
+                stale=entry,
+                fwd=fwd,
+                collapsed=False,
+                directives=directives,
+                only_stale=True,
+            ):
+                return
+            status = Status(XCache.MISS, fwd=fwd, fwd_status=fetched.status, detail=outcome.detail)
+            flow.response = responses.from_fetched(
+                fetched, head=flow.request.method == "HEAD", status=status, cache_name=settings.name
+            )
+            annotate(flow, key, status, self.counts)
+            return
+        if not self._answer(flow, key, outcome, stale=entry, fwd=fwd, collapsed=False, directives=directives):
             self._forward(flow, key, leader=False, fwd=fwd, detail=outcome.detail)
 
     def _answer(
@@ -253,8 +305,13 @@ class Cache:
         stale: Entry | None,
         fwd: str,
         collapsed: bool,
+        directives: RequestDirectives = NO_DIRECTIVES,
+        only_stale: bool = False,
     ) -> bool:
-        """Answer a flow that waited for a fetch; False when it must go upstream on its own."""
+        """Answer a flow that waited for a fetch; False when it must go upstream on its own.
+
+        ``only_stale``: answer only with the stale copy, where a failure lets it stand in.
+        """
         settings = self.settings
         now = time.time()
         if outcome.kind is Kind.STORED and outcome.entry is not None:
@@ -277,11 +334,18 @@ class Cache:
             self._serve(flow, key, entry, status, age)
             return True
         if outcome.kind is Kind.FAILED:
-            if stale is not None and may_serve_stale_on_error(stale, now, settings.stale_if_error):
+            limit = stale_on_error_limit(
+                settings.stale_if_error,
+                disconnected=not outcome.detail.startswith(UPSTREAM_STATUS),
+                pure_rfc=settings.pure_rfc,
+            )
+            if stale is not None and may_serve_stale_on_error(stale, now, limit, directives.stale_if_error):
                 age = current_age(stale.initial_age, stale.response_time, now)
                 status = Status(XCache.STALE, hit=True, ttl=int(stale.lifetime - age), detail=outcome.detail)
                 self._serve(flow, key, stale, status, age)
                 return True
+            if only_stale:
+                return False
             status = Status(XCache.MISS, fwd=fwd, collapsed=collapsed, detail=outcome.detail)
             flow.response = responses.error(outcome.status or 502, outcome.detail, status, settings.name)
             annotate(flow, key, status, self.counts)
@@ -292,10 +356,27 @@ class Cache:
         """Answer from ``entry``: a 304 when the client's own conditions allow, else the response."""
         request = flow.request
         name = self.settings.name
+        fields = request.headers.fields  # raw, as the stored ETag is: obs-text compares byte for byte
         if self._not_modified(
-            request.headers.get_all("if-none-match"), request.headers.get("if-modified-since"), entry
+            get_all(fields, "if-none-match"), get_first(fields, "if-modified-since"), entry
         ):
             flow.response = responses.not_modified(entry, age=age, status=status, cache_name=name)
+        elif request.method == "GET" and entry.status == 200 and has_any(fields, _RANGE):
+            plan = range_plan(
+                get_all(fields, "range"),
+                get_first(fields, "if-range"),
+                length=len(entry.body),
+                etag=entry.etag,
+                last_modified=entry.last_modified,
+                date=entry.date,
+                multipart_allowed=get_first(entry.fields, "content-encoding") is None,
+            )
+            if plan.kind is RangeKind.FULL:
+                flow.response = responses.from_entry(
+                    entry, head=False, age=age, status=status, cache_name=name
+                )
+            else:
+                flow.response = responses.ranges(entry, plan, age=age, status=status, cache_name=name)
         else:
             flow.response = responses.from_entry(
                 entry, head=request.method == "HEAD", age=age, status=status, cache_name=name
@@ -314,7 +395,14 @@ class Cache:
         )
 
     def _forward(
-        self, flow: http.HTTPFlow, key: str, *, leader: bool, fwd: str, detail: str | None = None
+        self,
+        flow: http.HTTPFlow,
+        key: str,
+        *,
+        leader: bool,
+        fwd: str,
+        detail: str | None = None,
+        stale: Entry | None = None,
     ) -> None:
         """Let the flow go upstream; its client's conditions are answered when it returns.
 
@@ -322,7 +410,9 @@ class Cache:
         upstream never saw, and a 304 from upstream would leave nothing to store.
         """
         request = flow.request
-        forward = Forward(key=key, leader=leader, fwd=fwd, request_time=time.time(), detail=detail)
+        forward = Forward(
+            key=key, leader=leader, fwd=fwd, request_time=time.time(), detail=detail, stale=stale
+        )
         if request.method == "GET":
             forward.if_none_match = request.headers.get_all("if-none-match")
             forward.if_modified_since = request.headers.get("if-modified-since")
@@ -355,15 +445,14 @@ class Cache:
         if flow.metadata.get("cache_control"):  # answered by the control plane: nothing to store
             return
         request = flow.request
-        if request.method in UNSAFE_METHODS:
+        if request.method not in SAFE_METHODS:
             await self._invalidate(flow)
             return
         forward = self._forwards.pop(flow.id, None)
         if forward is None or flow.response is None:
             return
         if request.method == "HEAD":
-            forward.detail = "head"
-            self._finish_forward(flow, forward, Outcome(Kind.UNSHAREABLE, detail="head"))
+            await self._head_response(flow, forward)
             return
         response = flow.response
         streamed = bool(response.stream)
@@ -453,15 +542,73 @@ class Cache:
             responses.add_status(response, status, self.settings.name)
         annotate(flow, forward.key, status, self.counts)
 
+    async def _head_response(self, flow: http.HTTPFlow, forward: Forward) -> None:
+        """A HEAD that went upstream: its 200 freshens or invalidates the stored GET responses it
+        could have been answered from (RFC 9111 §4.3.5); an error from a HEAD written through for
+        a stale entry may be answered from that entry, where stale may stand in for an error."""
+        response = flow.response
+        assert response is not None
+        now = time.time()
+        stale = forward.stale
+        if stale is not None and response.status_code in ERROR_STATUSES:
+            settings = self.settings
+            limit = stale_on_error_limit(
+                settings.stale_if_error, disconnected=False, pure_rfc=settings.pure_rfc
+            )
+            if may_serve_stale_on_error(stale, now, limit):
+                age = current_age(stale.initial_age, stale.response_time, now)
+                detail = f"{UPSTREAM_STATUS}{response.status_code}"
+                self._serve(flow, forward.key, stale, Status(XCache.STALE, hit=True, detail=detail), age)
+                return
+        forward.detail = "head"
+        if response.status_code == 200:
+            for entry in [
+                e for e in await self.store.peek(forward.key) if matches(e.vary, flow.request.headers.fields)
+            ]:
+                if head_freshens(entry, response.headers.fields):
+                    admitted = admit(
+                        key=entry.key,
+                        url=entry.url,
+                        host=entry.host,
+                        method="GET",
+                        request_fields=refresh_request_fields(entry),
+                        status=entry.status,
+                        reason=entry.reason,
+                        response_fields=freshened_fields(entry, response.headers.fields),
+                        body=entry.body,
+                        request_time=forward.request_time,
+                        response_time=now,
+                        rules=self.settings.rules,
+                    )
+                    if not isinstance(admitted, Refusal) and admitted.vary == entry.vary:
+                        admitted.last_access, admitted.hits = entry.last_access, entry.hits
+                        await self.store.put(admitted)
+                        self.expiry.track(admitted)
+                        self.counts["head_freshened"] += 1
+                        forward.detail = "head-freshened"
+                        continue
+                if await self.store.discard(entry):
+                    self.counts["invalidated"] += 1
+                    forward.detail = "head-invalidated"
+        self._finish_forward(flow, forward, Outcome(Kind.UNSHAREABLE, detail="head"))
+
     async def _invalidate(self, flow: http.HTTPFlow) -> None:
-        """RFC 9111 §4.4: a non-error response to an unsafe request invalidates the target URI."""
+        """RFC 9111 §4.4: a non-error response to an unsafe request (any method not known to be
+        safe) invalidates the target URI, and the same-origin Location and Content-Location URIs."""
         if flow.response is None:
             return
-        key = cache_key(flow.request)
+        request = flow.request
+        key = cache_key(request)
         status = Status(XCache.BYPASS, fwd="method", fwd_status=flow.response.status_code)
-        if 200 <= flow.response.status_code < 400:
-            dropped = await self.store.delete(key)
-            self.hit_for_miss.forget(key)
+        if invalidates(request.method, flow.response.status_code):
+            authority = request.host_header or f"{request.host}:{request.port}"
+            dropped = 0
+            for path in invalidated_targets(
+                f"{request.scheme}://{authority}{request.path}", flow.response.headers.fields
+            ):
+                target_key = primary_key(request.scheme, authority, path)
+                dropped += await self.store.delete(target_key)
+                self.hit_for_miss.forget(target_key)
             if dropped:
                 self.counts["invalidated"] += dropped
                 status = Status(

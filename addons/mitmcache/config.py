@@ -75,6 +75,22 @@ def text(raw: str) -> str:
     return raw.strip()
 
 
+def percent(raw: str) -> float:
+    value = float(raw)
+    if not 0 <= value <= 100:
+        raise ValueError
+    return value
+
+
+def field_names(raw: str) -> tuple[str, ...]:
+    """``CDN-Cache-Control, Fastly-Cache-Control``: header field names (tokens), lower-cased, in
+    order; empty for none."""
+    names = tuple(name.strip().lower() for name in raw.split(",") if name.strip())
+    if not all(re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name) for name in names):
+        raise ValueError
+    return names
+
+
 def token(raw: str) -> str:
     value = raw.strip()
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9._-]*", value):
@@ -110,6 +126,26 @@ SETTINGS: tuple[Setting, ...] = (
         "fallback or override",
         "fallback: cache_ttl applies only where the upstream gives no lifetime. override: cache_ttl "
         "applies to every storable response, ignoring the upstream's lifetimes.",
+    ),
+    Setting(
+        "cache_heuristic_percent",
+        "CACHE_HEURISTIC_PERCENT",
+        "10",
+        percent,
+        "a percentage from 0 to 100",
+        "Pure RFC 9111 mode only (cache_ttl 0): a response without explicit freshness but with "
+        "Last-Modified stays fresh for this percentage of the time since it was last modified (RFC 9111 "
+        "§4.2.2), at most a day. 0: off. With a cache_ttl, cache_ttl is the fallback instead.",
+    ),
+    Setting(
+        "cache_targeted_fields",
+        "CACHE_TARGETED_FIELDS",
+        "CDN-Cache-Control",
+        field_names,
+        "comma-separated header field names, or nothing",
+        "Targeted cache-control fields this cache obeys (RFC 9213), the first valid one winning: it "
+        "replaces Cache-Control and Expires for storing and freshness, and still reaches clients. "
+        "Empty: none.",
     ),
     Setting(
         "cache_refresh_window",
@@ -240,6 +276,8 @@ class Settings:
 
     ttl: float
     ttl_mode: str
+    heuristic_percent: float
+    targeted_fields: tuple[str, ...]
     refresh_window: float
     upstream_timeout: float
     admin_key: str
@@ -262,8 +300,19 @@ class Settings:
         return self.ttl > 0
 
     @property
+    def pure_rfc(self) -> bool:
+        """No configured default lifetime: the proxy is a plain RFC 9111 shared cache, which never
+        serves stale without permission and never fetches what no client asked for."""
+        return self.ttl == 0
+
+    @property
     def rules(self) -> Rules:
-        return Rules(default_ttl=self.ttl, override=self.ttl_mode == "override")
+        return Rules(
+            default_ttl=self.ttl,
+            override=self.ttl_mode == "override",
+            heuristic_percent=self.heuristic_percent if self.pure_rfc else 0.0,
+            targeted_fields=self.targeted_fields,
+        )
 
 
 def env_file_values(environ: Mapping[str, str], cwd: Path) -> dict[str, str]:

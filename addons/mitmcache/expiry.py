@@ -7,6 +7,10 @@ and otherwise it is dropped, so a key nobody asks for stops being refreshed. Wit
 on, entries are looked at shortly before they expire (jittered, so that keys stored together do
 not all refresh together) and hot ones are refreshed early, so clients are not even served stale.
 A failed refresh keeps the entry and is looked at again when its backoff ends.
+
+In pure RFC 9111 mode (no ``cache_ttl``, no refresh-ahead) nothing is fetched that no client asked
+for: a hot entry with validators is kept past its expiry for the next client to revalidate, and
+dropped once nobody asks for it within the refresh window.
 """
 
 import asyncio
@@ -98,7 +102,17 @@ class ExpiryScheduler:
         settings = self._settings()
         expires_at = entry.response_time + entry.lifetime - entry.initial_age
         hot = now - entry.last_access <= settings.refresh_window
-        if hot:
+        # Entries that are never fresh (max-age=0, no-cache) are revalidated on use; refreshing
+        # them ahead would only repeat at every expiry, that is at once.
+        refreshable = entry.lifetime > 0 and not entry.no_cache
+        if hot and refreshable and settings.pure_rfc and not settings.refresh_ahead:
+            # Pure RFC 9111 mode fetches nothing no client asked for: a hot stale entry is kept
+            # for the next client to revalidate (or to be served within the upstream's allowances).
+            refreshable = False
+        if hot and not refreshable and entry.has_validators:
+            self._push(now + max(settings.refresh_window, 1.0), entry)
+            return
+        if hot and refreshable:
             if now < entry.retry_at:
                 self._push(entry.retry_at, entry)
             elif self._refresher.start(entry):

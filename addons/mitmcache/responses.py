@@ -5,6 +5,7 @@ the stored raw fields and body: ``Response.make`` would re-encode a gzip body (a
 """
 
 import json
+import secrets
 import time
 from typing import Any
 
@@ -12,11 +13,25 @@ from mitmproxy import http
 
 from .entry import Entry
 from .policy.cache_status import Status
+from .policy.fields import get_first, without_hop_by_hop
+from .policy.ranges import Kind, Plan
+from .upstream import Fetched
 
 # RFC 9110 §15.4.5: what a 304 carries (Last-Modified is left out: every entry has an ETag).
 _NOT_MODIFIED_FIELDS = frozenset(
     {b"cache-control", b"content-location", b"date", b"etag", b"expires", b"vary"}
 )
+
+
+def _headers(fields: tuple[tuple[bytes, bytes], ...]) -> http.Headers:
+    """``http.Headers(fields)`` for fields that are ``(bytes, bytes)`` tuples by construction.
+
+    The constructor copies every pair, type-checks it and runs an empty ``update``: ~3.5 us of a hit,
+    against ~0.4 us here. A ``Headers`` holds nothing but ``fields`` (mitmproxy 12's
+    ``coretypes.multidict``; tests/unit/test_responses_headers.py checks the two are equal)."""
+    headers = http.Headers.__new__(http.Headers)
+    headers.fields = fields
+    return headers
 
 
 def _status_fields(status: Status, cache_name: str, age: float | None) -> list[tuple[bytes, bytes]]:
@@ -29,7 +44,7 @@ def _status_fields(status: Status, cache_name: str, age: float | None) -> list[t
 def from_entry(entry: Entry, *, head: bool, age: float, status: Status, cache_name: str) -> http.Response:
     """The stored response; for HEAD without its body but with the GET's Content-Length."""
     now = time.time()
-    headers = http.Headers([*entry.fields, *_status_fields(status, cache_name, age)])
+    headers = _headers((*entry.fields, *_status_fields(status, cache_name, age)))
     return http.Response(
         b"HTTP/1.1", entry.status, entry.reason, headers, b"" if head else entry.body, None, now, now
     )
@@ -39,8 +54,54 @@ def not_modified(entry: Entry, *, age: float, status: Status, cache_name: str) -
     """A 304 for the stored response, with the fields RFC 9110 §15.4.5 requires and no body."""
     now = time.time()
     fields = [(k, v) for k, v in entry.fields if k.lower() in _NOT_MODIFIED_FIELDS]
-    headers = http.Headers([*fields, *_status_fields(status, cache_name, age)])
+    headers = _headers((*fields, *_status_fields(status, cache_name, age)))
     return http.Response(b"HTTP/1.1", 304, b"Not Modified", headers, b"", None, now, now)
+
+
+def ranges(entry: Entry, plan: Plan, *, age: float, status: Status, cache_name: str) -> http.Response:
+    """Ranges of the stored (complete, 200) response (RFC 9110 §14): a 206 with one part, or with a
+    ``multipart/byteranges`` body (§14.6), or a 416 when no range is satisfiable (§15.5.17)."""
+    now = time.time()
+    length = len(entry.body)
+    if plan.kind is Kind.UNSATISFIABLE:
+        kept = [(k, v) for k, v in entry.fields if k.lower() in (b"date", b"etag", b"last-modified")]
+        fields = [*kept, (b"content-range", f"bytes */{length}".encode()), (b"content-length", b"0")]
+        headers = http.Headers([*fields, *_status_fields(status, cache_name, age)])
+        return http.Response(b"HTTP/1.1", 416, b"Range Not Satisfiable", headers, b"", None, now, now)
+    base = [(k, v) for k, v in entry.fields if k.lower() not in (b"content-length", b"content-range")]
+    if len(plan.ranges) == 1:
+        part = plan.ranges[0]
+        body = entry.body[part.first : part.last + 1]
+        fields = [*base, (b"content-range", part.content_range(length).encode())]
+    else:
+        boundary = secrets.token_hex(16)
+        content_type = get_first(entry.fields, "content-type")
+        chunks = []
+        for part in plan.ranges:
+            head = f"--{boundary}\r\n"
+            if content_type is not None:
+                head += f"Content-Type: {content_type}\r\n"
+            head += f"Content-Range: {part.content_range(length)}\r\n\r\n"
+            chunks += [head.encode("latin-1"), entry.body[part.first : part.last + 1], b"\r\n"]
+        chunks.append(f"--{boundary}--\r\n".encode())
+        body = b"".join(chunks)
+        fields = [(k, v) for k, v in base if k.lower() != b"content-type"]
+        fields.append((b"content-type", f"multipart/byteranges; boundary={boundary}".encode()))
+    fields.append((b"content-length", str(len(body)).encode()))
+    headers = http.Headers([*fields, *_status_fields(status, cache_name, age)])
+    return http.Response(b"HTTP/1.1", 206, b"Partial Content", headers, body, None, now, now)
+
+
+def from_fetched(fetched: Fetched, *, head: bool, status: Status, cache_name: str) -> http.Response:
+    """An upstream response the cache fetched for this client (a revalidation) but did not store:
+    passed on as it came, with its framing redone for the stored body."""
+    now = time.time()
+    fields = [(k, v) for k, v in without_hop_by_hop(fetched.fields) if k.lower() != b"content-length"]
+    if fetched.status not in (204, 304) and fetched.status >= 200:
+        fields.append((b"content-length", str(len(fetched.body)).encode()))
+    headers = http.Headers([*fields, *_status_fields(status, cache_name, None)])
+    body = b"" if head else fetched.body
+    return http.Response(b"HTTP/1.1", fetched.status, fetched.reason, headers, body, None, now, now)
 
 
 def json_response(

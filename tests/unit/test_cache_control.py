@@ -88,3 +88,27 @@ def test_field_names_of_qualified_no_cache():
     """RFC 9111 §5.2.2.4: ``no-cache="name"`` names the fields that need revalidation."""
     assert field_names(parse(['no-cache="Set-Cookie"']), "no-cache") == {"set-cookie"}
     assert field_names(parse(["no-cache"]), "no-cache") == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        pytest.param(["max-age =100"], {}, id="space before equals: not a directive"),
+        pytest.param(["max-age =100, public"], {"public": None}, id="the rest still counts"),
+        pytest.param(["max-age= 100"], {"max-age": " 100"}, id="space after equals: argument kept"),
+        pytest.param(['extension="max-age=100", max-age=1'], {"extension": "max-age=100", "max-age": "1"}),
+        pytest.param(['max-age=1, extension="max-age=100"'], {"max-age": "1", "extension": "max-age=100"}),
+        pytest.param(["max-age='3600'"], {"max-age": "'3600'"}, id="single quotes are not quotes"),
+    ],
+)
+def test_no_whitespace_around_equals(lines, expected):
+    """RFC 9111 §5.2: cache-directive = token [ "=" ( token / quoted-string ) ] -- no whitespace
+    around "="; and a directive name inside a quoted string is no directive (RFC 9110 §5.6.4)."""
+    assert parse(lines) == expected
+
+
+@pytest.mark.parametrize("value", ["max-age= 100", "max-age='3600'", "max-age=3600.0", "max-age=a100"])
+def test_malformed_delta_seconds_are_invalid(value):
+    """RFC 9111 §1.2.2: delta-seconds = 1*DIGIT, so these max-age values are invalid, which §4.2.1
+    says makes the response stale."""
+    assert delta_seconds(parse([value]), "max-age") is None

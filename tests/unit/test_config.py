@@ -112,6 +112,12 @@ COUNT_INVALID = ["-1", "1.5", "many", ""]
 VALID: dict[str, list[tuple[str, object]]] = {
     "cache_ttl": SECONDS_VALID,
     "cache_ttl_mode": [("fallback", "fallback"), (" Override ", "override")],
+    "cache_heuristic_percent": [("10", 10), ("0", 0), ("100", 100), ("2.5", 2.5)],
+    "cache_targeted_fields": [
+        ("CDN-Cache-Control", ("cdn-cache-control",)),
+        (" Acme-CDN-Cache-Control , CDN-Cache-Control ", ("acme-cdn-cache-control", "cdn-cache-control")),
+        ("", ()),
+    ],
     "cache_refresh_window": SECONDS_VALID,
     "cache_upstream_timeout": [("10", 10), ("0.25", 0.25)],
     "cache_admin_key": [("s3cret", "s3cret"), (" padded ", "padded"), ("", "")],
@@ -130,6 +136,8 @@ VALID: dict[str, list[tuple[str, object]]] = {
 INVALID: dict[str, list[str]] = {
     "cache_ttl": SECONDS_INVALID,
     "cache_ttl_mode": ["", "sometimes"],
+    "cache_heuristic_percent": ["-1", "101", "nan", "ten", ""],
+    "cache_targeted_fields": ["CDN Cache Control", "a;b", "x:y"],
     "cache_refresh_window": SECONDS_INVALID,
     "cache_upstream_timeout": ["0", "-1", "never", "inf"],
     "cache_admin_key": [],  # any string is a valid key

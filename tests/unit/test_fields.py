@@ -2,7 +2,7 @@
 
 import pytest
 
-from mitmcache.policy.fields import HOP_BY_HOP, get_all, get_first, split_list, without_hop_by_hop
+from mitmcache.policy.fields import HOP_BY_HOP, get_all, get_first, has_any, split_list, without_hop_by_hop
 
 
 def fields(*pairs: tuple[str, str]) -> list[tuple[bytes, bytes]]:
@@ -60,3 +60,12 @@ def test_end_to_end_fields_keep_their_repeats_order_and_case():
     assert without_hop_by_hop(message) == fields(
         ("Set-Cookie", "a=1"), ("Link", "<a>"), ("set-cookie", "b=2")
     )
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [({b"range"}, True), ({b"if-match", b"accept"}, True), ({b"if-match"}, False), (set(), False)],
+)
+def test_has_any(names, expected):
+    """A one-pass presence check over raw fields, names compared case-insensitively (RFC 9110 §5.1)."""
+    assert has_any([(b"Range", b"bytes=0-1"), (b"ACCEPT", b"*/*")], frozenset(names)) is expected

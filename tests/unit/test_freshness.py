@@ -5,6 +5,7 @@ import pytest
 from mitmcache.policy.cache_control import DELTA_SECONDS_CAP, parse
 from mitmcache.policy.dates import format_http_date
 from mitmcache.policy.freshness import (
+    HEURISTIC_MAX_SECONDS,
     HEURISTICALLY_CACHEABLE_STATUS_CODES,
     Lifetime,
     corrected_initial_age,
@@ -207,3 +208,87 @@ def test_age_field_value(age, expected):
 def test_current_age_adds_resident_time(now, expected):
     """RFC 9111 §4.2.3: current_age = corrected_initial_age + (now - response_time)."""
     assert current_age(5, NOW, now) == expected
+
+
+# ---- heuristic freshness (§4.2.2), pure RFC mode: no default lifetime ----
+
+
+def heuristic(
+    cache_control: str = "",
+    *,
+    status: int = 200,
+    modified_ago: float | None = 86_400,
+    expires: list[str] | None = None,
+    percent: float = 10,
+) -> Lifetime | None:
+    """The lifetime in pure RFC mode (no default), Date = NOW, Last-Modified ``modified_ago``."""
+    return freshness_lifetime(
+        status,
+        parse([cache_control]),
+        expires or [],
+        NOW,
+        default_ttl=0,
+        override=False,
+        last_modified=None if modified_ago is None else NOW - modified_ago,
+        heuristic_percent=percent,
+    )
+
+
+@pytest.mark.parametrize("status", sorted(HEURISTICALLY_CACHEABLE_STATUS_CODES))
+def test_heuristic_is_a_tenth_of_the_time_since_last_modified(status):
+    """RFC 9111 §4.2.2: "caches are encouraged to use a heuristic expiration value that is no more
+    than some fraction of the interval since [Last-Modified] ... A typical setting of this fraction
+    might be 10%" -- for heuristically cacheable statuses (RFC 9110 §15.1)."""
+    assert heuristic(status=status, modified_ago=3600) == Lifetime(360, "heuristic")
+
+
+@pytest.mark.parametrize("status", [201, 202, 403, 502, 503, 504, 599])
+def test_no_heuristic_for_other_statuses(status):
+    """RFC 9111 §4.2.2: heuristics apply only to heuristically cacheable statuses (or public)."""
+    assert heuristic(status=status) is None
+
+
+def test_public_allows_the_heuristic_for_any_status():
+    """RFC 9111 §5.2.2.9: public makes a response cacheable with heuristic freshness whatever its
+    status."""
+    assert heuristic("public", status=599, modified_ago=1000) == Lifetime(100, "heuristic")
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "expires", "expected"),
+    [
+        ("max-age=5", [], Lifetime(5, "max-age")),
+        ("max-age=invalid", [], Lifetime(0, "max-age")),
+        ("", ["0"], Lifetime(0, "expires")),
+        ("", [format_http_date(NOW + 7)], Lifetime(7, "expires")),
+    ],
+)
+def test_no_heuristic_where_explicit_freshness_exists(cache_control, expires, expected):
+    """RFC 9111 §4.2.2: "a cache MUST NOT use heuristics to determine freshness when an explicit
+    expiration time is present" -- even an invalid one, which means stale (§4.2.1)."""
+    assert heuristic(cache_control, expires=expires) == expected
+
+
+@pytest.mark.parametrize(
+    ("modified_ago", "percent", "expected"),
+    [
+        pytest.param(None, 10, Lifetime(0, "default"), id="no Last-Modified"),
+        pytest.param(-60, 10, Lifetime(0, "default"), id="Last-Modified after Date"),
+        pytest.param(3600, 0, Lifetime(0, "default"), id="heuristic off"),
+        pytest.param(3600, 25, Lifetime(900, "heuristic"), id="configured fraction"),
+        pytest.param(10 * 365 * 86_400, 10, Lifetime(HEURISTIC_MAX_SECONDS, "heuristic"), id="bounded"),
+    ],
+)
+def test_heuristic_bounds(modified_ago, percent, expected):
+    """RFC 9111 §4.2.2 leaves the fraction and any upper bound to the cache; without a (valid)
+    Last-Modified there is nothing to base it on, and the lifetime is 0."""
+    assert heuristic(modified_ago=modified_ago, percent=percent) == expected
+
+
+def test_a_configured_default_replaces_the_heuristic():
+    """With a configured default lifetime (the seed's mode) that default is the fallback, not the
+    heuristic."""
+    result = freshness_lifetime(
+        200, {}, [], NOW, default_ttl=60, override=False, last_modified=NOW - 3600, heuristic_percent=10
+    )
+    assert result == Lifetime(60, "default")

@@ -13,6 +13,7 @@ from mitmcache.policy.reuse import (
     decide,
     may_serve_stale_on_error,
     request_directives,
+    stale_on_error_limit,
 )
 from mitmcache.policy.storable import Rules, admit
 
@@ -261,3 +262,65 @@ def test_may_serve_stale_on_error(cache_control, after, limit, expected):
     other freshness information"; RFC 9111 §4.2.4: otherwise a disconnected cache may serve stale
     unless must-revalidate, proxy-revalidate, s-maxage or no-cache prohibit it."""
     assert may_serve_stale_on_error(make_entry(cache_control), STORED_AT + after, limit) is expected
+
+
+# ---- conformance additions ----
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "expected"),
+    [
+        (["stale-if-error=30"], RequestDirectives(stale_if_error=30)),
+        (["STALE-IF-ERROR=5, max-age=0"], RequestDirectives(stale_if_error=5, max_age=0)),
+        (["stale-if-error=soon"], NO_DIRECTIVES),
+    ],
+)
+def test_request_stale_if_error(cache_control, expected):
+    """RFC 5861 §4: stale-if-error is also a request directive: the client accepts a stale response
+    this many seconds past its freshness when the upstream fails."""
+    assert request_directives(cache_control, []) == expected
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "after", "request_limit", "expected"),
+    [
+        pytest.param("max-age=60", 100, 60, True, id="within the client's allowance"),
+        pytest.param("max-age=60", 121, 60, False, id="past the client's allowance"),
+        pytest.param("max-age=60, must-revalidate", 61, 3600, False, id="must-revalidate wins"),
+        pytest.param("max-age=60, no-cache", 61, 3600, False, id="no-cache wins"),
+        pytest.param("max-age=0, stale-if-error=1", 3, None, False, id="the upstream's allowance ran out"),
+    ],
+)
+def test_the_clients_stale_if_error(cache_control, after, request_limit, expected):
+    """RFC 5861 §4 with RFC 9111 §4.2.4: a stale response may answer an error within the client's
+    stale-if-error, but never against must-revalidate or no-cache."""
+    entry = make_entry(cache_control)
+    assert may_serve_stale_on_error(entry, STORED_AT + after, 0, request_limit) is expected
+
+
+@pytest.mark.parametrize(
+    ("disconnected", "pure_rfc", "expected"),
+    [(True, True, 300), (False, True, 0), (True, False, 300), (False, False, 300)],
+)
+def test_the_operators_stale_allowance(disconnected, pure_rfc, expected):
+    """RFC 9111 §4.2.4: "A cache MUST NOT generate a stale response unless it is disconnected or
+    doing so is explicitly permitted": in pure RFC mode an upstream that answers with an error is
+    not "disconnected", so only its own or the client's stale-if-error allows stale then."""
+    assert stale_on_error_limit(300, disconnected=disconnected, pure_rfc=pure_rfc) == expected
+
+
+def test_request_max_age_zero_revalidates_a_fresh_entry():
+    """RFC 9111 §5.2.1.1: max-age=0 asks for a response no older than 0 seconds."""
+    assert use(make_entry(), 1, "max-age=0") == (Use.REVALIDATE, "request-max-age")
+
+
+def test_request_min_fresh_needs_that_much_freshness_left():
+    """RFC 9111 §5.2.1.3: min-fresh=N wants a response still fresh for N seconds."""
+    assert use(make_entry(), 10, "min-fresh=49") == (Use.FRESH, "fresh")
+    assert use(make_entry(), 10, "min-fresh=51") == (Use.REVALIDATE, "request-min-fresh")
+
+
+def test_request_max_stale_allows_stale_within_it():
+    """RFC 9111 §5.2.1.2: max-stale=N accepts a response stale by at most N seconds."""
+    assert use(make_entry(), 100, "max-stale=50") == (Use.STALE, "max-stale")
+    assert use(make_entry(), 120, "max-stale=50") == (Use.REVALIDATE, "stale")

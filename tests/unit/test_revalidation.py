@@ -5,7 +5,14 @@ import pytest
 from mitmcache.entry import Entry
 from mitmcache.policy.dates import format_http_date
 from mitmcache.policy.fields import get_all
-from mitmcache.policy.revalidation import conditional_fields, freshened_fields, validator_matches
+from mitmcache.policy.revalidation import (
+    conditional_fields,
+    freshened_fields,
+    head_freshens,
+    revalidation_request_fields,
+    select_for_update,
+    validator_matches,
+)
 from mitmcache.policy.storable import Rules, admit
 
 NOW = 1_700_000_000.0
@@ -156,3 +163,96 @@ def test_validator_matches(stored, not_modified, expected):
     one, it updates the response the cache asked about."""
     entry = make_entry(("Cache-Control", "max-age=60"), *stored)
     assert validator_matches(entry, fields(*not_modified)) is expected
+
+
+# ---- §4.3.4: which stored responses a 304 freshens ----
+
+
+def variant(etag: str | None = None, last_modified: str | None = None, *, at: float = NOW) -> Entry:
+    response = [("Cache-Control", "max-age=60")]
+    if etag is not None:
+        response.append(("ETag", etag))
+    if last_modified is not None:
+        response.append(("Last-Modified", last_modified))
+    return make_entry(*response, at=at)
+
+
+def test_a_strong_validator_selects_every_variant_that_has_it():
+    """RFC 9111 §4.3.4: "All the stored responses that have one of those same strong validators are
+    identified for update"."""
+    asked, same, other = variant('"a"'), variant('"a"'), variant('"b"')
+    selected = select_for_update(asked, [asked, same, other], fields(("ETag", '"a"')))
+    assert selected == [asked, same]
+
+
+def test_a_strong_validator_that_matches_nothing_selects_nothing():
+    """RFC 9111 §4.3.4: "If none of the stored responses contain at least one of the same strong
+    validators, then the cache MUST NOT use the new response to update any stored responses"."""
+    asked = variant('"a"')
+    assert select_for_update(asked, [asked], fields(("ETag", '"b"'))) == []
+    assert select_for_update(variant('W/"a"'), [], fields(("ETag", '"a"'))) == []
+
+
+def test_a_weak_validator_selects_the_most_recent_match():
+    """RFC 9111 §4.3.4: with weak validators only, "the most recent of those matching stored
+    responses is identified for update"."""
+    older, newer, other = variant('W/"a"', at=NOW - 10), variant('"a"', at=NOW), variant('"b"', at=NOW + 5)
+    assert select_for_update(older, [older, newer, other], fields(("ETag", 'W/"a"'))) == [newer]
+
+
+def test_last_modified_is_a_weak_validator():
+    """RFC 9110 §8.8.2.2 / RFC 9111 §4.3.4: a 304 with only Last-Modified selects the most recent
+    stored response with the same date."""
+    asked, other = variant(last_modified=LAST_MODIFIED), variant(last_modified=format_http_date(NOW))
+    assert select_for_update(asked, [asked, other], fields(("Last-Modified", LAST_MODIFIED))) == [asked]
+    assert select_for_update(asked, [asked], fields(("Last-Modified", format_http_date(NOW - 1)))) == []
+
+
+def test_a_304_without_validators_freshens_what_was_asked_about():
+    """RFC 9111 §4.3.4: a 304 with no validator updates the stored response; our conditional request
+    named ``asked``'s validators, so that is the one."""
+    asked, other = variant('"a"'), variant('"a"')
+    assert select_for_update(asked, [other], fields(("Date", format_http_date(NOW)))) == [asked]
+
+
+# ---- §4.3.5: HEAD ----
+
+
+@pytest.mark.parametrize(
+    ("head", "freshens"),
+    [
+        pytest.param([("ETag", '"a"'), ("Content-Length", "11")], True, id="same validators and length"),
+        pytest.param([("X-New", "1")], True, id="nothing to compare"),
+        pytest.param([("ETag", '"b"')], False, id="other ETag"),
+        pytest.param([("Last-Modified", format_http_date(NOW))], False, id="other Last-Modified"),
+        pytest.param([("Content-Length", "12")], False, id="other length"),
+    ],
+)
+def test_a_head_response_freshens_or_invalidates_the_stored_get(head, freshens):
+    """RFC 9111 §4.3.5: a 200 to HEAD updates the stored GET response, unless its Content-Length,
+    ETag or Last-Modified differ from the stored response's, which is then invalidated."""
+    entry = make_entry(("Cache-Control", "max-age=60"), ("ETag", '"a"'), ("Last-Modified", LAST_MODIFIED))
+    assert len(entry.body) == 11
+    assert head_freshens(entry, fields(*head)) is freshens
+
+
+def test_a_304_does_not_update_content_range():
+    """RFC 9111 §3.2: fields "automatically processed and removed by the recipient, such as the
+    Content-Range header field" need not be updated (the stored body is complete)."""
+    entry = make_entry(("Cache-Control", "max-age=60"), ("ETag", '"a"'))
+    assert get_all(freshened_fields(entry, fields(("Content-Range", "bytes 0-1/11"))), "content-range") == []
+
+
+def test_a_revalidation_for_a_client_starts_from_the_clients_request():
+    """RFC 9111 §4.3.1: "a cache ... starts with a request it is attempting to satisfy"; the
+    client's own preconditions, Range and framing are not passed on."""
+    client = fields(
+        ("Host", "example.com"),
+        ("Accept", "text/html"),
+        ("If-None-Match", '"mine"'),
+        ("If-Modified-Since", LAST_MODIFIED),
+        ("Range", "bytes=0-1"),
+        ("Connection", "keep-alive"),
+        ("Content-Length", "0"),
+    )
+    assert revalidation_request_fields(client) == fields(("Host", "example.com"), ("Accept", "text/html"))

@@ -225,10 +225,15 @@ def test_hop_by_hop_fields_are_not_stored():
 
 
 def test_fields_the_cache_recomputes_are_not_stored_from_upstream():
-    """RFC 9111 §5.1: Age is recomputed on every reuse; Content-Length describes the stored body;
-    X-Cache is ours."""
+    """RFC 9111 §5.1: Age is recomputed on every reuse; Content-Length describes the stored body
+    (one value, even where the upstream repeated it); X-Cache is ours."""
     entry = make_entry(
-        [("Cache-Control", "max-age=60"), ("Age", "10"), ("X-Cache", "HIT"), ("Content-Length", "999")]
+        [
+            ("Cache-Control", "max-age=60"),
+            ("Age", "10"),
+            ("X-Cache", "HIT"),
+            ("Content-Length", f"{len(BODY)}, {len(BODY)}"),
+        ]
     )
     assert stored(entry, "age") == stored(entry, "x-cache") == []
     assert stored(entry, "content-length") == [str(len(BODY))]
@@ -331,3 +336,184 @@ def test_the_entry_records_its_times_and_body():
         "http://example.com/r",
         "example.com",
     )
+
+
+# ---- conformance additions: must-understand, targeted fields, heuristic, completeness ----
+
+
+def pure(response, **kwargs) -> Entry | Refusal:
+    """``admit`` in pure RFC mode (no default lifetime, 10% heuristic, CDN-Cache-Control targeted)."""
+    return admit(
+        key="http://example.com/r",
+        url="http://example.com/r",
+        host="example.com",
+        method="GET",
+        request_fields=fields(kwargs.pop("request", ())),
+        status=kwargs.pop("status", 200),
+        reason=b"OK",
+        response_fields=fields(response),
+        body=kwargs.pop("body", BODY),
+        request_time=NOW,
+        response_time=NOW,
+        rules=Rules(
+            default_ttl=0, override=False, heuristic_percent=10, targeted_fields=("cdn-cache-control",)
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "stored"),
+    [(200, True), (404, True), (500, True), (599, False), (299, False)],
+)
+def test_must_understand_overrides_no_store_for_understood_statuses(status, stored):
+    """RFC 9111 §5.2.2.3: "a cache that ... understands and conforms to the requirements for that
+    response's status code ... SHOULD ignore the no-store directive"; other caches must not store."""
+    result = pure([("Cache-Control", "max-age=3600, no-store, must-understand")], status=status)
+    assert isinstance(result, Entry) is stored
+    if not stored:
+        assert result == Refusal("must-understand")
+
+
+def test_must_understand_alone_keeps_an_unknown_status_out():
+    """RFC 9111 §5.2.2.3: must-understand "limits caching of the response to a cache that
+    understands and conforms to the requirements for that response's status code"."""
+    assert pure([("Cache-Control", "max-age=60, must-understand")], status=599) == Refusal("must-understand")
+
+
+@pytest.mark.parametrize(
+    ("response", "outcome"),
+    [
+        pytest.param([("CDN-Cache-Control", "max-age=600")], 600, id="targeted lifetime"),
+        pytest.param(
+            [("Cache-Control", "max-age=1"), ("CDN-Cache-Control", "max-age=600")],
+            600,
+            id="beats Cache-Control",
+        ),
+        pytest.param(
+            [("Cache-Control", "max-age=600"), ("CDN-Cache-Control", "max-age=1")], 1, id="even when shorter"
+        ),
+        pytest.param(
+            [("Cache-Control", "no-store"), ("CDN-Cache-Control", "max-age=600")], 600, id="beats no-store"
+        ),
+        pytest.param(
+            [("CDN-Cache-Control", "max-age=600"), ("Expires", "0"), ("Date", DATE)],
+            600,
+            id="ignores Expires",
+        ),
+        pytest.param(
+            [("Cache-Control", "max-age=600"), ("CDN-Cache-Control", "no-store")],
+            "no-store",
+            id="targeted no-store",
+        ),
+        pytest.param(
+            [("Cache-Control", "max-age=600"), ("CDN-Cache-Control", "private")],
+            "private",
+            id="targeted private",
+        ),
+        pytest.param(
+            [("Cache-Control", "no-store"), ("CDN-Cache-Control", 'max-age="600"')],
+            "no-store",
+            id="wrong type",
+        ),
+        pytest.param(
+            [("Cache-Control", "no-store"), ("CDN-Cache-Control", "max-age=600, &&")],
+            "no-store",
+            id="invalid",
+        ),
+    ],
+)
+def test_a_targeted_field_replaces_cache_control_and_expires(response, outcome):
+    """RFC 9213 §2.2: a cache "MUST ignore the Cache-Control and Expires header fields" when a
+    targeted field on its list has a valid, non-empty value -- and only then."""
+    result = pure(response)
+    if isinstance(outcome, str):
+        assert result == Refusal(outcome)
+    else:
+        assert isinstance(result, Entry) and result.lifetime == outcome
+
+
+def test_the_targeted_field_is_stored_and_served():
+    """RFC 9213 §2.2 does not ask the cache to remove the field: it is kept for clients."""
+    entry = pure([("CDN-Cache-Control", "max-age=600")])
+    assert isinstance(entry, Entry)
+    assert stored(entry, "cdn-cache-control") == ["max-age=600"]
+
+
+def test_heuristic_freshness_in_pure_rfc_mode():
+    """RFC 9111 §4.2.2: without explicit freshness, 10% of the time since Last-Modified."""
+    entry = pure([("Last-Modified", format_http_date(NOW - 86_400)), ("Date", DATE)])
+    assert isinstance(entry, Entry)
+    assert (entry.lifetime, entry.lifetime_source) == (8640, "heuristic")
+
+
+def test_no_heuristic_without_last_modified_and_nothing_stored_without_validators():
+    """RFC 9111 §4.2.2: the heuristic needs Last-Modified; a response that is stale on arrival and
+    cannot be validated is not worth storing."""
+    assert pure([("Date", DATE)]) == Refusal("stale-on-arrival")
+
+
+@pytest.mark.parametrize(
+    ("content_length", "complete"),
+    [
+        (str(len(BODY)), True),
+        (str(len(BODY) + 5), False),
+        (str(len(BODY) - 1), False),
+        (f"{len(BODY)}, {len(BODY) + 1}", False),
+        ("twelve", False),
+    ],
+)
+def test_an_incomplete_response_is_not_stored(content_length, complete):
+    """RFC 9111 §3.3: "A cache MUST NOT use an incomplete response to answer requests unless the
+    response has been made complete": a body that is not the length Content-Length announced."""
+    result = pure([("Cache-Control", "max-age=60"), ("Content-Length", content_length)])
+    assert isinstance(result, Entry) is complete
+    if not complete:
+        assert result == Refusal("incomplete")
+
+
+def test_a_204_is_stored_without_content_length():
+    """RFC 9110 §8.6: "A server MUST NOT send a Content-Length header field in any response with a
+    status code of ... 204 (No Content)"."""
+    entry = pure([("Cache-Control", "max-age=60")], status=204, body=b"")
+    assert isinstance(entry, Entry)
+    assert stored(entry, "content-length") == []
+
+
+@pytest.mark.parametrize(
+    "name", ["Proxy-Authenticate", "Proxy-Authentication-Info", "Proxy-Authorization", "Proxy-Connection"]
+)
+def test_proxy_specific_fields_are_not_stored(name):
+    """RFC 9111 §3.1: fields "specific to the proxy that a cache uses when forwarding a request MUST
+    NOT be stored" -- Proxy-Authenticate, Proxy-Authentication-Info, Proxy-Authorization."""
+    entry = pure([("Cache-Control", "max-age=60"), (name, "x")])
+    assert isinstance(entry, Entry)
+    assert stored(entry, name) == []
+
+
+def test_an_interim_response_is_never_stored():
+    """RFC 9111 §3: a cache stores only a final response; 1xx are interim (RFC 9110 §15.2)."""
+    for status in (100, 102, 103):
+        assert pure([("Cache-Control", "max-age=60")], status=status) == Refusal("status")
+
+
+def test_an_invalid_date_field_is_replaced_not_duplicated():
+    """RFC 9110 §6.6.1: a recipient with a clock "MAY replace" an invalid Date with the time of
+    receipt; the stored response then carries that one Date."""
+    entry = pure([("Cache-Control", "max-age=60"), ("Date", "foo")])
+    assert isinstance(entry, Entry)
+    assert stored(entry, "date") == [DATE]
+
+
+def test_expires_counts_from_receipt_when_date_is_invalid():
+    """RFC 9111 §4.2.1: Expires minus Date, "using the time the message was received" when Date is
+    not (validly) present."""
+    entry = pure([("Date", "foo"), ("Expires", format_http_date(NOW + 10))])
+    assert isinstance(entry, Entry) and entry.lifetime == 10
+
+
+@pytest.mark.parametrize("directive", ["stale-if-error=60", "stale-while-revalidate=60"])
+def test_stale_on_arrival_is_stored_when_it_may_be_served_stale(directive):
+    """RFC 5861 §3, §4: a response the upstream allows to be served stale is of use even when it
+    is stale on arrival and has no validators."""
+    entry = pure([("Cache-Control", f"max-age=0, {directive}")])
+    assert isinstance(entry, Entry) and entry.lifetime == 0

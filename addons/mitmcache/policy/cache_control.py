@@ -1,7 +1,8 @@
 """Cache-Control parsing (RFC 9111 §5.2).
 
 Directive names are case-insensitive; arguments may be tokens or quoted strings; unknown directives
-are kept but mean nothing to us. §4.2.1: "When there is more than one value present for a given
+are kept but mean nothing to us. Whitespace around ``=`` is not allowed by the grammar: such a
+directive is ignored (before ``=``) or has an invalid argument (after ``=``). §4.2.1: "When there is more than one value present for a given
 directive ... either the first occurrence should be used or the response should be considered
 stale" -- we use the first occurrence.
 """
@@ -30,12 +31,16 @@ def _members(value: str) -> Iterable[tuple[str, str | None]]:
         j = i
         while j < n and value[j] not in ",=":
             j += 1
-        name = value[i:j].strip().lower()
+        raw_name = value[i:j]
+        name = raw_name.strip().lower()
         argument: str | None = None
         if j < n and value[j] == "=":
+            # cache-directive = token [ "=" ( token / quoted-string ) ]: no whitespace around "=".
+            # A name followed by whitespace is not a directive; an argument that starts with
+            # whitespace is kept as it is, so that a numeric one is invalid.
+            if raw_name != raw_name.rstrip():
+                name = ""
             j += 1
-            while j < n and value[j] in " \t":
-                j += 1
             if j < n and value[j] == '"':
                 j, argument = _quoted(value, j)
                 while j < n and value[j] != ",":
@@ -44,7 +49,7 @@ def _members(value: str) -> Iterable[tuple[str, str | None]]:
                 k = j
                 while j < n and value[j] != ",":
                     j += 1
-                argument = value[k:j].strip()
+                argument = value[k:j].rstrip()
         if name:
             yield name, argument
         i = j + 1

@@ -26,7 +26,9 @@ class Status:
 
     x_cache: str
     hit: bool = False
-    fwd: str | None = None  # "bypass" | "method" | "uri-miss" | "vary-miss" | "miss" | "request" | "stale"
+    # RFC 9211 §2.2: "bypass" | "method" | "uri-miss" | "vary-miss" | "miss" | "request" | "stale"
+    # ("partial" is never ours: no partial responses are stored).
+    fwd: str | None = None
     fwd_status: int | None = None
     ttl: int | None = None
     stored: bool = False

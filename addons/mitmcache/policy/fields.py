@@ -8,7 +8,9 @@ from collections.abc import Iterable, Sequence
 
 Fields = Sequence[tuple[bytes, bytes]]
 
-# RFC 9110 §7.6.1: hop-by-hop fields, never stored or forwarded from a cache (RFC 9111 §3.1).
+# RFC 9110 §7.6.1: hop-by-hop fields, never stored or forwarded from a cache (RFC 9111 §3.1), and
+# the fields specific to the proxy a cache talks through, which RFC 9111 §3.1 says are "limited to
+# Proxy-Authenticate, Proxy-Authentication-Info, and Proxy-Authorization".
 HOP_BY_HOP = frozenset(
     {
         b"connection",
@@ -19,6 +21,7 @@ HOP_BY_HOP = frozenset(
         b"transfer-encoding",
         b"upgrade",
         b"proxy-authenticate",
+        b"proxy-authentication-info",
         b"proxy-authorization",
     }
 )
@@ -33,6 +36,12 @@ def get_all(fields: Fields, name: str) -> list[str]:
 def get_first(fields: Fields, name: str) -> str | None:
     values = get_all(fields, name)
     return values[0] if values else None
+
+
+def has_any(fields: Fields, names: frozenset[bytes]) -> bool:
+    """Whether any of the (lower-case) ``names`` is present: one pass, nothing decoded, cheap
+    enough for every request."""
+    return any(k.lower() in names for k, _ in fields)
 
 
 def split_list(values: Iterable[str]) -> list[str]:

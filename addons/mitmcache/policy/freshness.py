@@ -12,13 +12,17 @@ from .dates import parse_http_date
 # stored as if it were complete (RFC 9111 §3.3 allows storing it only as partial content).
 HEURISTICALLY_CACHEABLE_STATUS_CODES = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
 
+# The longest heuristic lifetime we give (RFC 9111 §4.2.2 leaves the bound to the cache): a
+# resource unchanged for years is still not trusted for more than a day without validation.
+HEURISTIC_MAX_SECONDS = 86_400.0
+
 
 @dataclass(frozen=True, slots=True)
 class Lifetime:
     """How long a response is fresh, and where that number came from (for Cache-Status/logs)."""
 
     seconds: float
-    source: str  # "s-maxage" | "max-age" | "expires" | "default" | "override"
+    source: str  # "s-maxage" | "max-age" | "expires" | "heuristic" | "default" | "override"
 
 
 def freshness_lifetime(
@@ -29,15 +33,20 @@ def freshness_lifetime(
     *,
     default_ttl: float,
     override: bool,
+    last_modified: float | None = None,
+    heuristic_percent: float = 0.0,
 ) -> Lifetime | None:
     """The freshness lifetime of a response (RFC 9111 §4.2.1), or None when it has none at all.
 
     "A cache can calculate the freshness lifetime ... by evaluating the following rules and using
     the first match: s-maxage (shared cache) ... max-age ... Expires minus Date ... heuristic."
     An invalid s-maxage/max-age/Expires means "already stale" (§4.2.1, §5.3): lifetime 0.
-    ``default_ttl`` stands in for the heuristic (§4.2.2) for heuristically cacheable statuses and
-    ``public`` responses; ``override`` applies it to every response that has a lifetime at all,
-    ignoring the upstream's: it changes how long responses stay fresh, not which may be stored (§3).
+    Where no explicit lifetime exists, for heuristically cacheable statuses and ``public``
+    responses: a configured ``default_ttl`` stands in for the heuristic; without one (pure RFC
+    mode) the heuristic of §4.2.2 applies -- ``heuristic_percent`` of the time since
+    ``last_modified`` -- and without ``Last-Modified`` the lifetime is 0. ``override`` applies
+    ``default_ttl`` to every response that has a lifetime at all, ignoring the upstream's: it
+    changes how long responses stay fresh, not which may be stored (§3).
     """
     if not (
         {"s-maxage", "max-age", "public"} & directives.keys()
@@ -53,7 +62,20 @@ def freshness_lifetime(
     if expires:
         expires_at = parse_http_date(expires[0])
         return Lifetime(max(0.0, expires_at - date) if expires_at is not None else 0.0, "expires")
-    return Lifetime(default_ttl, "default")
+    if default_ttl > 0:
+        return Lifetime(default_ttl, "default")
+    heuristic = heuristic_lifetime(date, last_modified, heuristic_percent)
+    return Lifetime(heuristic, "heuristic") if heuristic > 0 else Lifetime(0.0, "default")
+
+
+def heuristic_lifetime(date: float, last_modified: float | None, percent: float) -> float:
+    """RFC 9111 §4.2.2: "If the response has a Last-Modified header field, caches are encouraged to
+    use a heuristic expiration value that is no more than some fraction of the interval since that
+    time. A typical setting of this fraction might be 10%." Bounded by HEURISTIC_MAX_SECONDS; 0
+    without Last-Modified, or with one later than Date (RFC 9110 §8.8.2.1: not a valid one)."""
+    if last_modified is None or percent <= 0 or last_modified > date:
+        return 0.0
+    return min(HEURISTIC_MAX_SECONDS, (date - last_modified) * percent / 100)
 
 
 def corrected_initial_age(

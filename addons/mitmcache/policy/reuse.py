@@ -26,6 +26,7 @@ class RequestDirectives:
     max_age: int | None = None
     min_fresh: int | None = None
     max_stale: float | None = None  # math.inf for a bare max-stale
+    stale_if_error: int | None = None  # RFC 5861 §4: also a request directive
 
 
 NO_DIRECTIVES = RequestDirectives()
@@ -47,6 +48,7 @@ def request_directives(cache_control_values: list[str], pragma_values: list[str]
         max_age=cache_control.delta_seconds(cc, "max-age"),
         min_fresh=cache_control.delta_seconds(cc, "min-fresh"),
         max_stale=max_stale,
+        stale_if_error=cache_control.delta_seconds(cc, "stale-if-error"),
     )
 
 
@@ -107,15 +109,35 @@ def decide(
     return result(Use.REVALIDATE, "stale")
 
 
-def may_serve_stale_on_error(entry: Entry, now: float, configured_limit: float) -> bool:
+def may_serve_stale_on_error(
+    entry: Entry, now: float, configured_limit: float, request_limit: float | None = None
+) -> bool:
     """Whether a stale copy may stand in for a failed upstream (RFC 5861 §4, RFC 9111 §4.2.4).
 
-    The upstream's ``stale-if-error`` allows it explicitly; otherwise the operator's limit does,
-    unless the upstream forbade serving stale at all.
+    The upstream's ``stale-if-error`` allows it explicitly; otherwise the client's
+    ``stale-if-error`` (``request_limit``) or the operator's limit does, unless the upstream forbade
+    serving stale at all.
     """
     staleness = current_age(entry.initial_age, entry.response_time, now) - entry.lifetime
     if staleness <= 0:
         return True
     if staleness <= entry.stale_if_error:
         return True
-    return not entry.must_revalidate and not entry.no_cache and staleness <= configured_limit
+    if entry.must_revalidate or entry.no_cache:
+        return False
+    if request_limit is not None and staleness <= request_limit:
+        return True
+    return staleness <= configured_limit
+
+
+def stale_on_error_limit(configured_limit: float, *, disconnected: bool, pure_rfc: bool) -> float:
+    """How stale a copy the operator's own allowance lets stand in for a failed upstream.
+
+    RFC 9111 §4.2.4: "A cache MUST NOT generate a stale response unless it is disconnected or doing
+    so is explicitly permitted by the client or origin server". In pure RFC mode the operator's
+    limit therefore covers only an upstream that cannot be reached (or does not answer in time);
+    an upstream that answers with an error gets its error passed on, unless its own or the
+    client's ``stale-if-error`` allows stale. With a configured default lifetime (the seed's
+    forced-lifetime mode) the limit covers both, as documented for ``cache_stale_if_error``.
+    """
+    return configured_limit if disconnected or not pure_rfc else 0.0

@@ -8,9 +8,9 @@ gives the entry an ETag. A refusal carries a short reason for ``Cache-Status: de
 from dataclasses import dataclass
 
 from ..entry import Entry
-from . import cache_control
+from . import cache_control, targeted
 from .dates import format_http_date, parse_http_date
-from .fields import Fields, get_all, get_first, without_hop_by_hop
+from .fields import Fields, get_all, get_first, split_list, without_hop_by_hop
 from .freshness import corrected_initial_age, freshness_lifetime
 from .key import secondary_key, vary_names
 from .validators import generate_etag
@@ -19,6 +19,14 @@ from .validators import generate_etag
 # (RFC 9111 §5.1) and X-Cache is ours.
 _RECOMPUTED = frozenset({b"age", b"x-cache", b"content-length"})
 
+# The final status codes whose caching requirements we implement (RFC 9110 §15), for
+# ``must-understand`` (RFC 9111 §5.2.2.3). 206 and 304 are never stored, so they are not in it.
+UNDERSTOOD_STATUS_CODES = frozenset(
+    {200, 201, 202, 203, 204, 205, 300, 301, 302, 303, 305, 307, 308}
+    | {400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417}
+    | {421, 422, 426, 500, 501, 502, 503, 504, 505}
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Rules:
@@ -26,6 +34,8 @@ class Rules:
 
     default_ttl: float
     override: bool
+    heuristic_percent: float = 0.0  # RFC 9111 §4.2.2, used only without a default_ttl
+    targeted_fields: tuple[str, ...] = ()  # RFC 9213 target list, in order of precedence
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,16 +52,23 @@ def refusal(
     has_set_cookie: bool,
     vary_star: bool,
 ) -> Refusal | None:
-    """Why a response must not be stored by a shared cache (RFC 9111 §3, §3.5), else None."""
+    """Why a response must not be stored by a shared cache (RFC 9111 §3, §3.5), else None.
+
+    §5.2.2.3: with ``must-understand`` a response is stored only by a cache that understands its
+    status code, and such a cache "SHOULD ignore the no-store directive".
+    """
     if method != "GET":
         return Refusal("method")
     if status == 206:
         return Refusal("partial")
-    if status < 200 or status == 304:
+    if status < 200 or status == 304:  # interim responses are never final (§3)
         return Refusal("status")
     if "no-store" in request_cc:
         return Refusal("request-no-store")
-    if "no-store" in response_cc:
+    if "must-understand" in response_cc:
+        if status not in UNDERSTOOD_STATUS_CODES:
+            return Refusal("must-understand")
+    elif "no-store" in response_cc:
         return Refusal("no-store")
     if cache_control.field_names(response_cc, "private") == frozenset():
         return Refusal("private")
@@ -80,9 +97,20 @@ def admit(
     response_time: float,
     rules: Rules,
 ) -> Entry | Refusal:
-    """Turn a complete upstream response into an Entry, or say why it may not be stored."""
+    """Turn a complete upstream response into an Entry, or say why it may not be stored.
+
+    The response's directives come from the first valid targeted field (RFC 9213), else from
+    ``Cache-Control`` and ``Expires``. A body shorter or longer than its ``Content-Length`` is
+    incomplete and never stored (§3.3); an invalid ``Date`` is replaced by the time of receipt
+    (RFC 9110 §6.6.1).
+    """
     request_cc = cache_control.parse(get_all(request_fields, "cache-control"))
-    response_cc = cache_control.parse(get_all(response_fields, "cache-control"))
+    response_cc = targeted.select(response_fields, rules.targeted_fields)
+    if response_cc is None:
+        response_cc = cache_control.parse(get_all(response_fields, "cache-control"))
+        expires = get_all(response_fields, "expires")
+    else:
+        expires = []  # RFC 9213 §2.2: "MUST ignore the Cache-Control and Expires header fields"
     names = vary_names(response_fields)
     refused = refusal(
         method,
@@ -95,21 +123,31 @@ def admit(
     )
     if refused or names is None:
         return refused or Refusal("vary-star")
+    if not complete(response_fields, body):
+        return Refusal("incomplete")
     date = parse_http_date(get_first(response_fields, "date"))
+    upstream_etag = get_first(response_fields, "etag")
+    last_modified = get_first(response_fields, "last-modified")
     lifetime = freshness_lifetime(
         status,
         response_cc,
-        get_all(response_fields, "expires"),
+        expires,
         date if date is not None else response_time,
         default_ttl=rules.default_ttl,
         override=rules.override,
+        last_modified=parse_http_date(last_modified),
+        heuristic_percent=rules.heuristic_percent,
     )
     if lifetime is None:
         return Refusal("no-freshness")
-    upstream_etag = get_first(response_fields, "etag")
-    last_modified = get_first(response_fields, "last-modified")
     revalidatable = upstream_etag is not None or last_modified is not None
-    if lifetime.seconds <= 0 and not revalidatable:
+    # A response stale on arrival is worth keeping only if it can be validated, or served stale
+    # within the upstream's own allowances (RFC 5861).
+    stale_allowed = bool(
+        cache_control.delta_seconds(response_cc, "stale-while-revalidate")
+        or cache_control.delta_seconds(response_cc, "stale-if-error")
+    )
+    if lifetime.seconds <= 0 and not revalidatable and not stale_allowed:
         return Refusal("stale-on-arrival")
     if "no-cache" in response_cc and not response_cc["no-cache"] and not revalidatable:
         return Refusal("no-cache")
@@ -123,10 +161,12 @@ def admit(
     etag = upstream_etag or generate_etag(body)
     if upstream_etag is None:
         fields.append((b"etag", etag.encode()))
-    if date is None:  # RFC 9110 §6.6.1: a recipient with a clock adds Date to what it stores
+    if date is None:  # RFC 9110 §6.6.1: a recipient with a clock adds (or fixes) Date
         date = response_time
+        fields = [(k, v) for k, v in fields if k.lower() != b"date"]
         fields.append((b"date", format_http_date(date).encode()))
-    fields.append((b"content-length", str(len(body)).encode()))
+    if status != 204:  # RFC 9110 §8.6: no Content-Length in a 204
+        fields.append((b"content-length", str(len(body)).encode()))
     return Entry(
         key=key,
         url=url,
@@ -155,6 +195,20 @@ def admit(
         stale_while_revalidate=float(cache_control.delta_seconds(response_cc, "stale-while-revalidate") or 0),
         stale_if_error=float(cache_control.delta_seconds(response_cc, "stale-if-error") or 0),
         last_access=response_time,
+    )
+
+
+def complete(response_fields: Fields, body: bytes) -> bool:
+    """Whether ``body`` is all the response said it would be (RFC 9111 §3.3: "A cache MUST NOT use
+    an incomplete response to answer requests"): it matches a given ``Content-Length``."""
+    lengths = split_list(get_all(response_fields, "content-length"))
+    if not lengths:
+        return True
+    return (
+        len(set(lengths)) == 1
+        and lengths[0].isascii()
+        and lengths[0].isdigit()
+        and int(lengths[0]) == len(body)
     )
 
 
