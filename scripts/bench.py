@@ -1,0 +1,517 @@
+#!/usr/bin/env python3
+"""The benchmark: one command that measures the cache against mitmproxy's own ceiling, on loopback.
+
+    scripts/bench.sh                 # full run, about 15 minutes (8 of them the 200k-key flood)
+    scripts/bench.sh --quick         # short smoke run, under 2 minutes
+    scripts/bench.sh --only hit-1k,ceiling-1k --json out.json
+
+Sections (``--only`` takes section names, scenario names or throughput configuration names):
+
+* ``throughput``: each configuration in ``CONFIGS`` is run with wrk, interleaved and repeated (rounds,
+  rotating the order), and medians are reported: requests/s and p50/p99 at 16 connections, CPU time
+  per request of the server process (from /proc/PID/stat), and p50/p99 at 1 connection (latency
+  without queueing). Ratios are taken per round, then their median.
+* ``memory`` (``bench_memory.py``): ``flood`` (200k distinct keys, cache_max_bytes=64MB), ``stream``
+  (a 2 GiB body through the proxy), ``mitmweb`` (RSS growth per 10k flows in mitmweb).
+* ``connections``: 1000 concurrent keep-alive client connections held open, each making requests
+  for cached keys.
+* ``coalescing`` (``bench_coalescing.py``): ``herd`` (200 and 1000 clients on one cold key),
+  ``hotkey`` (one key polled for 30 s; then the cold-key phase: refreshes stop, entry dropped).
+
+A configuration is a name, a proxy command line and a workload: adding one (say the lean launcher of
+issue 6) is one entry in ``CONFIGS``; processes with the same command line are shared.
+"""
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import bench_coalescing
+import bench_memory
+import benchlib as bl
+from benchlib import Budget, Section, fmt, median, table
+
+CONNECTIONS = 16  # wrk connections for the throughput runs (the proxy saturates well below this)
+
+# The origin's routes for this section: a pattern body of this size, cacheable for an hour.
+ROUTES = {"/bench/hit-1k": 1024, "/bench/hit-100k": 100 * 1024, "/bench/miss-1k": 1024}
+ROUTE_HEADERS = [("Content-Type", "application/octet-stream"), ("Cache-Control", "max-age=3600")]
+
+PASSTHROUGH = bl.reverse_proxy()
+CEILING = bl.reverse_proxy("-s", str(bl.CEILING_ADDON))
+CACHE = bl.CACHE_DEFAULT
+# The lean production launcher (issue 6, docs/launcher.md): our addon is built in (-s addons/cache.py
+# names it); --no-cache leaves it out so that -s loads the ceiling addon alone.
+LEAN = bl.REPO_ROOT / "scripts" / "serve.sh"
+LEAN_CEILING = bl.reverse_proxy("--no-cache", "-s", str(bl.CEILING_ADDON), tool=LEAN)
+LEAN_CACHE = bl.cache_proxy(tool=LEAN)
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    proxy: tuple[str, ...] | None  # command line template (benchlib.reverse_proxy); None: the origin alone
+    path: str
+    unique: bool = False  # every request a new key (?u=...): misses for a cache
+    expect: str | None = None  # the X-Cache a warmed-up reply must carry (proves who answered)
+    about: str = ""
+
+
+# Pairs whose ratio is a budget sit next to each other, so that they run close together in every round.
+CONFIGS: tuple[Config, ...] = (
+    Config("upstream", None, "/bench/hit-1k", about="the origin alone, no proxy"),
+    Config("passthrough", PASSTHROUGH, "/bench/miss-1k", unique=True, about="mitmdump, no addon"),
+    Config("miss-1k", CACHE, "/bench/miss-1k", unique=True, expect="MISS", about="our cache, misses, 1 KiB"),
+    Config("ceiling-1k", CEILING, "/bench/hit-1k", expect="HIT", about="ceiling addon, 1 KiB"),
+    Config("hit-1k", CACHE, "/bench/hit-1k", expect="HIT", about="our cache, hits, 1 KiB"),
+    Config("lean-ceiling-1k", LEAN_CEILING, "/bench/hit-1k", expect="HIT", about="lean, ceiling addon"),
+    Config("lean-hit-1k", LEAN_CACHE, "/bench/hit-1k", expect="HIT", about="lean, our cache, hits"),
+    Config("ceiling-100k", CEILING, "/bench/hit-100k", expect="HIT", about="ceiling addon, 100 KiB"),
+    Config("hit-100k", CACHE, "/bench/hit-100k", expect="HIT", about="our cache, hits, 100 KiB"),
+)
+
+# (name, numerator, denominator, what, budget): ratios taken per round, then their median.
+RATIOS = (
+    ("hit-1k / ceiling-1k req/s", "hit-1k", "ceiling-1k", "rps", (">=", 0.9)),
+    ("hit-100k / ceiling-100k req/s", "hit-100k", "ceiling-100k", "rps", None),
+    ("hit-1k / ceiling-1k CPU per request", "hit-1k", "ceiling-1k", "cpu", None),
+    ("miss-1k / passthrough p50 (16 connections)", "miss-1k", "passthrough", "p50", ("<=", 1.15)),
+    ("miss-1k / passthrough p50 (1 connection)", "miss-1k", "passthrough", "p50_1", ("<=", 1.15)),
+    ("miss-1k / passthrough CPU per request", "miss-1k", "passthrough", "cpu", None),
+    ("hit-1k / passthrough req/s", "hit-1k", "passthrough", "rps", None),
+    ("lean-hit-1k / ceiling-1k req/s", "lean-hit-1k", "ceiling-1k", "rps", (">=", 2.2)),
+    ("lean-hit-1k / lean-ceiling-1k req/s", "lean-hit-1k", "lean-ceiling-1k", "rps", (">=", 0.9)),
+    ("lean-hit-1k / hit-1k req/s", "lean-hit-1k", "hit-1k", "rps", None),
+    ("lean-ceiling-1k / ceiling-1k req/s", "lean-ceiling-1k", "ceiling-1k", "rps", None),
+    ("lean-hit-1k / lean-ceiling-1k CPU per request", "lean-hit-1k", "lean-ceiling-1k", "cpu", None),
+)
+
+
+@dataclass
+class Timing:
+    rounds: int
+    seconds: float  # loaded run (16 connections)
+    latency_seconds: float  # 1-connection run
+    warmup_seconds: float
+
+
+FULL = Timing(rounds=5, seconds=3, latency_seconds=2, warmup_seconds=1)
+QUICK = Timing(rounds=1, seconds=1, latency_seconds=1, warmup_seconds=0)
+
+
+def _metric(run: dict, what: str) -> float | None:
+    return {
+        "rps": run["loaded"]["rps"],
+        "p50": run["loaded"]["p50_ms"],
+        "p99": run["loaded"]["p99_ms"],
+        "cpu": run["loaded"]["cpu_ms_per_request"],
+        "p50_1": run["single"]["p50_ms"],
+    }[what]
+
+
+def throughput(configs: list[Config], timing: Timing) -> Section:
+    origin = bl.start_origin()
+    servers: dict[tuple[str, ...], bl.Server] = {}
+    try:
+        for path, size in ROUTES.items():
+            origin.route(path, headers=ROUTE_HEADERS, size=size)
+        for config in configs:
+            if config.proxy is not None and config.proxy not in servers:
+                servers[config.proxy] = bl.Server(config.name, config.proxy, origin.url).start()
+
+        def target(config: Config) -> tuple[str, int]:
+            if config.proxy is None:
+                return origin.url, bl.origin_pid(origin)
+            server = servers[config.proxy]
+            return server.url, server.pid
+
+        # Warm up: prove who answers (X-Cache), fill the cache, let every process settle.
+        for config in configs:
+            url, _ = target(config)
+            host, port = url.removeprefix("http://").split(":")
+            path = config.path + ("?u=warmup" if config.unique else "")
+            for _ in range(2):
+                status, headers, body = bl.http_get_once(host, int(port), path)
+            if status != 200 or len(body) != ROUTES.get(config.path, len(body)):
+                raise RuntimeError(f"{config.name}: warm-up GET {path} -> {status}, {len(body)} bytes")
+            if config.expect and config.expect != "MISS" and headers.get("x-cache") != config.expect:
+                raise RuntimeError(f"{config.name}: expected X-Cache {config.expect}, got {headers}")
+            if timing.warmup_seconds:
+                bl.run_wrk(
+                    url + config.path,
+                    connections=CONNECTIONS,
+                    seconds=timing.warmup_seconds,
+                    unique=config.unique,
+                )
+
+        runs: dict[str, list[dict]] = {c.name: [] for c in configs}
+        problems: list[str] = []
+        for r in range(timing.rounds):
+            order = configs[r % len(configs) :] + configs[: r % len(configs)]
+            bl.log(f"throughput round {r + 1}/{timing.rounds}: {', '.join(c.name for c in order)}")
+            for config in order:
+                url, pid = target(config)
+                server = servers.get(config.proxy) if config.proxy else None
+                before = server.stats() if server and server.addon_health else None
+                loaded = bl.run_wrk(
+                    url + config.path,
+                    connections=CONNECTIONS,
+                    seconds=timing.seconds,
+                    unique=config.unique,
+                    measure_pid=pid,
+                )
+                single = bl.run_wrk(
+                    url + config.path, connections=1, seconds=timing.latency_seconds, unique=config.unique
+                )
+                if before is not None and config.expect:
+                    after = server.stats()  # type: ignore[union-attr]
+                    served = bl.served(after, config.expect) - bl.served(before, config.expect)
+                    total = loaded.requests + single.requests
+                    if served < 0.99 * total:
+                        problems.append(
+                            f"{config.name} round {r + 1}: only {served} of {total} replies were "
+                            f"X-Cache {config.expect} (stats counts)"
+                        )
+                if loaded.errors or single.errors:
+                    problems.append(
+                        f"{config.name} round {r + 1}: wrk errors {loaded.error_detail} {single.error_detail}"
+                    )
+                runs[config.name].append({"loaded": loaded.as_dict(), "single": single.as_dict()})
+                bl.log(
+                    f"  {config.name}: {loaded.rps:,.0f} req/s, p50 {loaded.p50_ms:.2f} ms, "
+                    f"CPU {fmt(loaded.cpu_ms_per_request, 3)} ms/req, 1-conn p50 {single.p50_ms:.2f} ms"
+                )
+
+        rows = []
+        for config in configs:
+            rs = runs[config.name]
+            rows.append(
+                [
+                    config.name,
+                    config.about,
+                    fmt(median(x["loaded"]["rps"] for x in rs), 0),
+                    fmt(median(x["loaded"]["p50_ms"] for x in rs)),
+                    fmt(median(x["loaded"]["p99_ms"] for x in rs)),
+                    fmt(median(x["loaded"]["cpu_ms_per_request"] for x in rs), 3),
+                    fmt(median(x["single"]["p50_ms"] for x in rs), 3),
+                    fmt(median(x["single"]["p99_ms"] for x in rs), 3),
+                    sum(x["loaded"]["errors"] + x["single"]["errors"] for x in rs),
+                ]
+            )
+        md = [
+            table(
+                [
+                    "configuration",
+                    "what",
+                    "req/s",
+                    "p50 ms",
+                    "p99 ms",
+                    "CPU ms/req",
+                    "1-conn p50 ms",
+                    "1-conn p99 ms",
+                    "errors",
+                ],
+                rows,
+            ),
+            "",
+            (
+                f"{timing.rounds} round(s), interleaved (order rotated per round), medians; "
+                f"{CONNECTIONS} connections for {timing.seconds:g} s, then 1 connection for "
+                f"{timing.latency_seconds:g} s; CPU = utime+stime of the server process per request."
+                + (
+                    " One short round: the ratios below are a smoke check, not a measurement."
+                    if timing.rounds == 1
+                    else ""
+                )
+            ),
+            "",
+        ]
+        budgets: list[Budget] = []
+        ratio_rows = []
+        ratio_data = {}
+        names = {c.name for c in configs}
+        for label, num, den, what, budget in RATIOS:
+            if num not in names or den not in names:
+                continue
+            per_round = []
+            for a, b in zip(runs[num], runs[den], strict=True):
+                x, y = _metric(a, what), _metric(b, what)
+                if x is not None and y:
+                    per_round.append(x / y)
+            value = median(per_round)
+            ratio_data[label] = {"median": value, "per_round": per_round}
+            ratio_rows.append([label, fmt(value, 3), ", ".join(f"{v:.3f}" for v in per_round)])
+            if budget is not None:
+                op, limit = budget
+                ok = None if value is None else (value >= limit if op == ">=" else value <= limit)
+                budgets.append(Budget(label, fmt(value, 3), f"{op} {limit}", ok))
+        md += [table(["ratio", "median", "per round"], ratio_rows), ""]
+        md.append("Proxy command lines:")
+        md += [f"- `{s.command_line()}`" for s in servers.values()]
+        if problems:
+            md += ["", "Problems seen:"] + [f"- {p}" for p in problems]
+        return Section(
+            "Throughput and latency",
+            "\n".join(md),
+            budgets,
+            {
+                "runs": runs,
+                "ratios": ratio_data,
+                "problems": problems,
+                "commands": {s.name: s.command_line() for s in servers.values()},
+            },
+        )
+    finally:
+        for server in servers.values():
+            server.cleanup()
+        origin.stop()
+
+
+# -- 1000 concurrent connections -----------------------------------------------------------------
+
+
+async def _hold_connections(
+    server: bl.Server, n: int, requests_each: int, keys: list[str], body_sha: str
+) -> dict:
+    await bl.wait_fds_at_most(server.pid, server.idle_fds + 8)
+    fds = bl.open_fds(server.pid)
+    t0 = time.perf_counter()
+    conns, connect_errors = await bl.open_many("127.0.0.1", server.port, n)
+    accepted = await bl.wait_accepted(server.pid, fds + len(conns)) - fds
+    connected = time.perf_counter() - t0
+    errors: Counter[str] = Counter()
+    if connect_errors:
+        errors["connect"] += connect_errors
+    latencies: list[float] = []
+    xcache: Counter[str] = Counter()
+    barrier_open = asyncio.Event()
+
+    async def client(i: int, conn: bl.Connection) -> None:
+        await barrier_open.wait()
+        for j in range(requests_each):
+            try:
+                reply = await asyncio.wait_for(conn.get(keys[(i + j) % len(keys)]), 60)
+            except Exception as e:  # noqa: BLE001 - every failure is an error to count
+                errors[type(e).__name__] += 1
+                return
+            latencies.append(reply.latency)
+            xcache[reply.headers.get("x-cache", "-")] += 1
+            if reply.status != 200:
+                errors[f"status {reply.status}"] += 1
+            elif reply.body_sha256 != body_sha:
+                errors["body mismatch"] += 1
+
+    tasks = [asyncio.create_task(client(i, c)) for i, c in enumerate(conns)]
+    t1 = time.perf_counter()
+    barrier_open.set()
+    await asyncio.gather(*tasks)
+    served = time.perf_counter() - t1
+    # All connections were held open until every client finished; a last request on each proves it.
+    still_open = 0
+    for conn in conns:
+        try:
+            reply = await asyncio.wait_for(conn.get(keys[0]), 30)
+            still_open += reply.status == 200
+        except Exception as e:  # noqa: BLE001
+            errors[f"final {type(e).__name__}"] += 1
+    await bl.close_all(conns)
+    return {
+        "connections": n,
+        "connected": len(conns),
+        "connect_seconds": connected,  # until the proxy accepted them (or stopped accepting more)
+        "accepted_before_requests": accepted,
+        "requests": len(latencies),
+        "serve_seconds": served,
+        "rps": len(latencies) / served if served else 0,
+        "p50_ms": bl.percentile(latencies, 50) * 1000 if latencies else None,
+        "p99_ms": bl.percentile(latencies, 99) * 1000 if latencies else None,
+        "max_ms": max(latencies) * 1000 if latencies else None,
+        "still_open_after": still_open,
+        "x_cache": dict(xcache),
+        "errors": dict(errors),
+        "error_count": sum(errors.values()),
+    }
+
+
+def connections(quick: bool) -> Section:
+    n, requests_each, keys_n = 1000, 1 if quick else 5, 10
+    origin = bl.start_origin()
+    try:
+        keys = [f"/conn/k{i}" for i in range(keys_n)]
+        for key in keys:
+            origin.route(key, headers=ROUTE_HEADERS, size=1024)
+        with bl.Server("connections", CACHE, origin.url) as server:
+            for key in keys:
+                bl.http_get_once("127.0.0.1", server.port, key)
+            result = asyncio.run(_hold_connections(server, n, requests_each, keys, bl.pattern_sha256(1024)))
+            result["proxy_rss_mb"] = bl.rss(server.pid) / 2**20
+            result["upstream_requests"] = bl.origin_request_count(origin)
+            result["command"] = server.command_line()
+    finally:
+        origin.stop()
+    md = table(
+        [
+            "connections",
+            "accepted before requests",
+            "requests",
+            "errors",
+            "connect s",
+            "serve s",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "open after",
+            "X-Cache",
+        ],
+        [
+            [
+                f"{result['connected']}/{n}",
+                f"{result['accepted_before_requests']}/{n}",
+                result["requests"],
+                result["error_count"],
+                fmt(result["connect_seconds"]),
+                fmt(result["serve_seconds"]),
+                fmt(result["rps"], 0),
+                fmt(result["p50_ms"]),
+                fmt(result["p99_ms"]),
+                fmt(result["max_ms"]),
+                result["still_open_after"],
+                ", ".join(f"{k} {v}" for k, v in sorted(result["x_cache"].items())),
+            ]
+        ],
+    )
+    if result["errors"]:
+        md += "\n\nErrors: " + ", ".join(f"{k}: {v}" for k, v in result["errors"].items())
+    md += (
+        f"\n\nEach of {n} keep-alive connections (opened concurrently, held open throughout) makes "
+        f"{requests_each} requests for {keys_n} cached 1 KiB keys, all clients released together, then "
+        f'one more request each to prove the connection stayed usable. "Accepted before requests": mitmproxy '
+        "listens with asyncio's default backlog of 100, so a burst of connects overflows its accept queue; with "
+        "SYN cookies the rest are accepted when their first request arrives (no error, some latency). "
+        f"Proxy: `{result['command']}`"
+    )
+    budget = Budget(
+        f"{n} concurrent connections",
+        f"{result['error_count']} errors",
+        "0 errors",
+        result["error_count"] == 0,
+    )
+    return Section("1000 concurrent connections", md, [budget], result)
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+SECTIONS = ("throughput", "memory", "connections", "coalescing")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help="short runs (smoke test, < 2 minutes)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        help="run only these (comma-separated, repeatable): sections "
+        f"({', '.join(SECTIONS)}), scenarios ({', '.join(bench_memory.SCENARIOS)}, "
+        f"{', '.join(bench_coalescing.SCENARIOS)}) or throughput configurations "
+        f"({', '.join(c.name for c in CONFIGS)})",
+    )
+    parser.add_argument("--json", type=Path, help="also write every measurement to this JSON file")
+    parser.add_argument("--rounds", type=int, help="throughput rounds (default 5, quick 1)")
+    parser.add_argument(
+        "--flood-keys", type=int, help="distinct keys of the memory flood (default 200000, quick 3000)"
+    )
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a budget is missed")
+    args = parser.parse_args(argv)
+
+    only = {name.strip() for item in args.only for name in item.split(",") if name.strip()}
+    known = set(SECTIONS) | set(bench_memory.SCENARIOS) | set(bench_coalescing.SCENARIOS)
+    known |= {c.name for c in CONFIGS}
+    if unknown := only - known:
+        parser.error(f"unknown --only names: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+
+    def wanted(section: str, members: tuple[str, ...]) -> list[str]:
+        if not only or section in only:
+            return list(members)
+        return [m for m in members if m in only]
+
+    timing = QUICK if args.quick else FULL
+    if args.rounds:
+        timing = Timing(args.rounds, timing.seconds, timing.latency_seconds, timing.warmup_seconds)
+
+    bl.ensure_wrk()
+    fd_limit = bl.raise_fd_limit()
+    bl.pin(0, bl.LOAD_CORE)  # this script's own clients run on the load core
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    plan: list[tuple[str, Callable[[], list[Section]]]] = []
+    configs = [c for c in CONFIGS if c.name in wanted("throughput", tuple(c.name for c in CONFIGS))]
+    if configs:
+        plan.append(("throughput", lambda: [throughput(configs, timing)]))
+    if mem := wanted("memory", bench_memory.SCENARIOS):
+        plan.append(("memory", lambda: bench_memory.run(mem, args.quick, flood_keys=args.flood_keys)))
+    if wanted("connections", ("connections",)):
+        plan.append(("connections", lambda: [connections(args.quick)]))
+    if coal := wanted("coalescing", bench_coalescing.SCENARIOS):
+        plan.append(("coalescing", lambda: bench_coalescing.run(coal, args.quick)))
+
+    machine = bl.machine_info()
+    started = time.monotonic()
+    sections: list[Section] = []
+    try:
+        for name, run in plan:
+            bl.log(f"section {name}")
+            t0 = time.monotonic()
+            produced = run()
+            for s in produced:
+                s.seconds = s.seconds or (time.monotonic() - t0) / len(produced)
+            sections += produced
+    finally:
+        bl.stop_all()
+    elapsed = time.monotonic() - started
+
+    out = [
+        f"# Benchmark ({'quick' if args.quick else 'full'} run, {elapsed:.0f} s)",
+        "",
+        (
+            f"- machine: {machine['cpu']}, {machine['cores_visible']} cores visible, load average at start "
+            f"{', '.join(f'{x:.2f}' for x in machine['load_average_at_start'])}; Python {machine['python']}, "
+            f"mitmproxy {machine['mitmproxy']}, commit {machine['commit'] or 'unknown'}"
+        ),
+        f"- layout: {bl.layout_text()}",
+        f"- fd limit (inherited by the processes started here): {fd_limit}",
+        "- shared machine: other processes may use the same cores, so compare ratios within this run only",
+        "",
+    ]
+    for s in sections:
+        out += [f"## {s.title}", "", s.markdown, ""]
+    budgets = [b for s in sections for b in s.budgets]
+    out += ["## Budgets", ""] + [f"- {b.line()}" for b in budgets] + [""]
+    print("\n".join(out), flush=True)
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "quick": args.quick,
+                    "seconds": elapsed,
+                    "machine": machine,
+                    "layout": bl.layout_text(),
+                    "sections": [s.as_dict() for s in sections],
+                },
+                indent=1,
+                default=str,
+            )
+        )
+    return 1 if args.strict and any(b.ok is False for b in budgets) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
