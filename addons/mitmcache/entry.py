@@ -8,6 +8,13 @@ Only plain values: a Redis backend will serialise entries.
 from dataclasses import dataclass, field
 
 
+# What one entry costs in memory beyond its bytes, so that cache_max_bytes bounds the process:
+# measured with tracemalloc (the Entry, its strings and tuples, the store's bookkeeping, allocator
+# slack under constant eviction) at about 2 KB per entry and 100 bytes per header field.
+ENTRY_OVERHEAD = 1536
+FIELD_OVERHEAD = 100
+
+
 @dataclass(slots=True, weakref_slot=True)
 class Entry:
     key: str  # primary key: the URL (policy.key.primary_key)
@@ -38,7 +45,11 @@ class Entry:
 
     def __post_init__(self) -> None:
         if not self.size:
-            self.size = len(self.body) + sum(len(k) + len(v) for k, v in self.fields) + 256
+            self.size = (
+                len(self.body)
+                + sum(len(k) + len(v) + FIELD_OVERHEAD for k, v in self.fields)
+                + ENTRY_OVERHEAD
+            )
 
     @property
     def has_validators(self) -> bool:
