@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Run the caching reverse proxy: scripts/run.sh [UPSTREAM_URL] [extra mitmdump args...]
+# Run the caching reverse proxy: scripts/run.sh [UPSTREAM_URL] [extra mitmdump-style args...]
 #
 # The upstream comes from, in order: the first argument (when it looks like http(s)://...), the
 # UPSTREAM_URL environment variable, UPSTREAM_URL in <repo>/.env (only that variable is read; the file
 # is not sourced). With none, a demo upstream (scripts/demo_upstream.py) is started on a free port and
 # stopped again when the proxy exits, and a few curl commands to try are printed.
 #
+# The proxy is the lean production launcher (scripts/serve.sh: the cache on a mitmproxy that loads only
+# what it needs, about twice the requests per second; docs/launcher.md). MITMDUMP=1 runs stock mitmdump
+# with -s addons/cache.py instead (every mitmproxy feature: replay, map/modify, -w, per-flow lines...),
+# MITMWEB=1 runs mitmweb (the web UI, with the comment column showing each flow's cache decision).
+#
 # Environment: LISTEN_HOST (127.0.0.1), LISTEN_PORT (8080), TERMLOG (info: mitmproxy's
-# termlog_verbosity), MITMWEB=1 to run mitmweb (the web UI, with the comment column showing each
-# flow's cache decision) instead of mitmdump.
+# termlog_verbosity), MITMDUMP=1, MITMWEB=1.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -73,15 +77,20 @@ run: no UPSTREAM_URL given: started the demo upstream at $url (stopped on exit).
 EOF
 fi
 
+script_args=(-s "$ROOT/addons/cache.py")
+ui_args=()
 if [[ "${MITMWEB:-}" == "1" ]]; then
     tool="$ROOT/.venv/bin/mitmweb"
     ui_args=(--set web_open_browser=false)
     for column in tls icon path method status size time comment; do
         ui_args+=(--set "web_columns=$column")
     done
-else
+elif [[ "${MITMDUMP:-}" == "1" ]]; then
     tool="$ROOT/.venv/bin/mitmdump"
-    ui_args=()
+else
+    tool="$ROOT/scripts/serve.sh"  # the cache is built in
+    script_args=()
+    export MITMCACHE_SKIP_SETUP=1  # done above
 fi
 
 # True when the extra arguments already --set option "$1". mitmproxy refuses a scalar option given twice
@@ -105,7 +114,7 @@ if [[ -z "${CACHE_ENV_FILE:-}" && -f "$ROOT/.env" ]]; then
     export CACHE_ENV_FILE="$ROOT/.env"
 fi
 
-cmd=("$tool" --mode "reverse:$url@$host:$port" -s "$ROOT/addons/cache.py" "${defaults[@]}" "${ui_args[@]}" "$@")
+cmd=("$tool" --mode "reverse:$url@$host:$port" "${script_args[@]}" "${defaults[@]}" "${ui_args[@]}" "$@")
 echo "run: ${cmd[*]}"
 
 if [[ -z "$demo_pid" ]]; then

@@ -118,3 +118,14 @@ else
     fi
     printf '%s\n' "$want" >"$STAMP"
 fi
+
+# Optimised bytecode (*.opt-1.pyc) for scripts/serve.sh, which runs Python with PYTHONOPTIMIZE=1. Python
+# writes none itself where PYTHONDONTWRITEBYTECODE is set, and compiling mitmproxy afresh costs ~2.5 s of
+# CPU at every start. Once per requirements.txt (the check itself takes ~1 s, too slow for every run).
+OPT_STAMP="$VENV/.opt1-bytecode.sha256"
+if [[ "$(cat "$OPT_STAMP" 2>/dev/null || true)" != "$want" ]]; then
+    say "compiling optimised bytecode for PYTHONOPTIMIZE=1 (once)"
+    site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+    "$VENV/bin/python" -O -m compileall -q -j 0 "$site" </dev/null >/dev/null 2>&1 || true
+    printf '%s\n' "$want" >"$OPT_STAMP"
+fi

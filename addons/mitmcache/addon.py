@@ -10,6 +10,7 @@ wake the waiters; ``error`` wakes them too, so nobody is left hanging.
 
 import asyncio
 import logging
+import ssl
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -46,7 +47,10 @@ from .refresh import ERROR_STATUSES, UPSTREAM_STATUS, Refresher, refresh_request
 from .retention import FlowRetention
 from .store.memory import MemoryStore
 from .tee import BodyTee
-from .upstream import Upstream
+from .upstream import Upstream, tls_verification
+
+# mitmproxy's options (tlsconfig's) that decide how the cache's own upstream client verifies TLS.
+TLS_OPTIONS = {"ssl_insecure", "ssl_verify_upstream_trusted_ca", "ssl_verify_upstream_trusted_confdir"}
 
 log = logging.getLogger("mitmcache")
 
@@ -103,6 +107,7 @@ class Cache:
         # mitmproxy registers children: the control plane's commands, the flow retention hooks.
         self.addons = [self.control, self.retention]
         self._forwards: dict[str, Forward] = {}
+        self._tls_verify: bool | ssl.SSLContext = True
 
     # -- options ---------------------------------------------------------------------------
 
@@ -115,6 +120,8 @@ class Cache:
         interim.install()  # mitmproxy would take an upstream's 1xx for its final response
 
     def configure(self, updated: set[str]) -> None:
+        if updated & TLS_OPTIONS and "ssl_insecure" in ctx.options:
+            self._tls_verify = self._upstream_tls_verification()
         if not updated & config.BY_OPTION.keys():
             return
         try:
@@ -133,9 +140,27 @@ class Cache:
                 ctx.options.connection_strategy,
             )
 
+    @staticmethod
+    def _upstream_tls_verification() -> bool | ssl.SSLContext:
+        """mitmproxy reports an unreadable CA only when a connection fails; the cache's own client
+        needs it now, so it stops startup instead, naming the option."""
+        options = ctx.options
+        try:
+            return tls_verification(
+                options.ssl_insecure,
+                options.ssl_verify_upstream_trusted_ca,
+                options.ssl_verify_upstream_trusted_confdir,
+            )
+        except (OSError, ssl.SSLError) as e:
+            raise exceptions.OptionsError(
+                "ssl_verify_upstream_trusted_ca/ssl_verify_upstream_trusted_confdir: "
+                f"cannot load the upstream's trusted CA: {e}"
+            ) from None
+
     def running(self) -> None:
-        verify = not ctx.options.ssl_insecure if "ssl_insecure" in ctx.options else True
-        self.upstream.start(verify_tls=verify, max_connections=max(self.settings.refresh_concurrency, 1) * 2)
+        self.upstream.start(
+            verify_tls=self._tls_verify, max_connections=max(self.settings.refresh_concurrency, 1) * 2
+        )
         self.expiry.start()
 
     def done(self) -> None:

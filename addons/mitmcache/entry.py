@@ -7,7 +7,6 @@ Only plain values: a Redis backend will serialise entries.
 
 from dataclasses import dataclass, field
 
-
 # What one entry costs in memory beyond its bytes, so that cache_max_bytes bounds the process:
 # measured with tracemalloc (the Entry, its strings and tuples, the store's bookkeeping, allocator
 # slack under constant eviction) at about 2 KB per entry and 100 bytes per header field.

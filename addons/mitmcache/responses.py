@@ -28,7 +28,7 @@ def _headers(fields: tuple[tuple[bytes, bytes], ...]) -> http.Headers:
 
     The constructor copies every pair, type-checks it and runs an empty ``update``: ~3.5 us of a hit,
     against ~0.4 us here. A ``Headers`` holds nothing but ``fields`` (mitmproxy 12's
-    ``coretypes.multidict``; tests/unit/test_responses_headers.py checks the two are equal)."""
+    ``coretypes.multidict``; tests/unit/test_responses.py checks the two are equal)."""
     headers = http.Headers.__new__(http.Headers)
     headers.fields = fields
     return headers

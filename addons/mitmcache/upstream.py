@@ -7,11 +7,17 @@ way mitmproxy stores them, and never beyond the cache's object size.
 """
 
 import asyncio
+import logging
+import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import httpx
+
+# httpx logs every request it sends at info, which mitmproxy's log would show beside the cache's own
+# line about the same refresh ("control: refresh of URL: stored"); its warnings and errors still show.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @dataclass(slots=True)
@@ -37,11 +43,24 @@ class TooLarge(Exception):
     """The body grew past the largest object the cache stores."""
 
 
+def tls_verification(
+    insecure: bool, trusted_ca: str | None, trusted_confdir: str | None
+) -> bool | ssl.SSLContext:
+    """Verify the upstream's certificate the way mitmproxy's own upstream connections do, from the
+    same options (``ssl_insecure``, ``ssl_verify_upstream_trusted_ca``/``_confdir``), so that a
+    revalidation reaches an upstream exactly when a client's miss does."""
+    if insecure:
+        return False
+    if trusted_ca or trusted_confdir:
+        return ssl.create_default_context(cafile=trusted_ca or None, capath=trusted_confdir or None)
+    return True  # httpx's default trust store: certifi's, as mitmproxy's
+
+
 class Upstream:
     def __init__(self) -> None:
         self._client: httpx.AsyncClient | None = None
 
-    def start(self, verify_tls: bool, max_connections: int) -> None:
+    def start(self, verify_tls: bool | ssl.SSLContext, max_connections: int) -> None:
         self._client = httpx.AsyncClient(
             verify=verify_tls,
             trust_env=False,  # never route refreshes through a proxy from the environment

@@ -1,9 +1,13 @@
-"""Fixtures for end-to-end tests: a real origin, real mitmdump proxies, and a plain HTTP client.
+"""Fixtures for end-to-end tests: a real origin, real proxies, and a plain HTTP client.
 
 The origin process is shared by the tests of one module (starting it costs ~0.1 s) and reset before
 each test, so tests never see each other's routes or request log. Proxies are per test: each test
 starts the proxies it needs with the settings it is about, and all are stopped at teardown. When a
 test fails, the logs of its proxies are printed so the failure can be read without rerunning.
+
+Every test that uses ``proxy_factory`` runs twice: through stock ``mitmdump -s addons/cache.py`` and
+through the lean production launcher (``scripts/serve.sh``); the test ids end in ``[mitmdump]`` and
+``[lean]`` (``-k lean`` selects one side). Tests about one tool (mitmweb) start their ``Proxy`` directly.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.harness import Origin, Proxy, SettingValue
+from tests.support.harness import LAUNCHERS, Origin, Proxy, SettingValue
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +40,14 @@ class ProxyFactory:
     """Starts proxies for one test and stops them all at teardown.
 
     ``proxy_factory(settings, env, upstream=..., **Proxy kwargs)``: ``upstream`` defaults to the test's
-    ``origin``. Logs and working directories go under the test's ``tmp_path``.
+    ``origin``; ``launcher`` defaults to this factory's (the fixture's parameter). Logs and working
+    directories go under the test's ``tmp_path``.
     """
 
-    def __init__(self, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    def __init__(self, request: pytest.FixtureRequest, tmp_path: Path, launcher: str = "mitmdump") -> None:
         self._request = request
         self._tmp_path = tmp_path
+        self.launcher = launcher
         self.proxies: list[Proxy] = []
         self._runs = 0
 
@@ -50,6 +56,8 @@ class ProxyFactory:
         n = self._runs
         kwargs.setdefault("cwd", self._tmp_path / f"proxy{n}-cwd")
         kwargs.setdefault("log_path", self._tmp_path / f"proxy{n}.log")
+        if kwargs.get("command") is None:
+            kwargs.setdefault("launcher", self.launcher)
         return kwargs
 
     def _upstream(self, upstream: Origin | str | None) -> Origin | str:
@@ -96,10 +104,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+@pytest.fixture(params=list(LAUNCHERS))
+def launcher(request: pytest.FixtureRequest) -> str:
+    """The proxy command a test runs through: ``"mitmdump"`` or ``"lean"`` (each test runs with both)."""
+    return str(request.param)
+
+
 @pytest.fixture
-def proxy_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ProxyFactory]:
+def proxy_factory(request: pytest.FixtureRequest, tmp_path: Path, launcher: str) -> Iterator[ProxyFactory]:
     """Call it to get a started ``Proxy``; every proxy it started is stopped at teardown."""
-    factory = ProxyFactory(request, tmp_path)
+    factory = ProxyFactory(request, tmp_path, launcher)
     yield factory
     results = factory.stop_all()
     call_report = getattr(request.node, "rep_call", None)

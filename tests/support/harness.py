@@ -1,4 +1,7 @@
-"""End-to-end test harness: a real origin process and a real ``mitmdump`` running our addon.
+"""End-to-end test harness: a real origin process and a real proxy running our addon.
+
+The proxy is stock ``mitmdump -s addons/cache.py`` or the lean production launcher
+(``scripts/serve.sh``, ``python -m mitmcache``; see ``LAUNCHERS``): every e2e test runs through both.
 
 Why real processes: the behaviours that matter most (coalescing under concurrency, streaming large
 bodies, keep-alive, startup failures on bad configuration) only show on real sockets and a real
@@ -27,6 +30,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -43,6 +47,8 @@ from tests.support.origin import pattern_bytes, pattern_chunks
 __all__ = [
     "ADDON_SCRIPT",
     "CACHE_ENV_VARS",
+    "LAUNCHERS",
+    "LEAN",
     "MITMDUMP",
     "REPO_ROOT",
     "HarnessError",
@@ -54,6 +60,7 @@ __all__ = [
     "pattern_bytes",
     "pattern_chunks",
     "pattern_sha256",
+    "tls_certificate",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -61,6 +68,10 @@ ADDON_SCRIPT = REPO_ROOT / "addons" / "cache.py"
 ORIGIN_SCRIPT = Path(__file__).resolve().with_name("origin.py")
 # Not resolved: the venv's python is a symlink, and the console script lives next to the link.
 MITMDUMP = Path(sys.executable).with_name("mitmdump")
+# The lean production launcher's wrapper (runs python -m mitmcache with PYTHONOPTIMIZE=1).
+LEAN = REPO_ROOT / "scripts" / "serve.sh"
+# The proxy command lines a test can run; each takes mitmdump's arguments.
+LAUNCHERS: dict[str, tuple[str, ...]] = {"mitmdump": (str(MITMDUMP),), "lean": (str(LEAN),)}
 
 # The cache's own settings, removed from the child's environment so a developer's shell never changes
 # what a test sees. Any variable starting with CACHE_ is removed too.
@@ -177,15 +188,74 @@ def session_confdir() -> Path:
     return _session_confdir
 
 
+_session_certificate: tuple[Path, Path] | None = None
+
+
+def tls_certificate() -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost (its own CA): ``(certfile, keyfile)``.
+
+    One per test process, made with ``cryptography`` (a mitmproxy dependency). Trust it with
+    ``--set ssl_verify_upstream_trusted_ca=<certfile>``.
+    """
+    global _session_certificate
+    if _session_certificate is None:
+        import datetime
+        import ipaddress
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mitmcache test origin")])
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                ),
+                critical=False,
+            )
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256())
+        )
+        folder = Path(tempfile.mkdtemp(prefix="mitmcache-tls-"))
+        atexit.register(shutil.rmtree, folder, True)
+        certfile, keyfile = folder / "origin-cert.pem", folder / "origin-key.pem"
+        certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        keyfile.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        _session_certificate = (certfile, keyfile)
+    return _session_certificate
+
+
 class Origin:
     """The programmable origin (``tests/support/origin.py``) as a child process.
 
     Use as a context manager or call ``start()``/``stop()``. Control calls go over HTTP to the
-    origin's ``/__origin/`` API.
+    origin's ``/__origin/`` API. ``tls=True`` makes it an HTTPS origin with ``tls_certificate()``
+    (``url`` is then ``https://...``; ``certfile`` is the certificate to trust).
     """
 
-    def __init__(self, *, host: str = "127.0.0.1", workdir: Path | None = None) -> None:
+    def __init__(self, *, host: str = "127.0.0.1", workdir: Path | None = None, tls: bool = False) -> None:
         self.host = host
+        self.certfile: Path | None = None
+        self._keyfile: Path | None = None
+        if tls:
+            self.certfile, self._keyfile = tls_certificate()
         self._owns_workdir = workdir is None
         self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="origin-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -203,6 +273,9 @@ class Origin:
             raise HarnessError("origin already started")
         portfile = self.workdir / "origin.port"
         portfile.unlink(missing_ok=True)
+        tls_args = []
+        if self.certfile is not None and self._keyfile is not None:
+            tls_args = ["--certfile", str(self.certfile), "--keyfile", str(self._keyfile)]
         with open(self.log_path, "wb") as log:
             self._proc = subprocess.Popen(
                 [
@@ -214,6 +287,7 @@ class Origin:
                     "0",
                     "--portfile",
                     str(portfile),
+                    *tls_args,
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -229,7 +303,10 @@ class Origin:
                 self._fail(f"origin did not write its port file within {timeout} s")
             time.sleep(POLL_INTERVAL)
         self.port = int(portfile.read_text())
-        self._client = httpx.Client(base_url=self.url, timeout=10, trust_env=False)
+        verify: ssl.SSLContext | bool = True
+        if self.certfile is not None:
+            verify = ssl.create_default_context(cafile=str(self.certfile))
+        self._client = httpx.Client(base_url=self.url, timeout=10, trust_env=False, verify=verify)
         try:
             self._control("GET", "health")
         except (httpx.HTTPError, HarnessError) as exc:
@@ -267,10 +344,10 @@ class Origin:
 
     @property
     def url(self) -> str:
-        """``http://HOST:PORT`` (no trailing slash)."""
+        """``http://HOST:PORT`` or ``https://HOST:PORT`` (no trailing slash)."""
         if self.port is None:
             raise HarnessError("origin not started")
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.certfile is not None else 'http'}://{self.host}:{self.port}"
 
     def log_text(self) -> str:
         """The origin process's own stdout/stderr (not the request log: see ``log()``)."""
@@ -374,14 +451,16 @@ class Origin:
 
 
 class Proxy:
-    """A real ``mitmdump`` in reverse mode in front of ``upstream``, loading ``addons/cache.py``.
+    """A real proxy in reverse mode in front of ``upstream``, running ``addons/cache.py``.
+
+    ``launcher`` names the command (``LAUNCHERS``): ``"mitmdump"`` (default) or ``"lean"`` (the
+    production launcher, which has the cache built in and takes the same arguments, ``-s`` included).
 
     ``settings`` become ``--set key=value`` (bools as true/false; a list or tuple repeats ``--set`` for
     sequence options) and replace the harness defaults of the same name (connection_strategy=lazy,
     flow_detail=0, termlog_verbosity=warn, confdir=<per-session temp dir>). ``env`` is merged over a clean
-    environment (see ``clean_env``; a None value unsets). ``command`` replaces the launcher (default:
-    the ``mitmdump`` next to this interpreter), e.g. ``[".venv/bin/mitmweb", "--set",
-    "web_open_browser=false"]``. ``args`` are appended last.
+    environment (see ``clean_env``; a None value unsets). ``command`` replaces the launcher's command,
+    e.g. ``[".venv/bin/mitmweb", "--set", "web_open_browser=false"]``. ``args`` are appended last.
     """
 
     def __init__(
@@ -392,6 +471,7 @@ class Proxy:
         *,
         cwd: Path | str | None = None,
         command: Sequence[str] | None = None,
+        launcher: str = "mitmdump",
         args: Sequence[str] = (),
         script: Path | str = ADDON_SCRIPT,
         port: int | None = None,
@@ -402,15 +482,21 @@ class Proxy:
         self.upstream = upstream.url if isinstance(upstream, Origin) else upstream.rstrip("/")
         self.settings = dict(settings or {})
         self.env = clean_env(env)
+        if launcher not in LAUNCHERS:
+            raise HarnessError(f"unknown launcher {launcher!r}; known: {', '.join(LAUNCHERS)}")
+        self.launcher = launcher
+        if launcher == "lean":
+            # scripts/test.sh has just run setup.sh; each start would otherwise repeat it (~0.1 s).
+            self.env.setdefault("MITMCACHE_SKIP_SETUP", "1")
         self._tmp = Path(tempfile.mkdtemp(prefix="proxy-"))
         self.cwd = Path(cwd) if cwd is not None else self._tmp / "cwd"
         self.cwd.mkdir(parents=True, exist_ok=True)
-        self.command = list(command) if command is not None else [str(MITMDUMP)]
+        self.command = list(command) if command is not None else list(LAUNCHERS[launcher])
         self.args = list(args)
         self.script = Path(script)
         self._fixed_port = port
         self.port: int = port if port is not None else free_port()
-        self.log_path = Path(log_path) if log_path is not None else self._tmp / "mitmdump.log"
+        self.log_path = Path(log_path) if log_path is not None else self._tmp / "proxy.log"
         self.confdir = Path(confdir) if confdir is not None else session_confdir()
         self.startup_timeout = startup_timeout
         self._proc: subprocess.Popen[bytes] | None = None
@@ -446,7 +532,7 @@ class Proxy:
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def start(self) -> Self:
-        """Start mitmdump and wait until our addon answers its health endpoint.
+        """Start the proxy and wait until our addon answers its health endpoint.
 
         A port lost to a race with another process is retried with a new free port (up to 3 times).
         """
@@ -521,7 +607,7 @@ class Proxy:
         _running.discard(self)
         raise HarnessError(
             f"{message}\n--- command ---\n{' '.join(self.argv())}\n"
-            f"--- mitmdump log ({self.log_path}) ---\n{self._final_log}"
+            f"--- {self.launcher} log ({self.log_path}) ---\n{self._final_log}"
         ) from None
 
     def stop(self) -> int | None:
@@ -541,6 +627,13 @@ class Proxy:
         """None while running (or never started)."""
         return None if self._proc is None else self._proc.poll()
 
+    @property
+    def pid(self) -> int:
+        """The proxy process's PID (the launcher's wrapper execs Python, so it is the proxy's own)."""
+        if self._proc is None:
+            raise HarnessError("proxy not started")
+        return self._proc.pid
+
     def __enter__(self) -> Self:
         return self.start()
 
@@ -555,7 +648,7 @@ class Proxy:
         return f"http://127.0.0.1:{self.port}"
 
     def log_text(self) -> str:
-        """mitmdump's combined stdout/stderr so far (or final, after ``stop()``)."""
+        """The proxy's combined stdout/stderr so far (or final, after ``stop()``)."""
         return self._final_log if self._final_log is not None else _read_text(self.log_path)
 
     # -- bad-configuration runs --------------------------------------------------------------------

@@ -8,9 +8,10 @@ its own process also keeps its event loop from competing with the test's.
 
 Run it as::
 
-    python tests/support/origin.py --port 0 --portfile PATH [--host 127.0.0.1]
+    python tests/support/origin.py --port 0 --portfile PATH [--host 127.0.0.1] [--certfile C --keyfile K]
 
-It writes its bound port to PATH (atomically) once it accepts connections.
+It writes its bound port to PATH (atomically) once it accepts connections. With ``--certfile`` and
+``--keyfile`` it speaks HTTPS (HTTP/1.1 over TLS), for tests of a proxy in front of an https:// origin.
 
 Control API, on the same port, under ``/__origin/`` (control requests are never logged):
 
@@ -65,6 +66,7 @@ import os
 import resource
 import signal
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -477,10 +479,10 @@ def write_portfile(path: Path, port: int) -> None:
     os.replace(tmp, path)
 
 
-async def serve(host: str, port: int, portfile: Path | None) -> None:
+async def serve(host: str, port: int, portfile: Path | None, tls: ssl.SSLContext | None = None) -> None:
     origin = OriginServer()
     server = await asyncio.start_server(
-        origin.handle_connection, host, port, backlog=BACKLOG, limit=MAX_HEAD_BYTES
+        origin.handle_connection, host, port, backlog=BACKLOG, limit=MAX_HEAD_BYTES, ssl=tls
     )
     bound = server.sockets[0].getsockname()[1]
     stop = asyncio.Event()
@@ -489,7 +491,7 @@ async def serve(host: str, port: int, portfile: Path | None) -> None:
         loop.add_signal_handler(sig, stop.set)
     if portfile is not None:
         write_portfile(portfile, bound)
-    print(f"origin listening on http://{host}:{bound}", flush=True)
+    print(f"origin listening on {'https' if tls else 'http'}://{host}:{bound}", flush=True)
     await stop.wait()
     server.close()
     for writer in list(origin.writers):  # hanging connections would otherwise keep us alive
@@ -501,9 +503,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--portfile", type=Path, help="write the bound port here when ready")
+    parser.add_argument("--certfile", type=Path, help="PEM certificate (chain): serve HTTPS")
+    parser.add_argument("--keyfile", type=Path, help="PEM private key of --certfile")
     args = parser.parse_args(argv)
+    tls = None
+    if args.certfile is not None:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.certfile, args.keyfile)
     raise_fd_limit()
-    asyncio.run(serve(args.host, args.port, args.portfile))
+    asyncio.run(serve(args.host, args.port, args.portfile, tls))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from mitmcache.addon import Cache, cache_key
 from mitmcache.control import BadRequest, Target
 from mitmcache.entry import Entry
 from mitmcache.upstream import Fetched
+from tests.support.entries import stored_entry
 
 KEY = "s3cret-key"
 HOST = "http://up:80"
@@ -23,27 +24,16 @@ HOST = "http://up:80"
 def entry(key: str = f"{HOST}/a", vary: tuple[tuple[str, str], ...] = (), *, idle: float = 0.0) -> Entry:
     """A stored 200 with 60 s to live, last asked for ``idle`` seconds ago."""
     now = time.time()
-    return Entry(
-        key=key,
-        url=key,
+    return stored_entry(
+        key,
         host=key.split("/")[2],
         vary=vary,
-        status=200,
-        reason=b"OK",
         fields=((b"content-type", b"text/plain"), (b"etag", b'"v1"')),
         body=b"v1",
         etag='"v1"',
         upstream_etag='"v1"',
-        last_modified=None,
         date=now,
         response_time=now,
-        initial_age=0.0,
-        lifetime=60.0,
-        lifetime_source="max-age",
-        no_cache=False,
-        must_revalidate=False,
-        stale_while_revalidate=0.0,
-        stale_if_error=0.0,
         last_access=now - idle,
     )
 

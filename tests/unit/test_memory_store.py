@@ -2,33 +2,12 @@
 
 from mitmcache.entry import Entry
 from mitmcache.store.memory import MAX_VARIANTS_PER_KEY, MemoryStore
+from tests.support.entries import stored_entry
 
 
 def make_entry(key: str = "http://example.com/a", *, vary: str | None = None, size: int = 100) -> Entry:
     """An entry of ``size`` bytes for ``key``, varying on accept-language when ``vary`` is given."""
-    return Entry(
-        key=key,
-        url=key,
-        host="example.com",
-        vary=(("accept-language", vary),) if vary is not None else (),
-        status=200,
-        reason=b"OK",
-        fields=(),
-        body=b"",
-        etag='"e"',
-        upstream_etag=None,
-        last_modified=None,
-        date=0.0,
-        response_time=0.0,
-        initial_age=0.0,
-        lifetime=60.0,
-        lifetime_source="max-age",
-        no_cache=False,
-        must_revalidate=False,
-        stale_while_revalidate=0.0,
-        stale_if_error=0.0,
-        size=size,
-    )
+    return stored_entry(key, vary=(("accept-language", vary),) if vary is not None else (), size=size)
 
 
 async def filled(store: MemoryStore, *keys: str, size: int = 100) -> MemoryStore:

@@ -3,11 +3,12 @@
 import asyncio
 import gzip
 import socket
+import ssl
 from collections.abc import AsyncIterator
 
 import pytest
 
-from mitmcache.upstream import TooLarge, Upstream, UpstreamError
+from mitmcache.upstream import TooLarge, Upstream, UpstreamError, tls_verification
 
 GZIPPED = gzip.compress(b"squeeze me " * 200)
 BIG = b"x" * 10_000
@@ -148,3 +149,25 @@ async def test_a_client_that_is_not_running_is_a_502():
     with pytest.raises(UpstreamError) as error:
         await Upstream().get("http://127.0.0.1:1/", [], 5, 1_000_000)
     assert error.value.status == 502
+
+
+def test_tls_verification_is_off_with_ssl_insecure():
+    assert tls_verification(True, "/nonexistent/ca.pem", None) is False
+
+
+def test_tls_verification_uses_the_default_trust_store_without_a_configured_ca():
+    assert tls_verification(False, None, None) is True
+
+
+def test_tls_verification_trusts_exactly_the_configured_ca(tmp_path):
+    import certifi
+
+    context = tls_verification(False, certifi.where(), None)
+    assert isinstance(context, ssl.SSLContext)
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.cert_store_stats()["x509_ca"] > 0
+
+
+def test_tls_verification_with_a_missing_ca_file_fails_loudly(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        tls_verification(False, str(tmp_path / "missing.pem"), None)

@@ -1,0 +1,51 @@
+"""responses.py: the responses the cache builds itself."""
+
+import copy
+
+from mitmproxy import http
+
+from mitmcache import responses
+from mitmcache.policy.cache_status import Status, XCache
+from tests.support.entries import stored_entry
+
+FIELDS = (
+    (b"Content-Type", b"text/plain"),
+    (b"Set-Cookie", b"a=1"),
+    (b"set-cookie", b"b=2"),
+    (b"ETag", b'"v1"'),
+)
+
+
+def test_headers_built_without_the_constructor_are_the_constructors():
+    """``_headers`` skips ``Headers.__init__`` (a hit's hot path); the result must be the same object
+    in every way mitmproxy and addons use one."""
+    fast, slow = responses._headers(FIELDS), http.Headers(list(FIELDS))
+    assert fast == slow
+    assert bytes(fast) == bytes(slow)
+    assert fast["content-type"] == slow["content-type"] == "text/plain"
+    assert fast.get_all("SET-COOKIE") == slow.get_all("SET-COOKIE") == ["a=1", "b=2"]
+    assert list(fast.items()) == list(slow.items())
+    assert fast.get_state() == slow.get_state()
+    assert copy.deepcopy(fast) == slow
+    fast["x-added"] = "1"
+    del fast["etag"]
+    assert fast.fields[-1] == (b"x-added", b"1") and "etag" not in fast
+    assert responses._headers(FIELDS) == slow  # the stored tuple itself was not changed
+
+
+def test_a_hit_carries_the_stored_fields_then_ours():
+    entry = stored_entry("http://example/a", fields=FIELDS, body=b"hello", etag='"v1"', upstream_etag='"v1"')
+    status = Status(XCache.HIT, hit=True, ttl=59)
+    response = responses.from_entry(entry, head=False, age=1.4, status=status, cache_name="mitmcache")
+    assert response.headers.fields == (
+        *FIELDS,
+        (b"x-cache", b"HIT"),
+        (b"cache-status", b"mitmcache; hit; ttl=59"),
+        (b"age", b"1"),
+    )
+    assert response.raw_content == b"hello"
+    head = responses.from_entry(entry, head=True, age=1.4, status=status, cache_name="mitmcache")
+    assert head.raw_content == b""
+    not_modified = responses.not_modified(entry, age=1.4, status=status, cache_name="mitmcache")
+    assert not_modified.status_code == 304
+    assert [k for k, _ in not_modified.headers.fields] == [b"ETag", b"x-cache", b"cache-status", b"age"]
