@@ -56,6 +56,7 @@ log = logging.getLogger("mitmcache")
 
 # Request fields a cache does not evaluate (RFC 9111 §4.3.2): they are for the origin.
 _ORIGIN_PRECONDITIONS = frozenset({b"if-match", b"if-unmodified-since"})
+_CLIENT_VALIDATORS = frozenset({b"if-none-match", b"if-modified-since"})
 _RANGE = frozenset({b"range"})
 # Refusals that say something about this request only, not about the URL's responses (a 206
 # answers a Range request).
@@ -438,7 +439,7 @@ class Cache:
         forward = Forward(
             key=key, leader=leader, fwd=fwd, request_time=time.time(), detail=detail, stale=stale
         )
-        if request.method == "GET":
+        if request.method == "GET" and has_any(request.headers.fields, _CLIENT_VALIDATORS):
             forward.if_none_match = request.headers.get_all("if-none-match")
             forward.if_modified_since = request.headers.get("if-modified-since")
             request.headers.pop("if-none-match", None)
@@ -525,9 +526,8 @@ class Cache:
                 admitted, age=admitted.initial_age, status=status, cache_name=self.settings.name
             )
         else:
-            if admitted.upstream_etag is None:
-                response.headers["etag"] = admitted.etag
-            responses.add_status(response, status, self.settings.name)
+            etag = admitted.etag if admitted.upstream_etag is None else None
+            responses.add_status(response, status, self.settings.name, etag=etag)
         annotate(flow, forward.key, status, self.counts)
         if forward.leader:
             self.inflight.finish(forward.key, Outcome(Kind.STORED, entry=admitted))

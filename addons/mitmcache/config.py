@@ -11,7 +11,7 @@ here, because mitmproxy silently drops an addon whose ``int`` option gets a bad 
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -292,6 +292,16 @@ class Settings:
     web_max_flows: int
     name: str
     log_level: str
+    rules: Rules = field(init=False, compare=False)  # what storing needs, built once, not per response
+
+    def __post_init__(self) -> None:
+        rules = Rules(
+            default_ttl=self.ttl,
+            override=self.ttl_mode == "override",
+            heuristic_percent=self.heuristic_percent if self.pure_rfc else 0.0,
+            targeted_fields=self.targeted_fields,
+        )
+        object.__setattr__(self, "rules", rules)  # a frozen dataclass's own derived field
 
     @property
     def serve_stale_in_window(self) -> bool:
@@ -304,15 +314,6 @@ class Settings:
         """No configured default lifetime: the proxy is a plain RFC 9111 shared cache, which never
         serves stale without permission and never fetches what no client asked for."""
         return self.ttl == 0
-
-    @property
-    def rules(self) -> Rules:
-        return Rules(
-            default_ttl=self.ttl,
-            override=self.ttl_mode == "override",
-            heuristic_percent=self.heuristic_percent if self.pure_rfc else 0.0,
-            targeted_fields=self.targeted_fields,
-        )
 
 
 def env_file_values(environ: Mapping[str, str], cwd: Path) -> dict[str, str]:

@@ -121,8 +121,14 @@ def error(code: int, detail: str, status: Status, cache_name: str) -> http.Respo
     return json_response(code, {"error": reason, "detail": detail}, status, cache_name)
 
 
-def add_status(response: http.Response, status: Status, cache_name: str) -> None:
-    """Stamp a forwarded response with our decision; an upstream Cache-Status is kept, ours
-    appended after it (RFC 9211 §2: the list grows towards the client)."""
-    response.headers["x-cache"] = status.x_cache
-    response.headers.add("cache-status", status.render(cache_name))
+def add_status(response: http.Response, status: Status, cache_name: str, *, etag: str | None = None) -> None:
+    """Stamp a forwarded response with our decision (and the ETag we generated for it, if any),
+    rebuilding its fields once. An upstream X-Cache is replaced; an upstream Cache-Status is kept,
+    ours appended after it (RFC 9211 §2: the list grows towards the client)."""
+    fields = response.headers.fields
+    if any(k.lower() == b"x-cache" for k, _ in fields):
+        fields = tuple((k, v) for k, v in fields if k.lower() != b"x-cache")
+    ours = _status_fields(status, cache_name, None)
+    if etag is not None:
+        ours.insert(0, (b"etag", etag.encode()))
+    response.headers.fields = (*fields, *ours)

@@ -49,3 +49,26 @@ def test_a_hit_carries_the_stored_fields_then_ours():
     not_modified = responses.not_modified(entry, age=1.4, status=status, cache_name="mitmcache")
     assert not_modified.status_code == 304
     assert [k for k, _ in not_modified.headers.fields] == [b"ETag", b"x-cache", b"cache-status", b"age"]
+
+
+def forwarded(*fields: tuple[bytes, bytes]) -> http.Response:
+    return http.Response(b"HTTP/1.1", 200, b"OK", http.Headers(list(fields)), b"x", None, 0.0, 0.0)
+
+
+def test_a_forwarded_response_gets_our_x_cache_in_place_of_the_upstreams():
+    response = forwarded((b"X-Cache", b"HIT from upstream-cdn"), (b"Content-Type", b"text/plain"))
+    responses.add_status(response, Status(XCache.MISS, fwd="uri-miss"), "mitmcache")
+    assert response.headers.get_all("x-cache") == ["MISS"]
+    assert response.headers["content-type"] == "text/plain"
+
+
+def test_a_forwarded_response_keeps_the_upstreams_cache_status_before_ours():
+    response = forwarded((b"Cache-Status", b"origin-cache; hit"))
+    responses.add_status(response, Status(XCache.MISS, fwd="uri-miss"), "mitmcache")
+    assert response.headers.get_all("cache-status") == ["origin-cache; hit", "mitmcache; fwd=uri-miss"]
+
+
+def test_a_forwarded_response_gets_the_etag_generated_for_it():
+    response = forwarded((b"Content-Type", b"text/plain"))
+    responses.add_status(response, Status(XCache.MISS, fwd="uri-miss"), "mitmcache", etag='"gen"')
+    assert response.headers.get_all("etag") == ['"gen"']

@@ -7,6 +7,7 @@ but, like most caches, lenient about the case of day names, month names and ``GM
 """
 
 import calendar
+import functools
 import re
 import time
 from email.utils import formatdate
@@ -34,16 +35,31 @@ def parse_http_date(value: str | None, *, now: float | None = None) -> float | N
     if not value:
         return None
     text = value.strip()
+    matched, parsed = _parse_absolute(text)
+    if matched:
+        return parsed
+    if match := _RFC850.fullmatch(text):
+        day, month, short_year, hour, minute, second = match.groups()
+        year = _rfc850_year(int(short_year), time.time() if now is None else now)
+        return _timestamp(
+            year, _MONTHS.index(month.lower()) + 1, int(day), int(hour), int(minute), int(second)
+        )
+    return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_absolute(text: str) -> tuple[bool, float | None]:
+    """Whether ``text`` has the shape of one of the two formats with a four-digit year, whose meaning
+    does not depend on the clock, and the time it names (None if invalid). Cached:
+    every response of one second carries the same ``Date``, and ``Last-Modified`` and ``Expires``
+    values repeat too."""
     if match := _IMF_FIXDATE.fullmatch(text):
         day, month, year, hour, minute, second = match.groups()
-    elif match := _RFC850.fullmatch(text):
-        day, month, short_year, hour, minute, second = match.groups()
-        year = str(_rfc850_year(int(short_year), time.time() if now is None else now))
     elif match := _ASCTIME.fullmatch(text):
         month, day, hour, minute, second, year = match.groups()
     else:
-        return None
-    return _timestamp(
+        return False, None
+    return True, _timestamp(
         int(year), _MONTHS.index(month.lower()) + 1, int(day), int(hour), int(minute), int(second)
     )
 

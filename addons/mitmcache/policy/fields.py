@@ -33,6 +33,15 @@ def get_all(fields: Fields, name: str) -> list[str]:
     return [v.decode("latin-1") for k, v in fields if k.lower() == wanted]
 
 
+def by_name(fields: Fields) -> dict[str, list[str]]:
+    """Every field's values by lower-cased name, in order, decoded as latin-1: one pass for code
+    that reads many fields of one message (``admit`` reads a dozen of every response it stores)."""
+    index: dict[str, list[str]] = {}
+    for k, v in fields:
+        index.setdefault(k.decode("latin-1").lower(), []).append(v.decode("latin-1"))
+    return index
+
+
 def get_first(fields: Fields, name: str) -> str | None:
     values = get_all(fields, name)
     return values[0] if values else None

@@ -24,9 +24,9 @@ def primary_key(scheme: str, authority: str, path: str) -> str:
     return f"{scheme.lower()}://{authority.lower()}{path or '/'}"
 
 
-def vary_names(response_fields: Fields) -> tuple[str, ...] | None:
-    """Lower-cased field names from ``Vary``, sorted and deduplicated; None for ``Vary: *``."""
-    names = {name.lower() for name in split_list(get_all(response_fields, "vary"))}
+def vary_names(vary: Iterable[str]) -> tuple[str, ...] | None:
+    """Lower-cased field names from the ``Vary`` lines, sorted and deduplicated; None for ``Vary: *``."""
+    names = {name.lower() for name in split_list(vary)}
     if "*" in names:
         return None
     return tuple(sorted(names))

@@ -5,12 +5,13 @@ shared-cache storage rules, computes freshness and age once, strips what must no
 gives the entry an ETag. A refusal carries a short reason for ``Cache-Status: detail`` and logs.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..entry import Entry
 from . import cache_control, targeted
 from .dates import format_http_date, parse_http_date
-from .fields import Fields, get_all, get_first, split_list, without_hop_by_hop
+from .fields import Fields, by_name, get_all, split_list, without_hop_by_hop
 from .freshness import corrected_initial_age, freshness_lifetime
 from .key import secondary_key, vary_names
 from .validators import generate_etag
@@ -105,29 +106,30 @@ def admit(
     (RFC 9110 §6.6.1).
     """
     request_cc = cache_control.parse(get_all(request_fields, "cache-control"))
+    response = by_name(response_fields)
     response_cc = targeted.select(response_fields, rules.targeted_fields)
     if response_cc is None:
-        response_cc = cache_control.parse(get_all(response_fields, "cache-control"))
-        expires = get_all(response_fields, "expires")
+        response_cc = cache_control.parse(response.get("cache-control", ()))
+        expires = response.get("expires", [])
     else:
         expires = []  # RFC 9213 §2.2: "MUST ignore the Cache-Control and Expires header fields"
-    names = vary_names(response_fields)
+    names = vary_names(response.get("vary", ()))
     refused = refusal(
         method,
         status,
         request_cc,
         response_cc,
         has_authorization=bool(get_all(request_fields, "authorization")),
-        has_set_cookie=bool(get_all(response_fields, "set-cookie")),
+        has_set_cookie="set-cookie" in response,
         vary_star=names is None,
     )
     if refused or names is None:
         return refused or Refusal("vary-star")
-    if not complete(response_fields, body):
+    if not complete(response.get("content-length", ()), body):
         return Refusal("incomplete")
-    date = parse_http_date(get_first(response_fields, "date"))
-    upstream_etag = get_first(response_fields, "etag")
-    last_modified = get_first(response_fields, "last-modified")
+    date = parse_http_date(_first(response, "date"))
+    upstream_etag = _first(response, "etag")
+    last_modified = _first(response, "last-modified")
     lifetime = freshness_lifetime(
         status,
         response_cc,
@@ -143,18 +145,16 @@ def admit(
     revalidatable = upstream_etag is not None or last_modified is not None
     # A response stale on arrival is worth keeping only if it can be validated, or served stale
     # within the upstream's own allowances (RFC 5861).
-    stale_allowed = bool(
-        cache_control.delta_seconds(response_cc, "stale-while-revalidate")
-        or cache_control.delta_seconds(response_cc, "stale-if-error")
-    )
-    if lifetime.seconds <= 0 and not revalidatable and not stale_allowed:
+    stale_while_revalidate = cache_control.delta_seconds(response_cc, "stale-while-revalidate") or 0
+    stale_if_error = cache_control.delta_seconds(response_cc, "stale-if-error") or 0
+    if lifetime.seconds <= 0 and not revalidatable and not (stale_while_revalidate or stale_if_error):
         return Refusal("stale-on-arrival")
     if "no-cache" in response_cc and not response_cc["no-cache"] and not revalidatable:
         return Refusal("no-cache")
 
     # An encoded body must not reach a client that did not ask for that encoding, even when the
     # upstream forgot to say Vary: Accept-Encoding.
-    if get_all(response_fields, "content-encoding") and "accept-encoding" not in names:
+    if "content-encoding" in response and "accept-encoding" not in names:
         names = tuple(sorted((*names, "accept-encoding")))
 
     fields = _stored_fields(response_fields, response_cc)
@@ -182,7 +182,7 @@ def admit(
         date=date,
         response_time=response_time,
         initial_age=corrected_initial_age(
-            get_all(response_fields, "age"),
+            response.get("age", []),
             date,
             request_time,
             response_time,
@@ -192,16 +192,21 @@ def admit(
         lifetime_source=lifetime.source,
         no_cache="no-cache" in response_cc and not response_cc["no-cache"],
         must_revalidate=bool({"must-revalidate", "proxy-revalidate", "s-maxage"} & response_cc.keys()),
-        stale_while_revalidate=float(cache_control.delta_seconds(response_cc, "stale-while-revalidate") or 0),
-        stale_if_error=float(cache_control.delta_seconds(response_cc, "stale-if-error") or 0),
+        stale_while_revalidate=float(stale_while_revalidate),
+        stale_if_error=float(stale_if_error),
         last_access=response_time,
     )
 
 
-def complete(response_fields: Fields, body: bytes) -> bool:
+def _first(index: dict[str, list[str]], name: str) -> str | None:
+    values = index.get(name)
+    return values[0] if values else None
+
+
+def complete(content_length: Sequence[str], body: bytes) -> bool:
     """Whether ``body`` is all the response said it would be (RFC 9111 §3.3: "A cache MUST NOT use
-    an incomplete response to answer requests"): it matches a given ``Content-Length``."""
-    lengths = split_list(get_all(response_fields, "content-length"))
+    an incomplete response to answer requests"): it matches the ``Content-Length`` lines, if any."""
+    lengths = split_list(content_length)
     if not lengths:
         return True
     return (
