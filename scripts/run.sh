@@ -2,20 +2,32 @@
 # Run the caching reverse proxy: scripts/run.sh [UPSTREAM_URL] [extra mitmdump-style args...]
 #
 # The upstream comes from, in order: the first argument (when it looks like http(s)://...), the
-# UPSTREAM_URL environment variable, UPSTREAM_URL in <repo>/.env (only that variable is read; the file
-# is not sourced). With none, a demo upstream (scripts/demo_upstream.py) is started on a free port and
+# UPSTREAM_URL environment variable, UPSTREAM_URL in <repo>/.env (read with python-dotenv; the file is
+# not sourced). With none, a demo upstream (scripts/demo_upstream.py) is started on a free port and
 # stopped again when the proxy exits, and a few curl commands to try are printed.
 #
-# The proxy is the lean production launcher (scripts/serve.sh: the cache on a mitmproxy that loads only
-# what it needs, about twice the requests per second; docs/launcher.md). MITMDUMP=1 runs stock mitmdump
-# with -s addons/cache.py instead (every mitmproxy feature: replay, map/modify, -w, per-flow lines...),
-# MITMWEB=1 runs mitmweb (the web UI, with the comment column showing each flow's cache decision).
+# The proxy is stock `mitmdump --mode reverse:URL -s addons/cache.py` with the defaults below (every
+# mitmproxy feature: replay, map/modify, -w, per-flow lines...). PRODUCTION=1 runs the lean production
+# launcher instead (scripts/serve.sh, `python -m mitmcache`: the same cache on a mitmproxy that loads only
+# what it needs, 2-3x the requests per second; docs/launcher.md). MITMWEB=1 runs mitmweb (the web UI,
+# with the comment column showing each flow's cache decision). MITMDUMP=1 is still accepted: it is the
+# default.
 #
-# Environment: LISTEN_HOST (127.0.0.1), LISTEN_PORT (8080), TERMLOG (info: mitmproxy's
-# termlog_verbosity), MITMDUMP=1, MITMWEB=1.
+# Defaults, each left out when the extra arguments --set it themselves: connection_strategy=lazy,
+# flow_detail=0, termlog_verbosity=$TERMLOG. TERMLOG defaults to info, or to debug when the cache logs
+# at debug (cache_log_level from --set, else CACHE_LOG_LEVEL from the environment, else from the .env
+# the addon reads): mitmproxy's termlog drops debug lines at info, and the cache's per-decision lines
+# are debug lines.
+#
+# Environment: LISTEN_HOST (127.0.0.1), LISTEN_PORT (8080), TERMLOG (see above: mitmproxy's
+# termlog_verbosity), PRODUCTION=1, MITMWEB=1, CACHE_ENV_FILE (default <repo>/.env when it exists).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [[ "${PRODUCTION:-}" == "1" && "${MITMWEB:-}" == "1" ]]; then
+    echo "run: PRODUCTION=1 and MITMWEB=1 exclude each other (the lean launcher has no web UI)" >&2
+    exit 2
+fi
 "$ROOT/scripts/setup.sh"
 PY="$ROOT/.venv/bin/python"
 
@@ -85,27 +97,57 @@ if [[ "${MITMWEB:-}" == "1" ]]; then
     for column in tls icon path method status size time comment; do
         ui_args+=(--set "web_columns=$column")
     done
-elif [[ "${MITMDUMP:-}" == "1" ]]; then
-    tool="$ROOT/.venv/bin/mitmdump"
-else
+elif [[ "${PRODUCTION:-}" == "1" ]]; then
     tool="$ROOT/scripts/serve.sh"  # the cache is built in
     script_args=()
     export MITMCACHE_SKIP_SETUP=1  # done above
+else
+    tool="$ROOT/.venv/bin/mitmdump"  # the default (MITMDUMP=1 asks for it explicitly)
 fi
 
-# True when the extra arguments already --set option "$1". mitmproxy refuses a scalar option given twice
-# ("Received multiple values"), so our defaults must step aside for the caller's.
-user_sets() {
+# Print the value the extra arguments --set option "$1" to (`--set NAME=VALUE` or `--set=NAME=VALUE`);
+# fail when they don't set it. mitmproxy refuses a scalar option given twice ("Received multiple values"), so our
+# defaults must step aside for the caller's.
+user_value() {
     local previous="" arg
     for arg in "${extra_args[@]}"; do
-        if [[ ( "$previous" == "--set" && "$arg" == "$1="* ) || "$arg" == "--set=$1="* ]]; then return 0; fi
+        if [[ "$previous" == "--set" && "$arg" == "$1="* ]]; then
+            printf '%s\n' "${arg#"$1="}"
+            return 0
+        fi
+        if [[ "$arg" == "--set=$1="* ]]; then
+            printf '%s\n' "${arg#"--set=$1="}"
+            return 0
+        fi
         previous="$arg"
     done
     return 1
 }
+user_sets() { user_value "$1" >/dev/null; }
 extra_args=("$@")
+
+# The .env the addon reads (relative to the working directory, like the addon's): $CACHE_ENV_FILE, else
+# the repository's (exported below).
+env_file="${CACHE_ENV_FILE:-$ROOT/.env}"
+
+# The cache's log level, with the addon's precedence: --set, environment (even when empty), .env.
+if ! log_level="$(user_value cache_log_level)"; then
+    if [[ -n "${CACHE_LOG_LEVEL+set}" ]]; then
+        log_level="$CACHE_LOG_LEVEL"
+    elif [[ -f "$env_file" ]]; then
+        log_level="$("$PY" -c 'import sys; from dotenv import dotenv_values
+print(dotenv_values(sys.argv[1]).get("CACHE_LOG_LEVEL") or "")' "$env_file")"
+    else
+        log_level=""
+    fi
+fi
+termlog_default=info
+if [[ "$(printf '%s' "$log_level" | tr -d '[:space:]' | tr '[:upper:]' '[:lower:]')" == "debug" ]]; then
+    termlog_default=debug  # otherwise termlog would drop the cache's per-decision (debug) lines
+fi
+
 defaults=()
-for setting in connection_strategy=lazy flow_detail=0 "termlog_verbosity=${TERMLOG:-info}"; do
+for setting in connection_strategy=lazy flow_detail=0 "termlog_verbosity=${TERMLOG:-$termlog_default}"; do
     if ! user_sets "${setting%%=*}"; then defaults+=(--set "$setting"); fi
 done
 

@@ -7,7 +7,8 @@
 # run.sh and test.sh call it every time. It never reads stdin, so it works under CI=true.
 #
 # Interpreter search order: $PYTHON, python3.13, python3.12, python3 on PATH, then
-# $(pyenv root)/versions/3.1[2-9]*/bin/python and /root/.pyenv/versions/3.1[2-9]*/bin/python.
+# $(pyenv root)/versions/3.1[2-9]*/bin/python (when pyenv is on PATH) and
+# ${PYENV_ROOT:-$HOME/.pyenv}/versions/3.1[2-9]*/bin/python (pyenv installed but not on PATH).
 # Each candidate is *run* to check its version (pyenv shims exist on PATH even for versions that are
 # not active, and fail when run).
 set -euo pipefail
@@ -36,6 +37,18 @@ is_good_python() {
 
 python_version() { "$1" -c 'import platform; print(platform.python_version())'; }
 
+# Print the pyenv roots to search, one per line: `pyenv root` when pyenv is on PATH, then $PYENV_ROOT or
+# ~/.pyenv (pyenv's own default), each once.
+pyenv_roots() {
+    local first=""
+    if command -v pyenv >/dev/null 2>&1; then
+        first="$(pyenv root 2>/dev/null || true)"
+        if [[ -n "$first" ]]; then printf '%s\n' "$first"; fi
+    fi
+    local default="${PYENV_ROOT:-${HOME:-}/.pyenv}"
+    if [[ "$default" != "$first" ]]; then printf '%s\n' "$default"; fi
+}
+
 # Print candidate interpreters, one per line, in search order.
 candidates() {
     if [[ -n "${PYTHON:-}" ]]; then printf '%s\n' "$PYTHON"; fi
@@ -43,18 +56,12 @@ candidates() {
     for name in python3.13 python3.12 python3; do
         if path="$(command -v "$name" 2>/dev/null)"; then printf '%s\n' "$path"; fi
     done
-    local roots=()
-    if command -v pyenv >/dev/null 2>&1; then
-        roots+=("$(pyenv root 2>/dev/null || true)")
-    fi
-    roots+=(/root/.pyenv)
     local root
-    for root in "${roots[@]}"; do
-        [[ -n "$root" ]] || continue
+    while IFS= read -r root; do
         for path in "$root"/versions/3.1[2-9]*/bin/python; do
             if [[ -x "$path" ]]; then printf '%s\n' "$path"; fi
         done
-    done
+    done < <(pyenv_roots)
 }
 
 find_python() {
@@ -83,7 +90,7 @@ else
         {
             echo "setup: error: no Python >= 3.12 found (mitmproxy 12 needs it)."
             echo "setup: tried, in order: \$PYTHON (${PYTHON:-unset}), python3.13, python3.12, python3 on PATH,"
-            echo "setup:   \$(pyenv root)/versions/3.1[2-9]*/bin/python, /root/.pyenv/versions/3.1[2-9]*/bin/python"
+            pyenv_roots | sed 's|^\(.*\)$|setup:   \1/versions/3.1[2-9]*/bin/python|'
             echo "setup: found but unusable:"
             candidates | sed 's/^/setup:   /'
             echo "setup: install one, e.g. 'pyenv install 3.12' or 'apt-get install python3.12 python3.12-venv',"

@@ -412,17 +412,24 @@ def test_lean_prints_its_options_including_the_caches(tmp_path):
     assert "anticache" not in result.stdout
 
 
-# -- scripts/run.sh: the lean launcher by default, MITMDUMP=1 for stock mitmdump --------------------------
+# -- scripts/run.sh: stock mitmdump by default, PRODUCTION=1 for the lean launcher ------------------------
 
 
 @pytest.mark.parametrize(
-    ("mode", "tool"), [({}, "scripts/serve.sh"), ({"MITMDUMP": "1"}, ".venv/bin/mitmdump")]
+    ("mode", "tool"),
+    [
+        ({}, ".venv/bin/mitmdump"),
+        ({"MITMDUMP": "1"}, ".venv/bin/mitmdump"),  # the old switch, still accepted: the default
+        ({"PRODUCTION": "1"}, "scripts/serve.sh"),
+    ],
+    ids=["default", "MITMDUMP=1", "PRODUCTION=1"],
 )
-def test_run_sh_runs_the_lean_launcher_unless_told_otherwise(origin, http, tmp_path, mode, tool):
+def test_run_sh_runs_stock_mitmdump_unless_production_is_asked_for(origin, http, tmp_path, mode, tool):
     fresh_route(origin, "/run", body="via run.sh")
     port = free_port()
     log_path = tmp_path / "run.log"
-    env = clean_env({"LISTEN_PORT": str(port), "TERMLOG": "warn", **mode})
+    switches = {"MITMDUMP": None, "PRODUCTION": None, "MITMWEB": None}
+    env = clean_env({"LISTEN_PORT": str(port), "TERMLOG": "warn", **switches, **mode})
     argv = [str(REPO_ROOT / "scripts" / "run.sh"), origin.url, "--set", f"confdir={tmp_path / 'confdir'}"]
     proc = spawn(argv, env, tmp_path, log_path)
     try:
@@ -445,4 +452,5 @@ def test_run_sh_runs_the_lean_launcher_unless_told_otherwise(origin, http, tmp_p
         returncode = proc.wait(15)
     output = log_path.read_text()
     assert returncode == 0, output
-    assert f"run: {REPO_ROOT / tool} --mode reverse:{origin.url}@127.0.0.1:{port}" in output
+    script = f" -s {REPO_ROOT / 'addons' / 'cache.py'}" if tool.endswith("mitmdump") else ""
+    assert f"run: {REPO_ROOT / tool} --mode reverse:{origin.url}@127.0.0.1:{port}{script} --set" in output
