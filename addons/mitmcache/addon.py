@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from mitmproxy import ctx, exceptions, http
 
 from . import config, interim, responses
+from .abort import abort_upstream
 from .annotate import annotate
 from .coalesce import HitForMiss, Inflight, Kind, Outcome
 from .control import Control
@@ -25,9 +26,9 @@ from .entry import Entry
 from .expiry import ExpiryScheduler
 from .policy.cache_status import Status, XCache
 from .policy.dates import parse_http_date
-from .policy.fields import get_all, get_first, has_any
+from .policy.fields import Fields, get_all, get_first, has_any
 from .policy.freshness import current_age
-from .policy.invalidation import SAFE_METHODS, invalidated_targets, invalidates
+from .policy.invalidation import invalidated_targets, invalidates
 from .policy.key import matches, primary_key
 from .policy.ranges import Kind as RangeKind
 from .policy.ranges import plan as range_plan
@@ -43,7 +44,13 @@ from .policy.reuse import (
 from .policy.revalidation import freshened_fields, head_freshens
 from .policy.storable import Refusal, admit
 from .policy.validators import answer_not_modified
-from .refresh import ERROR_STATUSES, UPSTREAM_STATUS, Refresher, refresh_request_fields
+from .refresh import (
+    ERROR_STATUSES,
+    UPSTREAM_STATUS,
+    Refresher,
+    refresh_request_fields,
+    refreshable_in_background,
+)
 from .retention import FlowRetention
 from .store.memory import MemoryStore
 from .tee import BodyTee
@@ -77,6 +84,18 @@ class Forward:
     tee: BodyTee | None = None
     released: bool = False  # followers already told (the response turned out unstorable early)
     stale: Entry | None = None  # a HEAD written through to revalidate this stored GET response
+    timer: asyncio.TimerHandle | None = None  # REQ_TIMEOUT for the upstream's response head
+    upstream_fields: Fields | None = None  # the response's fields before we stamped them early
+
+
+def _over(content_length: str | None, limit: int) -> bool:
+    """Whether a declared Content-Length is larger than ``limit``."""
+    return content_length is not None and content_length.isdigit() and int(content_length) > limit
+
+
+def _lifetime_detail(entry: Entry) -> str | None:
+    """Cache-Status says when the lifetime is the operator's (override mode), not the upstream's."""
+    return "lifetime-override" if entry.lifetime_source == "override" else None
 
 
 def cache_key(request: http.Request) -> str:
@@ -134,6 +153,15 @@ class Cache:
         self.settings = settings
         self.store.resize(settings.max_bytes, settings.max_entries)
         log.setLevel(settings.log_level.upper())
+        if (
+            settings.log_level == "debug"
+            and "termlog_verbosity" in ctx.options
+            and ctx.options.termlog_verbosity != "debug"
+        ):
+            log.warning(
+                "cache_log_level is debug, but the terminal log shows debug lines only with "
+                "--set termlog_verbosity=debug (mitmweb's event log: its own level filter)"
+            )
         if "connection_strategy" in ctx.options and ctx.options.connection_strategy != "lazy":
             log.warning(
                 "connection_strategy is %r: every client connection opens an upstream connection, even for "
@@ -264,13 +292,14 @@ class Cache:
             directives,
             now,
             refresh_window=settings.refresh_window,
-            serve_stale_in_window=settings.serve_stale_in_window,
+            # Serving stale in the refresh window promises a background refresh.
+            serve_stale_in_window=settings.serve_stale_in_window and refreshable_in_background(entry),
             error_limit=settings.stale_if_error,
         )
-        entry.last_access = now
-        entry.hits += 1
+        self.store.record_use(entry, now, hit=True)
         if decision.use is Use.FRESH:
-            self._serve(flow, key, entry, Status(XCache.HIT, hit=True, ttl=int(decision.ttl)), decision.age)
+            status = Status(XCache.HIT, hit=True, ttl=int(decision.ttl), detail=_lifetime_detail(entry))
+            self._serve(flow, key, entry, status, decision.age)
             if 0 < decision.ttl <= settings.refresh_ahead:
                 self.refresher.start_in_background(entry, now)
             return
@@ -356,7 +385,7 @@ class Cache:
                 collapsed=collapsed,
                 ttl=int(entry.lifetime - age),
             )
-            entry.last_access = now
+            self.store.record_use(entry, now, hit=False)
             self._serve(flow, key, entry, status, age)
             return True
         if outcome.kind is Kind.FAILED:
@@ -444,39 +473,88 @@ class Cache:
             forward.if_modified_since = request.headers.get("if-modified-since")
             request.headers.pop("if-none-match", None)
             request.headers.pop("if-modified-since", None)
+        forward.timer = asyncio.get_running_loop().call_later(
+            self.settings.upstream_timeout, self._upstream_timed_out, flow
+        )
         self._forwards[flow.id] = forward
 
-    def responseheaders(self, flow: http.HTTPFlow) -> None:
+    def _upstream_timed_out(self, flow: http.HTTPFlow) -> None:
+        """REQ_TIMEOUT passed without a response head: release the waiters (stale copies or a
+        504) and the key, so the next request leads a new fetch, and close the connection, so
+        the client gets an answer (mitmproxy's 502) instead of waiting on a hung upstream."""
         forward = self._forwards.get(flow.id)
-        if forward is None or flow.request.method != "GET" or flow.response is None:
+        if forward is None or flow.response is not None:
             return
+        timeout = self.settings.upstream_timeout
+        forward.detail = f"upstream-timeout after {timeout:g}s"
+        self.counts["upstream_timeout"] += 1
+        self._release(forward, Outcome(Kind.FAILED, status=504, detail=forward.detail))
+        closed = abort_upstream(flow)
+        log.warning(
+            "upstream gave no response for %s within %gs%s",
+            forward.key,
+            timeout,
+            ": connection closed" if closed else "",
+        )
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        """Uploads larger than the largest object we store, or chunked, stream upstream: the cache
+        never reads a request body, and a large one must not sit in memory."""
+        request = flow.request
+        if request.stream or request.method in ("GET", "HEAD"):
+            return
+        length = request.headers.get("content-length")
+        if _over(length, self.settings.max_object_bytes) or (
+            length is None and "chunked" in request.headers.get("transfer-encoding", "").lower()
+        ):
+            request.stream = True
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
         response = flow.response
-        if response.stream or response.status_code in (204, 304):
+        if response is None or response.stream:
+            return
+        forward = self._forwards.get(flow.id)
+        if forward is not None and forward.timer is not None:
+            forward.timer.cancel()
+        method = flow.request.method
+        if response.status_code in (204, 304) or method == "HEAD":
             return
         length = response.headers.get("content-length")
         limit = self.settings.max_object_bytes
-        if length is not None and length.isdigit() and int(length) > limit:
+        if method != "GET":
+            # Nothing of it is stored: only its memory is bounded. Its head goes out now, stamped.
+            if length is None or _over(length, limit):
+                response.stream = True
+                responses.add_status(response, self._bypass_status(flow), self.settings.name)
+            return
+        if forward is None:
+            return
+        if _over(length, limit):
             response.stream = True
             forward.detail = "too-large"
             self._release(forward, Outcome(Kind.UNSHAREABLE, detail="too-large"))
             self.hit_for_miss.remember(forward.key, time.time(), self.settings.hit_for_miss)
             responses.add_status(response, self._miss_status(forward), self.settings.name)
         elif length is None:
-            # Unknown length: stream it on to the client, keep a copy while it stays small.
+            # Unknown length: stream it on to the client, keep a copy while it stays small. The
+            # head goes out now, so it is stamped now; what is stored are the upstream's fields.
             forward.tee = BodyTee(limit)
             response.stream = forward.tee
+            forward.upstream_fields = response.headers.fields
             responses.add_status(response, self._miss_status(forward), self.settings.name)
 
     async def response(self, flow: http.HTTPFlow) -> None:
         if flow.metadata.get("cache_control"):  # answered by the control plane: nothing to store
             return
         request = flow.request
-        if request.method not in SAFE_METHODS:
+        if request.method not in ("GET", "HEAD"):
             await self._invalidate(flow)
             return
         forward = self._forwards.pop(flow.id, None)
         if forward is None or flow.response is None:
             return
+        if forward.timer is not None:
+            forward.timer.cancel()
         if request.method == "HEAD":
             await self._head_response(flow, forward)
             return
@@ -496,16 +574,24 @@ class Cache:
             request_fields=request.headers.fields,
             status=response.status_code,
             reason=response.data.reason,
-            response_fields=response.headers.fields,
+            response_fields=forward.upstream_fields or response.headers.fields,
             body=body,
             request_time=forward.request_time,
             response_time=time.time(),
             rules=self.settings.rules,
         )
         if isinstance(admitted, Refusal):
+            forward.detail = admitted.reason
+            if response.status_code >= 500:
+                # The upstream is failing: the waiters share the failure (or a stale copy) rather
+                # than each sending the failing upstream one more request, and the next request
+                # leads a new fetch (no hit-for-miss for what is likely passing).
+                failure = f"{UPSTREAM_STATUS}{response.status_code}"
+                outcome = Outcome(Kind.FAILED, status=response.status_code, detail=failure)
+                self._finish_forward(flow, forward, outcome)
+                return
             if admitted.reason not in _REQUEST_SPECIFIC:
                 self.hit_for_miss.remember(forward.key, time.time(), self.settings.hit_for_miss)
-            forward.detail = admitted.reason
             self._finish_forward(flow, forward, Outcome(Kind.UNSHAREABLE, detail=admitted.reason))
             return
         await self.store.put(admitted)
@@ -518,6 +604,7 @@ class Cache:
             fwd_status=response.status_code,
             stored=True,
             ttl=int(admitted.lifetime - admitted.initial_age),
+            detail=_lifetime_detail(admitted),
         )
         if streamed:  # headers are on the wire already
             pass
@@ -534,6 +621,8 @@ class Cache:
 
     def error(self, flow: http.HTTPFlow) -> None:
         forward = self._forwards.pop(flow.id, None)
+        if forward is not None and forward.timer is not None:
+            forward.timer.cancel()
         if forward is None or not forward.leader or forward.released:
             return
         message = flow.error.msg if flow.error else "unknown error"
@@ -617,14 +706,19 @@ class Cache:
                     forward.detail = "head-invalidated"
         self._finish_forward(flow, forward, Outcome(Kind.UNSHAREABLE, detail="head"))
 
+    def _bypass_status(self, flow: http.HTTPFlow, detail: str | None = None) -> Status:
+        code = flow.response.status_code if flow.response else None
+        return Status(XCache.BYPASS, fwd="method", fwd_status=code, detail=detail)
+
     async def _invalidate(self, flow: http.HTTPFlow) -> None:
         """RFC 9111 §4.4: a non-error response to an unsafe request (any method not known to be
-        safe) invalidates the target URI, and the same-origin Location and Content-Location URIs."""
+        safe) invalidates the target URI, and the same-origin Location and Content-Location URIs.
+        Responses to safe methods other than GET and HEAD (OPTIONS, TRACE) only pass by."""
         if flow.response is None:
             return
         request = flow.request
         key = cache_key(request)
-        status = Status(XCache.BYPASS, fwd="method", fwd_status=flow.response.status_code)
+        status = self._bypass_status(flow)
         if invalidates(request.method, flow.response.status_code):
             authority = request.host_header or f"{request.host}:{request.port}"
             dropped = 0
@@ -636,9 +730,7 @@ class Cache:
                 self.hit_for_miss.forget(target_key)
             if dropped:
                 self.counts["invalidated"] += dropped
-                status = Status(
-                    XCache.BYPASS, fwd="method", fwd_status=flow.response.status_code, detail="invalidated"
-                )
+                status = self._bypass_status(flow, "invalidated")
         if not flow.response.stream:
             responses.add_status(flow.response, status, self.settings.name)
         annotate(flow, key, status, self.counts)

@@ -25,9 +25,13 @@ MARKERS = {
 
 
 def describe(status: Status, age: float | None, code: int | None = None) -> str:
+    """One line a person reads in mitmweb's comment column, e.g. ``cache MISS vary-miss private``:
+    the decision, why the upstream was asked (RFC 9211 fwd), and why nothing was stored."""
     words = [f"cache {status.x_cache}"]
     if code == 304:
         words.append("304")
+    if status.fwd and status.x_cache != XCache.BYPASS:
+        words.append(status.fwd)
     if status.detail:
         words.append(status.detail)
     if age is not None:
@@ -50,6 +54,7 @@ def annotate(
     flow.metadata["cache"] = {
         "status": status.x_cache,
         "key": key,
+        "fwd": status.fwd,
         "detail": status.detail,
         "ttl": status.ttl,
         "age": None if age is None else int(age),

@@ -42,7 +42,7 @@ from .entry import Entry
 from .metrics import CacheCollector, Stats, exposition, registry_for, snapshot
 from .policy.freshness import current_age
 from .policy.key import primary_key
-from .refresh import Refresher
+from .refresh import Refresher, refreshable_in_background
 from .store.base import Store
 
 log = logging.getLogger("mitmcache")
@@ -289,27 +289,37 @@ class Control:
         copies keep being served meanwhile, and a failed refresh keeps them."""
         store = self._cache.store
         keys = await self._keys(target)
-        variants = 0
+        variants = cleared = 0
         for key in keys:
             found = list(await store.peek(key))
-            variants += len(found)
-            self._refresh_in_background(key, found)
-        log.info("control: refresh %s%s: %d entries of %d URLs", target.value, by, variants, len(keys))
-        return {
-            **target.describe(),
-            "result": "refreshing" if variants else "not_cached",
-            "refreshing": variants,
-            "keys": len(keys),
-        }
+            refreshable = [e for e in found if refreshable_in_background(e)]
+            for entry in found:
+                if not refreshable_in_background(entry):  # it would replay a client's credentials
+                    cleared += await store.discard(entry)
+            variants += len(refreshable)
+            self._refresh_in_background(key, refreshable)
+        log.info(
+            "control: refresh %s%s: %d entries of %d URLs (%d dropped: they vary on credentials)",
+            target.value,
+            by,
+            variants,
+            len(keys),
+            cleared,
+        )
+        result = "refreshing" if variants else "cleared" if cleared else "not_cached"
+        answer = {**target.describe(), "result": result, "refreshing": variants, "keys": len(keys)}
+        if cleared:
+            answer["cleared"] = cleared
+        return answer
 
     async def clear_cache(self, key: str, by: str = "") -> dict[str, Any]:
         """The seed's on-demand refresh-or-clear of one URL: each variant a client asked for within
         the refresh window is refreshed in the background (its stale copy served meanwhile), the
-        others are dropped."""
+        others -- and those that vary on credentials, which no refresh may replay -- are dropped."""
         cache, now = self._cache, time.time()
         window = cache.settings.refresh_window
         variants = list(await cache.store.peek(key))
-        hot = [e for e in variants if now - e.last_access <= window]
+        hot = [e for e in variants if now - e.last_access <= window and refreshable_in_background(e)]
         hot_ids = {id(e) for e in hot}
         rows = []
         cleared = 0

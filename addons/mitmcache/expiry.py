@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from .config import Settings
 from .entry import Entry
-from .refresh import Refresher
+from .refresh import Refresher, refreshable_in_background
 from .store.base import Store
 
 log = logging.getLogger("mitmcache")
@@ -103,8 +103,9 @@ class ExpiryScheduler:
         expires_at = entry.response_time + entry.lifetime - entry.initial_age
         hot = now - entry.last_access <= settings.refresh_window
         # Entries that are never fresh (max-age=0, no-cache) are revalidated on use; refreshing
-        # them ahead would only repeat at every expiry, that is at once.
-        refreshable = entry.lifetime > 0 and not entry.no_cache
+        # them ahead would only repeat at every expiry, that is at once. Entries that vary on
+        # credentials are revalidated on use too: a refresh would replay a client's Cookie.
+        refreshable = entry.lifetime > 0 and not entry.no_cache and refreshable_in_background(entry)
         if hot and refreshable and settings.pure_rfc and not settings.refresh_ahead:
             # Pure RFC 9111 mode fetches nothing no client asked for: a hot stale entry is kept
             # for the next client to revalidate (or to be served within the upstream's allowances).

@@ -4,7 +4,8 @@ A refresh asks the upstream conditionally when the entry has validators, so a ``
 it (and the other stored variants it selects, RFC 9111 §4.3.4). A background refresh sends a clean
 request -- the URL, Host, the fields the entry varies on and the validators; never a client's
 ``Authorization`` or ``Cookie``; a revalidation that a client waits for starts from that client's
-request (§4.3.1). Both are always a GET. A refresh that fails keeps the stored copy (good data is
+request (§4.3.1); an entry that varies on credentials (``Vary: Cookie``) is never refreshed
+without a client. Both are always a GET. A refresh that fails keeps the stored copy (good data is
 never thrown away) and is retried with backoff.
 """
 
@@ -40,10 +41,25 @@ REQUEST_SPECIFIC_REFUSALS = frozenset({"request-no-store", "authorization"})
 type Result = tuple[Outcome, Fetched | None]
 
 
+# Request fields that carry a client's credentials: a background refresh never sends them.
+CREDENTIAL_FIELDS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
+def refreshable_in_background(entry: Entry) -> bool:
+    """Whether a refresh that no client waits for can fetch ``entry``: not when it varies on a
+    client's credentials, which such a refresh would have to replay. Those entries are
+    revalidated by the next client that asks, with its own request, or dropped."""
+    return not any(name in CREDENTIAL_FIELDS for name, _ in entry.vary)
+
+
 def refresh_request_fields(entry: Entry) -> list[tuple[bytes, bytes]]:
     """The clean request a refresh sends (without validators)."""
     fields = [(b"host", entry.host.encode("latin-1"))]
-    fields += [(name.encode(), value.encode("latin-1")) for name, value in entry.vary if value is not None]
+    fields += [
+        (name.encode(), value.encode("latin-1"))
+        for name, value in entry.vary
+        if value is not None and name not in CREDENTIAL_FIELDS
+    ]
     if not any(name == "accept-encoding" for name, _ in entry.vary):
         fields.append((b"accept-encoding", b"identity"))  # else httpx would ask for gzip on its own
     return fields
@@ -72,8 +88,9 @@ class Refresher:
         self._slot_count = 0
 
     def start(self, entry: Entry) -> bool:
-        """Refresh ``entry`` unless a fetch for its key is under way; True when one started."""
-        return self._start(entry, None) is not None
+        """Refresh ``entry`` in the background unless a fetch for its key is under way, or it may
+        not be refreshed without a client (``refreshable_in_background``); True when one started."""
+        return refreshable_in_background(entry) and self._start(entry, None) is not None
 
     def _start(self, entry: Entry, client_fields: Fields | None) -> asyncio.Task[Result] | None:
         if not self._inflight.lead(entry.key):
@@ -166,7 +183,7 @@ class Refresher:
             self._hit_for_miss.remember(entry.key, time.time(), settings.hit_for_miss)
             return Outcome(Kind.UNSHAREABLE, detail="too-large"), None
 
-        if fetched.status in ERROR_STATUSES:
+        if fetched.status >= 500:  # RFC 9111 §4.3.3: as if the upstream had not answered
             self._backoff(entry)
             self._counts["refresh_failed"] += 1
             log.warning("refresh of %s failed: upstream answered %d", entry.key, fetched.status)

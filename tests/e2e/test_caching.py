@@ -3,12 +3,28 @@
 import gzip
 import hashlib
 import time
+from pathlib import Path
 
 import httpx
 
 from tests.support.harness import Origin, pattern_sha256
 
 BINARY = bytes(range(256)) * 8
+
+
+def proxy_rss_mb(proxy) -> float:
+    return _status_kb(proxy.pid, "VmRSS") / 1024
+
+
+def proxy_peak_rss_mb(proxy) -> float:
+    return _status_kb(proxy.pid, "VmHWM") / 1024
+
+
+def _status_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise LookupError(field)
 
 
 def test_second_get_is_served_from_cache_without_reaching_upstream(origin, proxy_factory, http):
@@ -243,6 +259,15 @@ def test_chunked_responses_are_stored_and_replayed(origin, proxy_factory, http):
     assert hashlib.sha256(hit.content).hexdigest() == pattern_sha256(100_000)
 
 
+def test_a_chunked_response_is_stored_without_the_cache_status_it_was_sent_with(origin, proxy_factory, http):
+    """A streamed miss is stamped before its body arrives; the stored copy must not keep that stamp."""
+    origin.route("/chunky", headers=[("Cache-Control", "max-age=60")], size=1000, chunked=True)
+    proxy = proxy_factory()
+    http.get(f"{proxy.url}/chunky")
+    hit = http.get(f"{proxy.url}/chunky")
+    assert hit.headers.get_list("cache-status") == ["mitmcache; hit; ttl=59"]
+
+
 def test_a_successful_post_invalidates_the_cached_url(origin, proxy_factory, http):
     origin.route("/doc", headers=[("Cache-Control", "max-age=60")], body="v1")
     proxy = proxy_factory()
@@ -289,6 +314,7 @@ def test_override_mode_applies_the_configured_lifetime_to_everything(origin, pro
     http.get(f"{proxy.url}/short")
     hit = http.get(f"{proxy.url}/short")
     assert hit.headers["x-cache"] == "HIT"
+    assert "detail=lifetime-override" in hit.headers["cache-status"]
 
 
 def test_a_large_body_is_streamed_through_and_not_stored(origin, proxy_factory, http):
@@ -314,6 +340,38 @@ def test_a_body_of_unknown_length_past_the_limit_is_streamed_and_not_stored(orig
     assert hashlib.sha256(first.content).hexdigest() == pattern_sha256(size)
     assert second.headers["x-cache"] == "MISS"
     assert origin.count("/bigc") == 2
+
+
+def test_a_large_response_to_a_post_streams_through_without_growing_the_proxy(origin, proxy_factory, http):
+    """Nothing of a POST's response is stored, so a large one must stream, not sit in memory."""
+    size = 64 * 1024 * 1024
+    origin.route("/export", size=size)
+    proxy = proxy_factory({"cache_max_object_bytes": "1MB"})
+    before = proxy_rss_mb(proxy)
+    digest = hashlib.sha256()
+    with http.stream("POST", f"{proxy.url}/export", content=b"query") as response:
+        for chunk in response.iter_bytes():
+            digest.update(chunk)
+    assert digest.hexdigest() == pattern_sha256(size)
+    assert response.headers["x-cache"] == "BYPASS"
+    assert proxy_peak_rss_mb(proxy) - before < 32
+
+
+def test_a_large_upload_streams_upstream(origin, proxy_factory, http):
+    size = 8 * 1024 * 1024
+    origin.route("/upload", body="received")
+    proxy = proxy_factory({"cache_max_object_bytes": "1MB"})
+    response = http.post(f"{proxy.url}/upload", content=(b"u" * 65536 for _ in range(size // 65536)))
+    assert (response.status_code, response.text) == (200, "received")
+    assert origin.requests("/upload")[0]["body_size"] == size
+
+
+def test_an_options_request_passes_by_and_says_so(origin, proxy_factory, http):
+    origin.route("/opt", headers=[("Allow", "GET, OPTIONS")])
+    proxy = proxy_factory()
+    response = http.options(f"{proxy.url}/opt")
+    assert response.headers["x-cache"] == "BYPASS"
+    assert "fwd=method" in response.headers["cache-status"]
 
 
 def test_the_least_recently_used_entry_is_evicted_at_the_entry_bound(origin, proxy_factory, http):

@@ -56,3 +56,19 @@ def test_a_bad_dotenv_value_stops_startup(proxy_factory, tmp_path):
     returncode, output = proxy_factory.run_expecting_failure(cwd=cwd)
     assert returncode != 0
     assert "CACHE_MAX_ENTRIES" in output
+
+
+def test_debug_cache_logging_with_a_quieter_terminal_log_says_how_to_see_it(proxy_factory):
+    """mitmproxy's terminal log drops debug lines at its default verbosity: say so, not nothing."""
+    proxy = proxy_factory({"cache_log_level": "debug"})
+    assert "--set termlog_verbosity=debug" in proxy.log_text()
+
+
+def test_debug_cache_logging_logs_one_line_per_decision(origin, proxy_factory, http):
+    origin.route("/logged", headers=[("Cache-Control", "max-age=60")], body="x")
+    proxy = proxy_factory({"cache_log_level": "debug", "termlog_verbosity": "debug"})
+    http.get(f"{proxy.url}/logged")
+    http.get(f"{proxy.url}/logged")
+    log = proxy.log_text()
+    assert "cache MISS uri-miss ttl=59s stored GET" in log
+    assert "cache HIT age=0s ttl=59s GET" in log

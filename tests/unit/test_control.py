@@ -187,6 +187,19 @@ async def test_cache_refresh_refetches_every_variant_one_after_the_other(cache):
     assert {e.body for e in await cache.store.peek(f"{HOST}/v")} == {b"v2"}
 
 
+async def test_a_refresh_drops_the_variants_that_vary_on_credentials(cache):
+    """No refresh may replay a client's Cookie: such a variant is dropped, the next client
+    fetches it with its own."""
+    fake = FakeUpstream()
+    cache.upstream.get = fake.get
+    await put(cache, entry(f"{HOST}/me", (("cookie", "session=alice"),)))
+    result = json.loads(ctx.master.commands.call("cache.refresh", "/me"))
+    assert (result["result"], result["refreshing"], result["cleared"]) == ("cleared", 0, 1)
+    await settle(cache)
+    assert fake.requests == []
+    assert list(await cache.store.peek(f"{HOST}/me")) == []
+
+
 async def test_cache_entries_lists_what_is_stored(cache):
     await put(cache, entry(f"{HOST}/a"), entry(f"{HOST}/b"))
     listing = json.loads(ctx.master.commands.execute("cache.entries /a"))

@@ -157,3 +157,13 @@ async def test_resize_evicts_at_once_what_no_longer_fits():
     store.resize(max_bytes=10_000, max_entries=1)
     assert await store.keys() == ["d"]
     assert usage(store) == (1, 1, 100, 3)
+
+
+async def test_a_recorded_use_is_seen_on_the_next_lookup():
+    store = MemoryStore(max_bytes=10_000, max_entries=0)
+    await store.put(make_entry("k"))
+    (entry,) = await store.variants("k")
+    store.record_use(entry, 1234.5, hit=True)
+    store.record_use(entry, 1240.0, hit=False)  # answered a coalesced waiter: a use, not a hit
+    (seen,) = await store.peek("k")
+    assert (seen.last_access, seen.hits) == (1240.0, 1)

@@ -33,6 +33,11 @@ class Store(Protocol):
         """Drop this one variant if it is still the stored one; True when it was."""
         ...
 
+    def record_use(self, entry: Entry, now: float, *, hit: bool) -> None:
+        """A client was answered from ``entry`` at ``now`` (``hit``: straight from the store). The
+        refresh window and the entries listing read it; a networked store may write it behind."""
+        ...
+
     async def put(self, entry: Entry) -> None:
         """Store an entry, replacing the variant of the same URL that varies the same way."""
         ...

@@ -46,6 +46,11 @@ class MemoryStore:
             del self._urls[entry.key]
         return True
 
+    def record_use(self, entry: Entry, now: float, *, hit: bool) -> None:
+        entry.last_access = now
+        if hit:
+            entry.hits += 1
+
     async def put(self, entry: Entry) -> None:
         if entry.size > self.max_bytes:
             return
