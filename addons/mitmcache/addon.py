@@ -487,7 +487,6 @@ class Cache:
             return
         timeout = self.settings.upstream_timeout
         forward.detail = f"upstream-timeout after {timeout:g}s"
-        self.counts["upstream_timeout"] += 1
         self._release(forward, Outcome(Kind.FAILED, status=504, detail=forward.detail))
         closed = abort_upstream(flow)
         log.warning(
@@ -621,15 +620,23 @@ class Cache:
 
     def error(self, flow: http.HTTPFlow) -> None:
         forward = self._forwards.pop(flow.id, None)
-        if forward is not None and forward.timer is not None:
-            forward.timer.cancel()
-        if forward is None or not forward.leader or forward.released:
+        if forward is None:
             return
+        if forward.timer is not None:
+            forward.timer.cancel()
         message = flow.error.msg if flow.error else "unknown error"
-        if flow.response is None and message.startswith(("Client disconnected", "Connection killed")):
+        client_gone = flow.response is None and message.startswith(
+            ("Client disconnected", "Connection killed")
+        )
+        if forward.detail is None or not forward.detail.startswith("upstream-timeout"):
+            forward.detail = "client-gone" if client_gone else f"upstream-error: {message}"
+        annotate(flow, forward.key, self._miss_status(forward), self.counts)
+        if not forward.leader or forward.released:
+            return
+        if client_gone:
             outcome = Outcome(Kind.ABANDONED, detail="leader-gone")
         else:
-            outcome = Outcome(Kind.FAILED, status=502, detail=f"upstream-error: {message}")
+            outcome = Outcome(Kind.FAILED, status=502, detail=forward.detail)
         self.inflight.finish(forward.key, outcome)
 
     # -- helpers ---------------------------------------------------------------------------

@@ -86,7 +86,9 @@ from .addon import Cache
 PROG = "mitmcache"
 # The entry script mitmdump loads (``-s addons/cache.py``): the launcher has the cache built in.
 ENTRY_SCRIPT = Path(__file__).resolve().parents[1] / "cache.py"
-STOCK_HINT = "for every mitmproxy feature run mitmdump -s addons/cache.py (scripts/run.sh without PRODUCTION=1)"
+STOCK_HINT = (
+    "for every mitmproxy feature run mitmdump -s addons/cache.py (scripts/run.sh without PRODUCTION=1)"
+)
 # Flags mitmdump has and the launcher keeps, for messages (the rest are refused).
 SUPPORTED_FLAGS = (
     "--mode/-m",

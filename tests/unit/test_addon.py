@@ -1,6 +1,7 @@
 """The addon's hooks, driven the way mitmproxy drives them (taddons/tflow, no sockets)."""
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,33 @@ async def test_an_upstream_error_releases_the_waiters_with_a_502():
         cache.error(leader)
         await asyncio.wait_for(waiting, 1)
         assert follower.response.status_code == 502
+
+
+async def test_a_flow_that_failed_upstream_says_why_on_the_flow():
+    cache = Cache()
+    with taddons.context(cache):
+        flow = get()
+        await cache.request(flow)
+        flow.error = tflow.terr("Connection refused")
+        cache.error(flow)
+        assert flow.metadata["cache"]["detail"] == "upstream-error: Connection refused"
+        assert flow.comment.startswith("cache MISS uri-miss upstream-error")
+
+
+async def test_a_leader_without_a_response_head_in_time_releases_its_waiters_with_a_504():
+    cache = Cache()
+    with taddons.context(cache) as tctx:
+        tctx.configure(cache, cache_upstream_timeout="0.05")
+        follower = get()
+        leader = get()
+        await cache.request(leader)
+        # the follower waits at most the same timeout; give it more so the leader's timer decides
+        cache.settings = dataclasses.replace(cache.settings, upstream_timeout=5.0)
+        waiting = asyncio.get_running_loop().create_task(cache.request(follower))
+        await asyncio.wait_for(waiting, 1)
+        assert follower.response.status_code == 504
+        assert "upstream-timeout" in follower.response.headers["cache-status"]
+        assert not cache.inflight.busy("http://example/a")
 
 
 async def test_the_leaders_client_leaving_makes_a_waiter_the_new_leader():
