@@ -13,7 +13,8 @@ import logging
 import ssl
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from mitmproxy import ctx, exceptions, http
 
@@ -61,6 +62,8 @@ TLS_OPTIONS = {"ssl_insecure", "ssl_verify_upstream_trusted_ca", "ssl_verify_ups
 
 log = logging.getLogger("mitmcache")
 
+TIMEOUT_TICK_SECONDS = 0.1  # how often forwarded flows are checked against REQ_TIMEOUT
+
 # Request fields a cache does not evaluate (RFC 9111 §4.3.2): they are for the origin.
 _ORIGIN_PRECONDITIONS = frozenset({b"if-match", b"if-unmodified-since"})
 _CLIENT_VALIDATORS = frozenset({b"if-none-match", b"if-modified-since"})
@@ -78,13 +81,15 @@ class Forward:
     leader: bool
     fwd: str  # Cache-Status fwd= reason: uri-miss, vary-miss, ...
     request_time: float
-    if_none_match: list[str] = field(default_factory=list)
+    if_none_match: Sequence[str] = ()
     if_modified_since: str | None = None
     detail: str | None = None
     tee: BodyTee | None = None
     released: bool = False  # followers already told (the response turned out unstorable early)
     stale: Entry | None = None  # a HEAD written through to revalidate this stored GET response
-    timer: asyncio.TimerHandle | None = None  # REQ_TIMEOUT for the upstream's response head
+    flow: http.HTTPFlow | None = None
+    answered: bool = False  # the upstream's response head arrived
+    timed_out: bool = False  # REQ_TIMEOUT passed without it
     upstream_fields: Fields | None = None  # the response's fields before we stamped them early
 
 
@@ -128,6 +133,7 @@ class Cache:
         self.addons = [self.control, self.retention]
         self._forwards: dict[str, Forward] = {}
         self._tls_verify: bool | ssl.SSLContext = True
+        self._timeouts: asyncio.Task[None] | None = None
 
     # -- options ---------------------------------------------------------------------------
 
@@ -191,9 +197,12 @@ class Cache:
             verify_tls=self._tls_verify, max_connections=max(self.settings.refresh_concurrency, 1) * 2
         )
         self.expiry.start()
+        self._timeouts = asyncio.get_running_loop().create_task(self._watch_upstream_timeouts())
 
     def done(self) -> None:
         self.expiry.stop()
+        if self._timeouts is not None:
+            self._timeouts.cancel()
         self.refresher.cancel_all()
         asyncio.get_event_loop().create_task(self.upstream.close())
 
@@ -247,15 +256,11 @@ class Cache:
                 return
             # A Range request on a miss goes upstream as it is, without leading: its 206 is not
             # stored, and fetching the whole of a large response for one range would cost more.
-            if (
-                request.method == "GET"
-                and not has_any(request.headers.fields, _RANGE)
-                and self.inflight.lead(key)
-            ):
-                self._forward(flow, key, leader=True, fwd=fwd)
+            if request.method == "GET" and b"range" not in names and self.inflight.lead(key):
+                self._forward(flow, key, leader=True, fwd=fwd, names=names)
                 return
             if not self.inflight.busy(key):  # a HEAD or a Range request with nothing to wait for
-                self._forward(flow, key, leader=False, fwd=fwd)
+                self._forward(flow, key, leader=False, fwd=fwd, names=names)
                 return
             self.counts["coalesced_wait"] += 1
             outcome = await self.inflight.wait(key, deadline - time.monotonic())
@@ -439,7 +444,7 @@ class Cache:
         annotate(flow, key, status, self.counts, age)
 
     @staticmethod
-    def _not_modified(if_none_match: list[str], if_modified_since: str | None, entry: Entry) -> bool:
+    def _not_modified(if_none_match: Sequence[str], if_modified_since: str | None, entry: Entry) -> bool:
         """Whether the client's own conditions let us answer 304 from ``entry`` (RFC 9110 §13.2.2);
         If-Modified-Since compares with Last-Modified, else the stored Date (RFC 9111 §4.3.2)."""
         if not if_none_match and not if_modified_since:
@@ -458,43 +463,61 @@ class Cache:
         fwd: str,
         detail: str | None = None,
         stale: Entry | None = None,
+        names: set[bytes] | None = None,
     ) -> None:
         """Let the flow go upstream; its client's conditions are answered when it returns.
 
         The client's validators are taken off a GET: they may name our generated ETag, which the
-        upstream never saw, and a 304 from upstream would leave nothing to store.
+        upstream never saw, and a 304 from upstream would leave nothing to store. ``names``: the
+        request's field names, lower case, where the caller has them already.
         """
         request = flow.request
         forward = Forward(
-            key=key, leader=leader, fwd=fwd, request_time=time.time(), detail=detail, stale=stale
+            key=key, leader=leader, fwd=fwd, request_time=time.time(), detail=detail, stale=stale, flow=flow
         )
-        if request.method == "GET" and has_any(request.headers.fields, _CLIENT_VALIDATORS):
+        if request.method == "GET" and (
+            has_any(request.headers.fields, _CLIENT_VALIDATORS)
+            if names is None
+            else not names.isdisjoint(_CLIENT_VALIDATORS)
+        ):
             forward.if_none_match = request.headers.get_all("if-none-match")
             forward.if_modified_since = request.headers.get("if-modified-since")
             request.headers.pop("if-none-match", None)
             request.headers.pop("if-modified-since", None)
-        forward.timer = asyncio.get_running_loop().call_later(
-            self.settings.upstream_timeout, self._upstream_timed_out, flow
-        )
         self._forwards[flow.id] = forward
 
-    def _upstream_timed_out(self, flow: http.HTTPFlow) -> None:
-        """REQ_TIMEOUT passed without a response head: release the waiters (stale copies or a
-        504) and the key, so the next request leads a new fetch, and close the connection, so
-        the client gets an answer (mitmproxy's 502) instead of waiting on a hung upstream."""
-        forward = self._forwards.get(flow.id)
-        if forward is None or flow.response is not None:
-            return
+    async def _watch_upstream_timeouts(self) -> None:
+        while True:
+            await asyncio.sleep(TIMEOUT_TICK_SECONDS)
+            try:
+                self.time_out_forwards(time.time())
+            except Exception:  # housekeeping must survive a bad flow
+                log.exception("upstream timeout watch failed")
+
+    def time_out_forwards(self, now: float) -> None:
+        """Forwarded flows still without a response head REQ_TIMEOUT after they left: release the
+        waiters (stale copies or a 504) and the key, so the next request leads a new fetch, and
+        close the connection, so the client gets an answer (mitmproxy's 502) instead of waiting
+        on a hung upstream. One sweep, not a timer per flow: a timer costs every miss a handle
+        and a context for the garbage collector, and forwards are kept in the order they left."""
         timeout = self.settings.upstream_timeout
-        forward.detail = f"upstream-timeout after {timeout:g}s"
-        self._release(forward, Outcome(Kind.FAILED, status=504, detail=forward.detail))
-        closed = abort_upstream(flow)
-        log.warning(
-            "upstream gave no response for %s within %gs%s",
-            forward.key,
-            timeout,
-            ": connection closed" if closed else "",
-        )
+        late = []
+        for forward in self._forwards.values():
+            if forward.request_time + timeout > now:
+                break
+            if not forward.answered and not forward.timed_out:
+                late.append(forward)
+        for forward in late:
+            forward.timed_out = True
+            forward.detail = f"upstream-timeout after {timeout:g}s"
+            self._release(forward, Outcome(Kind.FAILED, status=504, detail=forward.detail))
+            closed = forward.flow is not None and abort_upstream(forward.flow)
+            log.warning(
+                "upstream gave no response for %s within %gs%s",
+                forward.key,
+                timeout,
+                ": connection closed" if closed else "",
+            )
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         """Uploads larger than the largest object we store, or chunked, stream upstream: the cache
@@ -513,8 +536,8 @@ class Cache:
         if response is None or response.stream:
             return
         forward = self._forwards.get(flow.id)
-        if forward is not None and forward.timer is not None:
-            forward.timer.cancel()
+        if forward is not None:
+            forward.answered = True
         method = flow.request.method
         if response.status_code in (204, 304) or method == "HEAD":
             return
@@ -552,8 +575,6 @@ class Cache:
         forward = self._forwards.pop(flow.id, None)
         if forward is None or flow.response is None:
             return
-        if forward.timer is not None:
-            forward.timer.cancel()
         if request.method == "HEAD":
             await self._head_response(flow, forward)
             return
@@ -622,13 +643,11 @@ class Cache:
         forward = self._forwards.pop(flow.id, None)
         if forward is None:
             return
-        if forward.timer is not None:
-            forward.timer.cancel()
         message = flow.error.msg if flow.error else "unknown error"
         client_gone = flow.response is None and message.startswith(
             ("Client disconnected", "Connection killed")
         )
-        if forward.detail is None or not forward.detail.startswith("upstream-timeout"):
+        if not forward.timed_out:
             forward.detail = "client-gone" if client_gone else f"upstream-error: {message}"
         annotate(flow, forward.key, self._miss_status(forward), self.counts)
         if not forward.leader or forward.released:

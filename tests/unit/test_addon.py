@@ -1,7 +1,7 @@
 """The addon's hooks, driven the way mitmproxy drives them (taddons/tflow, no sockets)."""
 
 import asyncio
-import dataclasses
+import time
 from pathlib import Path
 
 import pytest
@@ -119,17 +119,31 @@ async def test_a_flow_that_failed_upstream_says_why_on_the_flow():
 async def test_a_leader_without_a_response_head_in_time_releases_its_waiters_with_a_504():
     cache = Cache()
     with taddons.context(cache) as tctx:
-        tctx.configure(cache, cache_upstream_timeout="0.05")
-        follower = get()
-        leader = get()
-        await cache.request(leader)
-        # the follower waits at most the same timeout; give it more so the leader's timer decides
-        cache.settings = dataclasses.replace(cache.settings, upstream_timeout=5.0)
-        waiting = asyncio.get_running_loop().create_task(cache.request(follower))
+        tctx.configure(cache, cache_upstream_timeout="1")
+        _, follower, waiting = await leader_and_waiting_follower(cache)
+        cache.time_out_forwards(time.time() + 0.5)  # not yet
+        assert not waiting.done()
+        cache.time_out_forwards(time.time() + 1.5)
         await asyncio.wait_for(waiting, 1)
         assert follower.response.status_code == 504
         assert "upstream-timeout" in follower.response.headers["cache-status"]
         assert not cache.inflight.busy("http://example/a")
+
+
+async def test_a_leader_whose_response_head_arrived_is_not_timed_out():
+    """Only the wait for the head is bounded: a large body may take longer to stream."""
+    cache = Cache()
+    with taddons.context(cache) as tctx:
+        tctx.configure(cache, cache_upstream_timeout="1")
+        leader, follower, waiting = await leader_and_waiting_follower(cache)
+        upstream_reply(leader)
+        cache.responseheaders(leader)
+        cache.time_out_forwards(time.time() + 5)
+        await asyncio.sleep(0.01)
+        assert not waiting.done()
+        await cache.response(leader)
+        await asyncio.wait_for(waiting, 1)
+        assert follower.response.headers["x-cache"] == "COALESCED"
 
 
 async def test_the_leaders_client_leaving_makes_a_waiter_the_new_leader():

@@ -7,6 +7,7 @@ response can be revalidated by clients with ``If-None-Match``.
 import base64
 import hashlib
 import re
+from collections.abc import Sequence
 
 from .dates import parse_http_date
 
@@ -72,7 +73,7 @@ def modified_since(if_modified_since: str, last_modified: float) -> bool | None:
 
 
 def answer_not_modified(
-    if_none_match: list[str],
+    if_none_match: Sequence[str],
     if_modified_since: str | None,
     etag: str,
     last_modified: float,

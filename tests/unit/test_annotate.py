@@ -1,0 +1,53 @@
+"""How a decision reads on a flow: mitmweb's comment column, its marker, the flow's metadata."""
+
+from collections import Counter
+
+import pytest
+from mitmproxy.test import tflow
+
+from mitmcache.annotate import annotate, describe
+from mitmcache.policy.cache_status import Status, XCache
+
+
+@pytest.mark.parametrize(
+    ("status", "age", "code", "text"),
+    [
+        (Status(XCache.HIT, hit=True, ttl=59), 1.4, 200, "cache HIT age=1s ttl=59s"),
+        (Status(XCache.HIT, hit=True, ttl=59), 0.0, 304, "cache HIT 304 age=0s ttl=59s"),
+        (
+            Status(XCache.MISS, fwd="uri-miss", stored=True, ttl=60),
+            None,
+            200,
+            "cache MISS uri-miss ttl=60s stored",
+        ),
+        (Status(XCache.MISS, fwd="vary-miss", detail="private"), None, 200, "cache MISS vary-miss private"),
+        (
+            Status(XCache.STALE, hit=True, ttl=-3, detail="refresh-window"),
+            63.0,
+            200,
+            "cache STALE refresh-window age=63s ttl=-3s",
+        ),
+        (Status(XCache.BYPASS, fwd="method", detail="invalidated"), None, 201, "cache BYPASS invalidated"),
+    ],
+)
+def test_the_comment_says_the_decision_why_the_upstream_was_asked_and_why_nothing_was_stored(
+    status, age, code, text
+):
+    assert describe(status, age, code) == text
+
+
+def test_a_flow_carries_the_decision_as_comment_marker_and_plain_metadata():
+    flow = tflow.tflow(resp=True)
+    counts: Counter[str] = Counter()
+    annotate(flow, "http://example/a", Status(XCache.MISS, fwd="uri-miss", detail="set-cookie"), counts)
+    assert flow.marked == ":red_circle:"
+    assert flow.metadata["cache"] == {
+        "status": "MISS",
+        "key": "http://example/a",
+        "fwd": "uri-miss",
+        "detail": "set-cookie",
+        "ttl": None,
+        "age": None,
+        "stored": False,
+    }
+    assert counts == Counter({"MISS": 1, "MISS:set-cookie": 1})

@@ -1,0 +1,31 @@
+"""What one stored response costs, and what it can be validated with."""
+
+import pytest
+
+from mitmcache.entry import ENTRY_OVERHEAD, FIELD_OVERHEAD
+from tests.support.entries import stored_entry
+
+
+def test_the_size_counts_the_body_the_fields_and_the_python_overhead():
+    """cache_max_bytes bounds the process, not only the bytes: every entry and field has a cost."""
+    entry = stored_entry(body=b"x" * 1000, fields=((b"etag", b'"e"'), (b"content-type", b"text/plain")))
+    fields = len(b"etag") + len(b'"e"') + len(b"content-type") + len(b"text/plain")
+    assert entry.size == 1000 + fields + 2 * FIELD_OVERHEAD + ENTRY_OVERHEAD
+
+
+def test_a_given_size_is_kept():
+    assert stored_entry(size=42).size == 42
+
+
+@pytest.mark.parametrize(
+    ("upstream_etag", "last_modified", "validators"),
+    [
+        (None, None, False),  # our generated ETag means nothing to the upstream
+        ('"v1"', None, True),
+        (None, "Mon, 01 Jan 2024 00:00:00 GMT", True),
+    ],
+)
+def test_validators_are_the_upstreams_own(upstream_etag, last_modified, validators):
+    """RFC 9111 §4.3.1: a conditional request needs a validator the origin issued."""
+    entry = stored_entry(upstream_etag=upstream_etag, last_modified=last_modified)
+    assert entry.has_validators is validators
