@@ -13,8 +13,9 @@ import logging
 import ssl
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from mitmproxy import ctx, exceptions, http
 
@@ -68,6 +69,7 @@ TIMEOUT_TICK_SECONDS = 0.1  # how often forwarded flows are checked against REQ_
 _ORIGIN_PRECONDITIONS = frozenset({b"if-match", b"if-unmodified-since"})
 _CLIENT_VALIDATORS = frozenset({b"if-none-match", b"if-modified-since"})
 _RANGE = frozenset({b"range"})
+_CONDITIONAL_OR_RANGE = _CLIENT_VALIDATORS | _RANGE
 # Refusals that say something about this request only, not about the URL's responses (a 206
 # answers a Range request).
 _REQUEST_SPECIFIC = frozenset({"request-no-store", "authorization", "partial"})
@@ -198,6 +200,11 @@ class Cache:
         )
         self.expiry.start()
         self._timeouts = asyncio.get_running_loop().create_task(self._watch_upstream_timeouts())
+        if self.retention in self.addons and ctx.master.addons.get("view") is None:
+            # mitmdump and the production launcher keep no flows: nothing to bound, and the
+            # retention's hooks would cost every request two more dispatches.
+            ctx.master.addons.remove(self.retention)
+            self.addons.remove(self.retention)
 
     def done(self) -> None:
         self.expiry.stop()
@@ -209,13 +216,19 @@ class Cache:
     # -- hooks -----------------------------------------------------------------------------
 
     async def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response or flow.error or flow.is_replay == "request":
+        if flow.response or flow.error:
+            return
+        if flow.is_replay == "request":
+            self.counts["upstream_fetch"] += 1
             return
         request = flow.request
         settings = self.settings
-        if request.path.startswith(settings.admin_prefix) and request.path[len(settings.admin_prefix) :][
-            :1
-        ] in ("", "/", "?"):
+        path = request.path
+        if path.startswith(settings.admin_prefix) and path[len(settings.admin_prefix) :][:1] in (
+            "",
+            "/",
+            "?",
+        ):
             await self.control.handle(flow, settings)
             return
         # The request's field names in one pass: each ``in request.headers`` costs ~2 us on a hit.
@@ -224,6 +237,7 @@ class Cache:
             await self.control.clear_cache_header(flow, settings)
             return
         if request.method not in ("GET", "HEAD"):
+            self.counts["upstream_fetch"] += 1  # passed by (varnish MAIN.backend_req)
             return
         key = cache_key(request)
         if not names.isdisjoint(_ORIGIN_PRECONDITIONS):
@@ -243,7 +257,7 @@ class Cache:
             # RFC 9111 §4.1: of several matching stored responses, the most recent one is used.
             entry = next((e for e in reversed(variants) if matches(e.vary, request.headers.fields)), None)
             if entry is not None:
-                await self._use_entry(flow, key, entry, directives, now, deadline)
+                await self._use_entry(flow, key, entry, directives, now, deadline, names)
                 return
             if directives.only_if_cached:  # RFC 9111 §5.2.1.7
                 status = Status(XCache.MISS, fwd="miss", detail="only-if-cached")
@@ -290,6 +304,7 @@ class Cache:
         directives: RequestDirectives,
         now: float,
         deadline: float,
+        names: set[bytes],
     ) -> None:
         settings = self.settings
         decision = decide(
@@ -304,14 +319,14 @@ class Cache:
         self.store.record_use(entry, now, hit=True)
         if decision.use is Use.FRESH:
             status = Status(XCache.HIT, hit=True, ttl=int(decision.ttl), detail=_lifetime_detail(entry))
-            self._serve(flow, key, entry, status, decision.age)
+            self._serve(flow, key, entry, status, decision.age, names)
             if 0 < decision.ttl <= settings.refresh_ahead:
                 self.refresher.start_in_background(entry, now)
             return
         if decision.use is Use.STALE:
             self.refresher.start_in_background(entry, now)
             status = Status(XCache.STALE, hit=True, ttl=int(decision.ttl), detail=decision.reason)
-            self._serve(flow, key, entry, status, decision.age)
+            self._serve(flow, key, entry, status, decision.age, names)
             return
         fwd = "request" if decision.reason.startswith("request-") else "stale"
         if directives.only_if_cached:
@@ -412,12 +427,26 @@ class Cache:
             return True
         return False
 
-    def _serve(self, flow: http.HTTPFlow, key: str, entry: Entry, status: Status, age: float) -> None:
-        """Answer from ``entry``: a 304 when the client's own conditions allow, else the response."""
+    def _serve(
+        self,
+        flow: http.HTTPFlow,
+        key: str,
+        entry: Entry,
+        status: Status,
+        age: float,
+        names: set[bytes] | None = None,
+    ) -> None:
+        """Answer from ``entry``: a 304 when the client's own conditions allow, else the response.
+        ``names``: the request's field names, lower case, where the caller has them: a plain GET
+        (the common hit) then skips looking for validators and ranges."""
         request = flow.request
         name = self.settings.name
         fields = request.headers.fields  # raw, as the stored ETag is: obs-text compares byte for byte
-        if self._not_modified(
+        if names is not None and names.isdisjoint(_CONDITIONAL_OR_RANGE):
+            flow.response = responses.from_entry(
+                entry, head=request.method == "HEAD", age=age, status=status, cache_name=name
+            )
+        elif self._not_modified(
             get_all(fields, "if-none-match"), get_first(fields, "if-modified-since"), entry
         ):
             flow.response = responses.not_modified(entry, age=age, status=status, cache_name=name)
@@ -485,6 +514,7 @@ class Cache:
             request.headers.pop("if-none-match", None)
             request.headers.pop("if-modified-since", None)
         self._forwards[flow.id] = forward
+        self.counts["upstream_fetch"] += 1
 
     async def _watch_upstream_timeouts(self) -> None:
         while True:
@@ -538,19 +568,20 @@ class Cache:
         forward = self._forwards.get(flow.id)
         if forward is not None:
             forward.answered = True
-        method = flow.request.method
-        if response.status_code in (204, 304) or method == "HEAD":
-            return
-        length = response.headers.get("content-length")
-        limit = self.settings.max_object_bytes
-        if method != "GET":
+            if flow.request.method == "GET" and response.status_code not in (204, 304):
+                self._bound_miss(forward, response)
+        elif flow.request.method not in ("GET", "HEAD") and response.status_code not in (204, 304):
             # Nothing of it is stored: only its memory is bounded. Its head goes out now, stamped.
-            if length is None or _over(length, limit):
+            length = response.headers.get("content-length")
+            if length is None or _over(length, self.settings.max_object_bytes):
                 response.stream = True
                 responses.add_status(response, self._bypass_status(flow), self.settings.name)
-            return
-        if forward is None:
-            return
+
+    def _bound_miss(self, forward: Forward, response: http.Response) -> None:
+        """A miss larger than the largest object stored streams through and releases its waiters at
+        once; one of unknown length streams too, with a copy kept while it stays small enough."""
+        length = response.headers.get("content-length")
+        limit = self.settings.max_object_bytes
         if _over(length, limit):
             response.stream = True
             forward.detail = "too-large"
@@ -558,26 +589,29 @@ class Cache:
             self.hit_for_miss.remember(forward.key, time.time(), self.settings.hit_for_miss)
             responses.add_status(response, self._miss_status(forward), self.settings.name)
         elif length is None:
-            # Unknown length: stream it on to the client, keep a copy while it stays small. The
-            # head goes out now, so it is stamped now; what is stored are the upstream's fields.
+            # The head goes out now, so it is stamped now; what is stored are the upstream's fields.
             forward.tee = BodyTee(limit)
             response.stream = forward.tee
             forward.upstream_fields = response.headers.fields
             responses.add_status(response, self._miss_status(forward), self.settings.name)
 
-    async def response(self, flow: http.HTTPFlow) -> None:
+    def response(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
+        """What came back from upstream: stored, invalidating, or passing by. A plain function
+        that hands mitmproxy a coroutine only when there is work: the hits the cache served
+        itself pass through here too, and a coroutine each is measurable on the hit path."""
         if flow.metadata.get("cache_control"):  # answered by the control plane: nothing to store
-            return
-        request = flow.request
-        if request.method not in ("GET", "HEAD"):
-            await self._invalidate(flow)
-            return
+            return None
+        if flow.request.method not in ("GET", "HEAD"):
+            return self._invalidate(flow)
         forward = self._forwards.pop(flow.id, None)
         if forward is None or flow.response is None:
-            return
-        if request.method == "HEAD":
-            await self._head_response(flow, forward)
-            return
+            return None  # a hit, or a flow the cache let by
+        if flow.request.method == "HEAD":
+            return self._head_response(flow, forward)
+        return self._store_response(flow, forward)
+
+    async def _store_response(self, flow: http.HTTPFlow, forward: Forward) -> None:
+        request = flow.request
         response = flow.response
         streamed = bool(response.stream)
         body = forward.tee.body() if forward.tee is not None else response.raw_content

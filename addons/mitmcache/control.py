@@ -584,14 +584,6 @@ class Control:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s %s", flow.comment, flow.request.method, flow.request.path)
 
-    # -- hooks -----------------------------------------------------------------------------------
-
-    def request(self, flow: http.HTTPFlow) -> None:
-        """Runs after the cache's own ``request`` hook (children come after their parent): a flow
-        that still has no response goes upstream (varnish MAIN.backend_req)."""
-        if flow.response is None and flow.error is None:
-            self._cache.counts["upstream_fetch"] += 1
-
     # -- commands --------------------------------------------------------------------------------
 
     def _now[T](self, coro: Coroutine[Any, Any, T]) -> T | None:

@@ -95,6 +95,16 @@ async def test_concurrent_requests_wait_for_the_leader_and_share_its_response():
         assert follower.response.content == b"shared"
 
 
+async def test_flows_that_go_upstream_are_counted_as_upstream_fetches():
+    """varnish MAIN.backend_req: a miss and a POST went upstream, a hit did not."""
+    cache = Cache()
+    with taddons.context(cache):
+        await fetch(cache, get())
+        await fetch(cache, get())
+        await cache.request(get(method="POST"))
+        assert cache.counts["upstream_fetch"] == 2
+
+
 async def test_an_upstream_error_releases_the_waiters_with_a_502():
     cache = Cache()
     with taddons.context(cache):

@@ -294,14 +294,6 @@ async def test_the_prefix_itself_lists_the_endpoints(cache):
     assert body["endpoints"]["/__cache/health"] == "GET HEAD (no key)"
 
 
-async def test_flows_that_go_upstream_are_counted_as_upstream_fetches(cache):
-    forwarded, answered = request_flow("/a"), request_flow("/a")
-    answered.response = tutils.tresp()
-    cache.control.request(forwarded)
-    cache.control.request(answered)
-    assert cache.counts["upstream_fetch"] == 1
-
-
 async def test_a_json_body_labelled_as_a_form_is_read_as_json(cache):
     await put(cache, entry(f"{HOST}/j"))
     headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/x-www-form-urlencoded"}

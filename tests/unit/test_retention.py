@@ -48,3 +48,21 @@ async def test_without_a_view_nothing_happens():
     with taddons.context(cache) as tctx:
         tctx.configure(cache, cache_web_max_flows="1")
         assert cache.retention.trim() == 0
+
+
+async def test_without_a_view_the_retention_leaves_the_addon_chain_when_running():
+    """mitmdump keeps no flows: its hooks would only cost each request two more dispatches."""
+    cache = Cache()
+    with taddons.context(cache) as tctx:
+        cache.running()
+        assert cache.retention not in cache.addons
+        assert tctx.master.addons.get("flowretention") is None
+        cache.done()
+
+
+async def test_with_a_view_the_retention_stays():
+    view, cache = View(), Cache()
+    with taddons.context(view, cache) as tctx:
+        cache.running()
+        assert tctx.master.addons.get("flowretention") is cache.retention
+        cache.done()
