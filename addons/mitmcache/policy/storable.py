@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from ..entry import Entry
 from . import cache_control, targeted
 from .dates import format_http_date, parse_http_date
-from .fields import Fields, by_name, get_all, split_list, without_hop_by_hop
+from .fields import HOP_BY_HOP, Fields, by_name, get_all, split_list
 from .freshness import corrected_initial_age, freshness_lifetime
 from .key import secondary_key, vary_names
 from .validators import generate_etag
@@ -19,6 +19,7 @@ from .validators import generate_etag
 # Fields a cache owns on the way out, so never stored from upstream: Age is recomputed
 # (RFC 9111 §5.1) and X-Cache is ours.
 _RECOMPUTED = frozenset({b"age", b"x-cache", b"content-length"})
+_NEVER_STORED = HOP_BY_HOP | _RECOMPUTED
 
 # The final status codes whose caching requirements we implement (RFC 9110 §15), for
 # ``must-understand`` (RFC 9111 §5.2.2.3). 206 and 304 are never stored, so they are not in it.
@@ -157,7 +158,7 @@ def admit(
     if "content-encoding" in response and "accept-encoding" not in names:
         names = tuple(sorted((*names, "accept-encoding")))
 
-    fields = _stored_fields(response_fields, response_cc)
+    fields = _stored_fields(response_fields, response_cc, response)
     etag = upstream_etag or generate_etag(body)
     if upstream_etag is None:
         fields.append((b"etag", etag.encode()))
@@ -218,11 +219,16 @@ def complete(content_length: Sequence[str], body: bytes) -> bool:
 
 
 def _stored_fields(
-    response_fields: Fields, response_cc: cache_control.Directives
+    response_fields: Fields, response_cc: cache_control.Directives, index: dict[str, list[str]]
 ) -> list[tuple[bytes, bytes]]:
-    """End-to-end fields minus the ones the cache recomputes and the ones a qualified
-    ``private``/``no-cache`` names (RFC 9111 §5.2.2.4, §5.2.2.7: not to be reused unvalidated)."""
-    withheld = set(_RECOMPUTED)
+    """End-to-end fields (RFC 9110 §7.6.1: hop-by-hop and ``Connection``-listed ones removed) minus
+    the ones the cache recomputes and the ones a qualified ``private``/``no-cache`` names (RFC 9111
+    §5.2.2.4, §5.2.2.7: not to be reused unvalidated). One pass over the fields; ``index`` is
+    ``by_name(response_fields)``, so the usual response, with none of those, costs no more."""
+    withheld: frozenset[bytes] | set[bytes] = _NEVER_STORED
+    listed = [name.lower().encode() for name in split_list(index.get("connection", ()))]
     for directive in ("private", "no-cache"):
-        withheld.update(name.encode() for name in cache_control.field_names(response_cc, directive) or ())
-    return [(k, v) for k, v in without_hop_by_hop(response_fields) if k.lower() not in withheld]
+        listed.extend(name.encode() for name in cache_control.field_names(response_cc, directive) or ())
+    if listed:
+        withheld = _NEVER_STORED.union(listed)
+    return [(k, v) for k, v in response_fields if k.lower() not in withheld]
