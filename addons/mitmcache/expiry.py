@@ -18,7 +18,6 @@ import heapq
 import logging
 import random
 import time
-import weakref
 from collections import Counter
 from collections.abc import Callable
 
@@ -29,7 +28,7 @@ from .store.base import Store
 
 log = logging.getLogger("mitmcache")
 
-COMPACT_EVERY = 4096  # scheduled entries between sweeps of the schedule for dropped ones
+COMPACT_SLACK = 4096  # schedule items beyond twice the store's entries before a sweep
 TICK_SECONDS = 0.25  # the longest the scheduler sleeps, so newly stored entries are seen soon
 
 
@@ -41,9 +40,11 @@ class ExpiryScheduler:
         self._refresher = refresher
         self._settings = settings
         self._counts = counts
-        # Weak references: an entry evicted, purged or replaced must not be kept alive (with its
-        # body) by its place in the schedule.
-        self._due: list[tuple[float, int, weakref.ref[Entry]]] = []
+        # An entry is named by (key, vary, response_time), not held: one evicted, purged or
+        # replaced must not be kept alive (with its body) by its place in the schedule, and a
+        # tuple of plain values is one object fewer for the garbage collector to scan than a
+        # tuple holding a weak reference, for every stored entry.
+        self._due: list[tuple[float, int, str, tuple[tuple[str, str | None], ...], float]] = []
         self._sequence = 0  # tie-breaker: entries themselves are not ordered
         self._task: asyncio.Task[None] | None = None
 
@@ -68,22 +69,30 @@ class ExpiryScheduler:
 
     def _push(self, when: float, entry: Entry) -> None:
         self._sequence += 1
-        heapq.heappush(self._due, (when, self._sequence, weakref.ref(entry)))
-        if self._sequence % COMPACT_EVERY == 0:
-            self._compact()
+        heapq.heappush(self._due, (when, self._sequence, entry.key, entry.vary, entry.response_time))
 
-    def _compact(self) -> None:
-        """Forget the schedule of entries that are gone, so that a flood of short-lived keys does
-        not grow the schedule beyond what is stored."""
-        live = [item for item in self._due if item[2]() is not None]
-        if len(live) < len(self._due):
-            heapq.heapify(live)
-            self._due = live
+    async def _stored(self, key: str, vary: tuple, response_time: float) -> Entry | None:
+        """The scheduled entry, if it is still the one stored."""
+        for entry in await self._store.peek(key):
+            if entry.vary == vary and entry.response_time == response_time:
+                return entry
+        return None
+
+    async def compact(self, slack: int = COMPACT_SLACK) -> None:
+        """Forget the schedule of entries that are gone once it holds twice what is stored (and
+        ``slack`` more), so that a flood of short-lived keys does not grow it beyond the store;
+        one sweep per that many evictions keeps the cost per stored entry constant."""
+        if len(self._due) <= 2 * self._store.usage().entries + slack:
+            return
+        live = [item for item in self._due if await self._stored(*item[2:]) is not None]
+        heapq.heapify(live)
+        self._due = live
 
     async def _run(self) -> None:
         while True:
             try:
                 await self.run_due(time.time())
+                await self.compact()
             except Exception:  # housekeeping must survive a bad entry
                 log.exception("expiry scheduler failed")
             delay = self._due[0][0] - time.time() if self._due else TICK_SECONDS
@@ -92,9 +101,9 @@ class ExpiryScheduler:
     async def run_due(self, now: float) -> None:
         """Handle every entry whose time has come."""
         while self._due and self._due[0][0] <= now:
-            _, _, ref = heapq.heappop(self._due)
-            entry = ref()
-            if entry is None or not any(e is entry for e in await self._store.peek(entry.key)):
+            _, _, key, vary, response_time = heapq.heappop(self._due)
+            entry = await self._stored(key, vary, response_time)
+            if entry is None:
                 continue  # replaced or dropped since it was scheduled
             await self._handle(entry, now)
 

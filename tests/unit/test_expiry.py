@@ -99,3 +99,37 @@ async def test_a_cold_entry_stays_while_the_upstream_lets_it_be_served_stale():
     stored = entry("max-age=10, stale-if-error=300", etag=False)
     _, kept = await at_expiry(stored, STORED_AT + 100, cache_ttl="0", cache_refresh_window="5")
     assert kept
+
+
+def scheduler_with_store(max_entries: int) -> tuple[ExpiryScheduler, MemoryStore]:
+    store = MemoryStore(2**30, max_entries)
+    return ExpiryScheduler(store, FakeRefresher(), settings, Counter()), store  # type: ignore[arg-type]
+
+
+def entry_at(path: str) -> Entry:
+    made = entry()
+    made.key = made.url = f"http://example.com/{path}"
+    return made
+
+
+async def test_entries_evicted_before_their_expiry_are_swept_from_the_schedule():
+    """A flood of keys that are evicted long before they expire must not grow the schedule."""
+    scheduler, store = scheduler_with_store(max_entries=3)
+    for i in range(10):
+        stored = entry_at(str(i))
+        await store.put(stored)
+        scheduler.track(stored)
+    await scheduler.compact(slack=0)
+    assert len(scheduler) == 3  # only what is still stored
+
+
+async def test_a_replaced_entry_is_not_handled_at_the_old_ones_expiry():
+    scheduler, store = scheduler_with_store(max_entries=0)
+    old = entry()
+    await store.put(old)
+    scheduler.track(old)
+    new = entry()
+    new.response_time = old.response_time + 5  # the refreshed version, stored later
+    await store.put(new)
+    await scheduler.run_due(STORED_AT + 11)  # the old version's expiry
+    assert [e is new for e in await store.peek(new.key)] == [True]  # not dropped as cold
