@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import ProxyFactory
-from tests.support.harness import LEAN, REPO_ROOT, Origin, clean_env, free_port
+from tests.support.harness import LEAN, REPO_ROOT, Origin, clean_env, free_port, spawn
 
 CEILING_ADDON = REPO_ROOT / "scripts" / "ceiling_addon.py"
 
@@ -344,20 +344,6 @@ def test_lean_loads_another_script_after_the_cache(origin, lean_factory, http, t
     for expected in ("MISS", "HIT"):
         response = http.get(f"{proxy.url}/tagged")
         assert (response.headers["x-cache"], response.headers["x-tag"]) == (expected, "tagged")
-
-
-def spawn(argv: list[str], env: dict[str, str], cwd: Path, log_path: Path) -> subprocess.Popen[bytes]:
-    """Start a proxy process in its own session, its output going to ``log_path``."""
-    with open(log_path, "wb") as log:
-        return subprocess.Popen(
-            argv,
-            env=env,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
 
 
 def test_lean_without_the_cache_runs_the_ceiling_addon(tmp_path):

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from dotenv import dotenv_values
 
-from tests.support.harness import REPO_ROOT, clean_env, free_port, json_body, session_confdir
+from tests.support.harness import REPO_ROOT, clean_env, free_port, json_body, session_confdir, spawn
 
 RUN_SH = REPO_ROOT / "scripts" / "run.sh"
 SETUP_SH = REPO_ROOT / "scripts" / "setup.sh"
@@ -137,16 +137,7 @@ def run_sh(argv: list[str], env: dict[str, str], cwd: Path) -> Iterator[tuple[su
     """Start ``scripts/run.sh argv...``; yield (process, log file). Stopped at the end if still running:
     SIGTERM, then SIGKILL to it and the children it started."""
     log_path = cwd / "run.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [str(RUN_SH), *argv],
-            env=env,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = spawn([str(RUN_SH), *argv], env, cwd, log_path)
     try:
         yield proc, log_path
     finally:

@@ -688,3 +688,17 @@ def json_body(response: httpx.Response) -> Any:
         return response.json()
     except json.JSONDecodeError as exc:
         raise AssertionError(f"not JSON ({exc}): {response.status_code} {response.text[:500]!r}") from None
+
+
+def spawn(argv: list[str], env: dict[str, str], cwd: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    """Start a proxy process in its own session, its output going to ``log_path``."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            argv,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
