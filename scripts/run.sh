@@ -2,8 +2,8 @@
 # Run the caching reverse proxy: scripts/run.sh [UPSTREAM_URL] [extra mitmdump-style args...]
 #
 # The upstream comes from, in order: the first argument (when it looks like http(s)://...), the
-# UPSTREAM_URL environment variable, UPSTREAM_URL in <repo>/.env (read with python-dotenv; the file is
-# not sourced). With none, a demo upstream (scripts/demo_upstream.py) is started on a free port and
+# UPSTREAM_URL environment variable, UPSTREAM_URL in the .env the addon reads ($CACHE_ENV_FILE, else
+# <repo>/.env; read with python-dotenv, the file is not sourced). With none, a demo upstream (scripts/demo_upstream.py) is started on a free port and
 # stopped again when the proxy exits, and a few curl commands to try are printed.
 #
 # The proxy is stock `mitmdump --mode reverse:URL -s addons/cache.py` with the defaults below (every
@@ -41,10 +41,13 @@ fi
 if [[ -z "$url" ]]; then
     url="${UPSTREAM_URL:-}"
 fi
-if [[ -z "$url" && -f "$ROOT/.env" ]]; then
+# The .env the addon reads (relative to the working directory, like the addon's): $CACHE_ENV_FILE, else
+# the repository's (exported below).
+env_file="${CACHE_ENV_FILE:-$ROOT/.env}"
+if [[ -z "$url" && -f "$env_file" ]]; then
     # python-dotenv parses it exactly as the addon will (quotes, comments, export prefix).
     url="$("$PY" -c 'import sys; from dotenv import dotenv_values
-print(dotenv_values(sys.argv[1]).get("UPSTREAM_URL") or "")' "$ROOT/.env")"
+print(dotenv_values(sys.argv[1]).get("UPSTREAM_URL") or "")' "$env_file")"
 fi
 
 host="${LISTEN_HOST:-127.0.0.1}"
@@ -125,10 +128,6 @@ user_value() {
 }
 user_sets() { user_value "$1" >/dev/null; }
 extra_args=("$@")
-
-# The .env the addon reads (relative to the working directory, like the addon's): $CACHE_ENV_FILE, else
-# the repository's (exported below).
-env_file="${CACHE_ENV_FILE:-$ROOT/.env}"
 
 # The cache's log level, with the addon's precedence: --set, environment (even when empty), .env.
 if ! log_level="$(user_value cache_log_level)"; then
