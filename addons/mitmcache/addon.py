@@ -105,8 +105,19 @@ def _lifetime_detail(entry: Entry) -> str | None:
     return "lifetime-override" if entry.lifetime_source == "override" else None
 
 
+def authority(request: http.Request) -> str:
+    """The request's Host (``:authority`` in HTTP/2 and 3), else the address it goes to: what
+    ``request.host_header`` says, read straight from the fields (mitmproxy's ``Headers.get`` costs
+    ~1 us, and every request needs this)."""
+    if request.http_version.startswith("HTTP/1"):
+        host = get_first(request.headers.fields, "host")
+    else:
+        host = request.host_header
+    return host or f"{request.host}:{request.port}"
+
+
 def cache_key(request: http.Request) -> str:
-    return primary_key(request.scheme, request.host_header or f"{request.host}:{request.port}", request.path)
+    return primary_key(request.scheme, authority(request), request.path)
 
 
 class Cache:
@@ -555,7 +566,7 @@ class Cache:
         request = flow.request
         if request.stream or request.method in ("GET", "HEAD"):
             return
-        length = request.headers.get("content-length")
+        length = get_first(request.headers.fields, "content-length")
         if _over(length, self.settings.max_object_bytes) or (
             length is None and "chunked" in request.headers.get("transfer-encoding", "").lower()
         ):
@@ -572,7 +583,7 @@ class Cache:
                 self._bound_miss(forward, response)
         elif flow.request.method not in ("GET", "HEAD") and response.status_code not in (204, 304):
             # Nothing of it is stored: only its memory is bounded. Its head goes out now, stamped.
-            length = response.headers.get("content-length")
+            length = get_first(response.headers.fields, "content-length")
             if length is None or _over(length, self.settings.max_object_bytes):
                 response.stream = True
                 responses.add_status(response, self._bypass_status(flow), self.settings.name)
@@ -580,7 +591,7 @@ class Cache:
     def _bound_miss(self, forward: Forward, response: http.Response) -> None:
         """A miss larger than the largest object stored streams through and releases its waiters at
         once; one of unknown length streams too, with a copy kept while it stays small enough."""
-        length = response.headers.get("content-length")
+        length = get_first(response.headers.fields, "content-length")
         limit = self.settings.max_object_bytes
         if _over(length, limit):
             response.stream = True
@@ -623,7 +634,7 @@ class Cache:
         admitted = admit(
             key=forward.key,
             url=request.url,
-            host=request.host_header or f"{request.host}:{request.port}",
+            host=authority(request),
             method="GET",
             request_fields=request.headers.fields,
             status=response.status_code,
@@ -780,12 +791,12 @@ class Cache:
         key = cache_key(request)
         status = self._bypass_status(flow)
         if invalidates(request.method, flow.response.status_code):
-            authority = request.host_header or f"{request.host}:{request.port}"
+            target_authority = authority(request)
             dropped = 0
             for path in invalidated_targets(
-                f"{request.scheme}://{authority}{request.path}", flow.response.headers.fields
+                f"{request.scheme}://{target_authority}{request.path}", flow.response.headers.fields
             ):
-                target_key = primary_key(request.scheme, authority, path)
+                target_key = primary_key(request.scheme, target_authority, path)
                 dropped += await self.store.delete(target_key)
                 self.hit_for_miss.forget(target_key)
             if dropped:

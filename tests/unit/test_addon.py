@@ -8,7 +8,7 @@ import pytest
 from mitmproxy import exceptions, http
 from mitmproxy.test import taddons, tflow, tutils
 
-from mitmcache.addon import Cache
+from mitmcache.addon import Cache, authority
 
 ENTRY_SCRIPT = Path(__file__).resolve().parents[2] / "addons" / "cache.py"
 
@@ -207,3 +207,22 @@ async def test_user_replays_are_never_answered_from_cache():
         replay.is_replay = "request"
         await cache.request(replay)
         assert replay.response is None
+
+
+@pytest.mark.parametrize(
+    ("http_version", "headers", "authority_field", "expected"),
+    [
+        ("HTTP/1.1", {"host": "api.example:8080"}, "", "api.example:8080"),
+        ("HTTP/1.1", {}, "", "address:22"),  # no Host: where the request goes
+        ("HTTP/2.0", {}, "api.example", "api.example"),  # :authority
+        ("HTTP/2.0", {"host": "h2-host"}, "", "h2-host"),
+    ],
+)
+def test_the_authority_is_what_mitmproxy_calls_the_host_header(
+    http_version, headers, authority_field, expected
+):
+    request = tutils.treq(
+        host="address", port=22, http_version=http_version.encode(), headers=http.Headers(**headers)
+    )
+    request.authority = authority_field
+    assert authority(request) == expected == (request.host_header or f"{request.host}:{request.port}")
