@@ -84,6 +84,7 @@ def main() -> int:
         ]
     finally:
         bl.stop_all()
+        origin.stop()
     print(
         f"# {'hits' if args.hits else 'misses'}, {'production launcher' if args.lean else 'mitmdump'}, {args.seconds:g} s each\n"
     )
