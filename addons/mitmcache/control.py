@@ -291,10 +291,11 @@ class Control:
         keys = await self._keys(target)
         variants = cleared = 0
         for key in keys:
-            found = list(await store.peek(key))
-            refreshable = [e for e in found if refreshable_in_background(e)]
-            for entry in found:
-                if not refreshable_in_background(entry):  # it would replay a client's credentials
+            refreshable = []
+            for entry in list(await store.peek(key)):
+                if refreshable_in_background(entry):
+                    refreshable.append(entry)
+                else:  # a refresh would replay a client's credentials
                     cleared += await store.discard(entry)
             variants += len(refreshable)
             self._refresh_in_background(key, refreshable)

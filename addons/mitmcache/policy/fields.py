@@ -58,12 +58,13 @@ def split_list(values: Iterable[str]) -> list[str]:
     return [member.strip() for value in values for member in value.split(",") if member.strip()]
 
 
-def connection_listed(fields: Fields) -> frozenset[bytes]:
-    """Field names that ``Connection`` declares hop-by-hop for this message (RFC 9110 §7.6.1)."""
-    return frozenset(name.lower().encode() for name in split_list(get_all(fields, "connection")))
+def connection_listed(connection: Iterable[str]) -> frozenset[bytes]:
+    """Field names that the ``Connection`` values declare hop-by-hop for their message (RFC 9110
+    §7.6.1)."""
+    return frozenset(name.lower().encode() for name in split_list(connection))
 
 
 def without_hop_by_hop(fields: Fields) -> list[tuple[bytes, bytes]]:
     """The end-to-end fields of a message: hop-by-hop and ``Connection``-listed ones removed."""
-    dropped = HOP_BY_HOP | connection_listed(fields)
+    dropped = HOP_BY_HOP | connection_listed(get_all(fields, "connection"))
     return [(k, v) for k, v in fields if k.lower() not in dropped]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from ..entry import Entry
 from . import cache_control, targeted
 from .dates import format_http_date, parse_http_date
-from .fields import HOP_BY_HOP, Fields, by_name, get_all, split_list
+from .fields import HOP_BY_HOP, Fields, by_name, connection_listed, get_all, split_list
 from .freshness import corrected_initial_age, freshness_lifetime
 from .key import secondary_key, vary_names
 from .validators import generate_etag
@@ -225,10 +225,10 @@ def _stored_fields(
     the ones the cache recomputes and the ones a qualified ``private``/``no-cache`` names (RFC 9111
     §5.2.2.4, §5.2.2.7: not to be reused unvalidated). One pass over the fields; ``index`` is
     ``by_name(response_fields)``, so the usual response, with none of those, costs no more."""
-    withheld: frozenset[bytes] | set[bytes] = _NEVER_STORED
-    listed = [name.lower().encode() for name in split_list(index.get("connection", ()))]
+    listed = connection_listed(index.get("connection", ()))
+    withheld = _NEVER_STORED | listed if listed else _NEVER_STORED
     for directive in ("private", "no-cache"):
-        listed.extend(name.encode() for name in cache_control.field_names(response_cc, directive) or ())
-    if listed:
-        withheld = _NEVER_STORED.union(listed)
+        qualified = cache_control.field_names(response_cc, directive)
+        if qualified:
+            withheld = withheld.union(name.encode() for name in qualified)
     return [(k, v) for k, v in response_fields if k.lower() not in withheld]
