@@ -1,10 +1,17 @@
-"""What the cache keeps for one stored response: one variant of one URL.
+"""What the cache keeps for one stored response: one variant of one URL, and what changes about it.
 
-Everything the hit path needs is computed once, when the response is admitted (its lifetime, the
-initial age, its validators, the fields of a 304), so that serving a hit re-parses nothing.
-Only plain values: a Redis backend will serialise entries.
+An ``Entry`` is immutable once admitted: everything the hit path needs is computed then (its
+lifetime, the initial age, its validators, the fields of a 304), so serving a hit re-parses
+nothing, and a store may hand out copies (a networked store always does) without anyone
+depending on changing the object it got. Each write carries a new ``version``, so that
+compare-and-delete works across processes. Only plain values: stores serialise entries
+(``store.codec``).
+
+What changes while an entry is stored (when a client last asked for it, hits, refresh failures)
+is its ``Meta``, kept by the store and changed only through it.
 """
 
+import random
 from dataclasses import dataclass, field
 
 # What one entry costs in memory beyond its bytes, so that cache_max_bytes bounds the process:
@@ -14,7 +21,13 @@ ENTRY_OVERHEAD = 1536
 FIELD_OVERHEAD = 100
 
 
-@dataclass(slots=True, weakref_slot=True)
+def new_version() -> int:
+    """A version unique across processes with overwhelming probability (63 random bits): a counter
+    would repeat between processes sharing a store."""
+    return random.getrandbits(63)
+
+
+@dataclass(frozen=True, slots=True)
 class Entry:
     key: str  # primary key: the URL (policy.key.primary_key)
     url: str  # where the upstream serves it, for refreshes
@@ -36,21 +49,49 @@ class Entry:
     must_revalidate: bool  # must-revalidate, proxy-revalidate or s-maxage: never serve stale
     stale_while_revalidate: float  # RFC 5861 §3, seconds (0 when absent)
     stale_if_error: float  # RFC 5861 §4, seconds (0 when absent)
-    last_access: float = 0.0  # when a client last asked for it (drives the refresh window)
-    hits: int = 0
-    refresh_failures: int = 0  # consecutive failed refreshes, for backoff
-    retry_at: float = 0.0  # no background refresh before this time
-    size: int = field(default=0)
+    size: int = 0
+    version: int = field(default_factory=new_version)
 
     def __post_init__(self) -> None:
         if not self.size:
-            self.size = (
+            size = (
                 len(self.body)
                 + sum(len(k) + len(v) + FIELD_OVERHEAD for k, v in self.fields)
                 + ENTRY_OVERHEAD
             )
+            object.__setattr__(self, "size", size)  # derived once, as a frozen dataclass allows
 
     @property
     def has_validators(self) -> bool:
         """Whether the upstream can answer a conditional request for it (RFC 9111 §4.3.1)."""
         return self.upstream_etag is not None or self.last_modified is not None
+
+    @property
+    def expires_at(self) -> float:
+        """When it stops being fresh (RFC 9111 §4.2: lifetime minus the age it arrived with)."""
+        return self.response_time + self.lifetime - self.initial_age
+
+
+@dataclass(slots=True)
+class Meta:
+    """What changes while an entry is stored. A store keeps it and changes it (``Store.record_uses``,
+    ``Store.note_refresh_failure``); everyone else reads the copy a lookup returned."""
+
+    stored_at: float  # when this version was written: a use after it asks for a refresh
+    last_access: float = 0.0  # when a client last asked for it (the refresh window)
+    hits: int = 0
+    refresh_failures: int = 0  # consecutive failed refreshes, for backoff
+    retry_at: float = 0.0  # no background refresh before this time
+
+    @property
+    def asked_since_stored(self) -> bool:
+        return self.last_access > self.stored_at
+
+
+@dataclass(slots=True)
+class Stored:
+    """One stored variant as a lookup returns it: the response and its metadata."""
+
+    entry: Entry
+    meta: Meta
+    keep_until: float  # the store may drop it from then on (its lifetime, including stale use)

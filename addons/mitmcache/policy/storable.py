@@ -195,7 +195,6 @@ def admit(
         must_revalidate=bool({"must-revalidate", "proxy-revalidate", "s-maxage"} & response_cc.keys()),
         stale_while_revalidate=float(stale_while_revalidate),
         stale_if_error=float(stale_if_error),
-        last_access=response_time,
     )
 
 

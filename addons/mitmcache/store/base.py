@@ -1,15 +1,32 @@
-"""The storage interface the cache needs, and nothing more.
+"""The storage contract: what the engine needs of a store, met by an in-process one and by a
+networked one alike.
 
 Entries are grouped by primary key (the URL); each group holds that URL's ``Vary`` variants, so
-that invalidating a URL drops all of them at once. The interface is async so that a networked
-backend (Redis) can stand behind it unchanged.
+that invalidating a URL drops all of them at once. The contract is written for a store that hands
+out copies (any networked store does):
+
+* stored responses are immutable and versioned: a write is a new version, and ``discard`` is a
+  compare-and-delete by version, never by object identity;
+* what changes while an entry is stored (``Meta``: last access, hits, refresh failures, retry
+  time) changes through the store (``record_uses``, ``note_refresh_failure``), never by mutating
+  what a lookup returned;
+* every write has a lifetime (``keep_until``: how long the copy may be used at all, stale use
+  included), after which the store no longer returns it;
+* the store keeps each entry's next check time (``check_at``) and hands out the entries whose time
+  has come (``due``): expiry and refresh are driven by what the store holds, so an entry written by
+  another process, or loaded after a restart, is refreshed or dropped like any other;
+* purging by prefix happens inside the store;
+* every method that may do I/O is async. ``tests/unit/test_store_contract.py`` runs one suite
+  against every backend.
 """
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..entry import Entry
+from ..entry import Entry, Meta, Stored
+
+type Vary = tuple[tuple[str, str | None], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,26 +37,36 @@ class Usage:
     evictions: int  # entries dropped to respect the bounds
 
 
+@dataclass(frozen=True, slots=True)
+class Use:
+    """A client was answered from this version at ``at`` (``hit``: straight from the store); the
+    store keeps it at least until ``keep_until``."""
+
+    key: str
+    vary: Vary
+    version: int
+    at: float
+    hit: bool
+    keep_until: float
+
+
 class Store(Protocol):
-    async def variants(self, key: str) -> Sequence[Entry]:
-        """The stored variants of a URL (empty when none); counts as a use for eviction."""
+    async def variants(self, key: str) -> Sequence[Stored]:
+        """The stored variants of a URL still within their lifetime (empty when none), oldest write
+        first; counts as a use for eviction."""
         ...
 
-    async def peek(self, key: str) -> Sequence[Entry]:
+    async def peek(self, key: str) -> Sequence[Stored]:
         """Like ``variants``, but not a use: housekeeping must not keep entries alive."""
         ...
 
-    async def discard(self, entry: Entry) -> bool:
-        """Drop this one variant if it is still the stored one; True when it was."""
+    async def put(self, entry: Entry, meta: Meta, *, keep_until: float, check_at: float) -> bool:
+        """Store a version, replacing the variant of the same URL that varies the same way; False
+        when it cannot be stored at all (larger than the store)."""
         ...
 
-    def record_use(self, entry: Entry, now: float, *, hit: bool) -> None:
-        """A client was answered from ``entry`` at ``now`` (``hit``: straight from the store). The
-        refresh window and the entries listing read it; a networked store may write it behind."""
-        ...
-
-    async def put(self, entry: Entry) -> None:
-        """Store an entry, replacing the variant of the same URL that varies the same way."""
+    async def discard(self, key: str, vary: Vary, version: int) -> bool:
+        """Drop this variant if ``version`` is still the stored one; True when it was."""
         ...
 
     async def delete(self, key: str) -> int:
@@ -58,8 +85,26 @@ class Store(Protocol):
         """Every stored URL, least recently used first."""
         ...
 
-    def usage(self) -> Usage: ...
+    async def due(self, now: float, limit: int) -> list[Stored]:
+        """Up to ``limit`` entries whose check time has come, each handed out once: it is not due
+        again until ``reschedule`` gives it a new time (a store shared by processes hands it to one
+        of them)."""
+        ...
 
-    def resize(self, max_bytes: int, max_entries: int) -> None:
+    async def reschedule(self, key: str, vary: Vary, version: int, check_at: float) -> bool:
+        """Check this version again at ``check_at``; False when it is no longer stored."""
+        ...
+
+    async def record_uses(self, uses: Sequence[Use]) -> None:
+        """Clients were answered from these versions (written behind the hit path, in batches)."""
+        ...
+
+    async def note_refresh_failure(self, key: str, vary: Vary, version: int, retry_at: float) -> None:
+        """A refresh of this version failed: one more consecutive failure, none before ``retry_at``."""
+        ...
+
+    async def usage(self) -> Usage: ...
+
+    async def resize(self, max_bytes: int, max_entries: int) -> None:
         """Apply new bounds, evicting at once what no longer fits."""
         ...

@@ -1,72 +1,95 @@
 """An in-process store bounded by bytes and entry count, evicting the least recently used URL.
 
-An ``OrderedDict`` keeps URLs in use order, so lookups, uses and evictions are all O(1).
+An ``OrderedDict`` keeps URLs in use order, so lookups, uses and evictions are all O(1); a heap
+keeps each entry's next check time. Lookups hand out the store's own records, for speed: the
+engine only reads them (the contract suite runs the engine's rules against a store that hands out
+copies, ``tests/support/serialising_store.py``).
 """
 
+import heapq
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
+import itertools
+from dataclasses import dataclass, replace
 
-from ..entry import Entry
-from .base import Usage
+from ..entry import Entry, Meta, Stored
+from .base import Usage, Use, Vary
 
 # RFC 9111 §4.1 lets a cache keep several variants per URL; a cap stops a client that sends
 # endless distinct values of a varied-on field from filling the cache under one URL.
 MAX_VARIANTS_PER_KEY = 32
+COMPACT_SLACK = 4096  # schedule items beyond twice the stored entries before a sweep
+
+
+@dataclass(slots=True)
+class _Record(Stored):
+    check_at: float = 0.0
 
 
 class MemoryStore:
     def __init__(self, max_bytes: int, max_entries: int) -> None:
         self.max_bytes = max_bytes
         self.max_entries = max_entries  # 0: no bound
-        self._urls: OrderedDict[str, list[Entry]] = OrderedDict()
+        self._urls: OrderedDict[str, list[_Record]] = OrderedDict()
         self._bytes = 0
         self._entries = 0
         self._evictions = 0
+        # (check_at, sequence, key, vary, version): names, not records, so that a dropped entry's
+        # body is not kept alive by its place in the schedule; stale items are skipped and swept.
+        self._schedule: list[tuple[float, int, str, Vary, int]] = []
+        self._sequence = itertools.count()  # tie-breaker: varies are not ordered
 
-    def resize(self, max_bytes: int, max_entries: int) -> None:
+    async def resize(self, max_bytes: int, max_entries: int) -> None:
         self.max_bytes, self.max_entries = max_bytes, max_entries
         self._evict()
 
-    async def variants(self, key: str) -> Sequence[Entry]:
-        found = self._urls.get(key)
-        if found is None:
+    async def variants(self, key: str) -> Sequence[Stored]:
+        group = self._urls.get(key)
+        if group is None:
             return ()
         self._urls.move_to_end(key)
-        return found
+        now = time.time()
+        for record in group:
+            if record.keep_until <= now:
+                return self._drop_ended(key, group, now)
+        return group
 
-    async def peek(self, key: str) -> Sequence[Entry]:
-        return self._urls.get(key, ())
+    async def peek(self, key: str) -> Sequence[Stored]:
+        group = self._urls.get(key)
+        if group is None:
+            return ()
+        now = time.time()
+        return [r for r in group if r.keep_until > now]
 
-    async def discard(self, entry: Entry) -> bool:
-        group = self._urls.get(entry.key)
-        if group is None or not any(e is entry for e in group):
-            return False
-        self._remove_variant(group, entry)
-        if not group:
-            del self._urls[entry.key]
-        return True
-
-    def record_use(self, entry: Entry, now: float, *, hit: bool) -> None:
-        entry.last_access = now
-        if hit:
-            entry.hits += 1
-
-    async def put(self, entry: Entry) -> None:
+    async def put(self, entry: Entry, meta: Meta, *, keep_until: float, check_at: float) -> bool:
         if entry.size > self.max_bytes:
-            return
+            return False
         group = self._urls.get(entry.key)
         if group is None:
             group = self._urls[entry.key] = []
         else:
             self._urls.move_to_end(entry.key)
-            for old in [e for e in group if e.vary == entry.vary]:
-                self._remove_variant(group, old)
+            for old in [r for r in group if r.entry.vary == entry.vary]:
+                self._remove(group, old)
             while len(group) >= MAX_VARIANTS_PER_KEY:
-                self._remove_variant(group, group[0])
-        group.append(entry)
+                self._remove(group, group[0])
+        group.append(_Record(entry, replace(meta), keep_until, check_at))
+        heapq.heappush(self._schedule, (check_at, next(self._sequence), entry.key, entry.vary, entry.version))
         self._bytes += entry.size
         self._entries += 1
         self._evict()
+        return True
+
+    async def discard(self, key: str, vary: Vary, version: int) -> bool:
+        group = self._urls.get(key)
+        record = self._find(group, vary, version)
+        if group is None or record is None:
+            return False
+        self._remove(group, record)
+        if not group:
+            del self._urls[key]
+        return True
 
     async def delete(self, key: str) -> int:
         group = self._urls.pop(key, None)
@@ -81,24 +104,91 @@ class MemoryStore:
     async def clear(self) -> int:
         dropped = self._entries
         self._urls.clear()
+        self._schedule.clear()
         self._bytes = self._entries = 0
         return dropped
 
     async def keys(self) -> list[str]:
         return list(self._urls)
 
-    def usage(self) -> Usage:
-        return Usage(
-            entries=self._entries, keys=len(self._urls), bytes=self._bytes, evictions=self._evictions
-        )
+    async def due(self, now: float, limit: int) -> list[Stored]:
+        found: list[Stored] = []
+        while self._schedule and self._schedule[0][0] <= now and len(found) < limit:
+            check_at, _, key, vary, version = heapq.heappop(self._schedule)
+            record = self._find(self._urls.get(key), vary, version)
+            if record is not None and record.check_at == check_at:
+                record.check_at = float("inf")  # handed out: due again once rescheduled
+                found.append(record)
+        self._compact()
+        return found
 
-    def _remove_variant(self, group: list[Entry], entry: Entry) -> None:
-        group.remove(entry)
-        self._forget([entry])
+    async def reschedule(self, key: str, vary: Vary, version: int, check_at: float) -> bool:
+        record = self._find(self._urls.get(key), vary, version)
+        if record is None:
+            return False
+        record.check_at = check_at
+        heapq.heappush(self._schedule, (check_at, next(self._sequence), key, vary, version))
+        return True
 
-    def _forget(self, entries: list[Entry]) -> None:
-        self._bytes -= sum(e.size for e in entries)
-        self._entries -= len(entries)
+    async def record_uses(self, uses: Sequence[Use]) -> None:
+        for use in uses:
+            record = self._find(self._urls.get(use.key), use.vary, use.version)
+            if record is None:
+                continue
+            meta = record.meta
+            meta.last_access = max(meta.last_access, use.at)
+            meta.hits += use.hit
+            record.keep_until = max(record.keep_until, use.keep_until)
+
+    async def note_refresh_failure(self, key: str, vary: Vary, version: int, retry_at: float) -> None:
+        record = self._find(self._urls.get(key), vary, version)
+        if record is not None:
+            record.meta.refresh_failures += 1
+            record.meta.retry_at = retry_at
+
+    async def usage(self) -> Usage:
+        return Usage(entries=self._entries, keys=len(self._urls), bytes=self._bytes, evictions=self._evictions)
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    @staticmethod
+    def _find(group: list[_Record] | None, vary: Vary, version: int) -> _Record | None:
+        for record in group or ():
+            if record.entry.version == version and record.entry.vary == vary:
+                return record
+        return None
+
+    def _drop_ended(self, key: str, group: list[_Record], now: float) -> list[_Record]:
+        """Drop the variants whose lifetime ended (the engine's schedule drops them too, counted;
+        a lookup must not serve one in between)."""
+        for record in [r for r in group if r.keep_until <= now]:
+            self._remove(group, record)
+        if not group:
+            del self._urls[key]
+        return group
+
+    def _remove(self, group: list[_Record], record: _Record) -> None:
+        group.remove(record)
+        self._forget([record])
+
+    def _forget(self, records: list[_Record]) -> None:
+        self._bytes -= sum(r.entry.size for r in records)
+        self._entries -= len(records)
+
+    def _compact(self) -> None:
+        """Forget the schedule of entries that are gone once it holds twice what is stored (and
+        some slack), so that a flood of short-lived keys does not grow it beyond the store; one
+        sweep per that many evictions keeps the cost per stored entry constant."""
+        if len(self._schedule) <= 2 * self._entries + COMPACT_SLACK:
+            return
+        live = [
+            item
+            for item in self._schedule
+            if (record := self._find(self._urls.get(item[2]), item[3], item[4])) is not None
+            and record.check_at == item[0]
+        ]
+        heapq.heapify(live)
+        self._schedule = live
 
     def _evict(self) -> None:
         while self._urls and (
@@ -108,7 +198,7 @@ class MemoryStore:
             if len(self._urls) == 1 and len(group) > 1:
                 # Only the most recently used URL is left: drop its oldest variants, so that an
                 # entry that fits on its own is not evicted by the very put that stored it.
-                self._remove_variant(group, group[0])
+                self._remove(group, group[0])
                 self._evictions += 1
                 continue
             del self._urls[key]
