@@ -6,10 +6,9 @@ with ``-w``, filterable with ``~meta``) all say the same thing as ``Cache-Status
 """
 
 import logging
-from collections import Counter
-
 from mitmproxy import http
 
+from .counters import Counters
 from .policy.cache_status import Status, XCache
 
 log = logging.getLogger("mitmcache")
@@ -44,11 +43,9 @@ def describe(status: Status, age: float | None, code: int | None = None) -> str:
 
 
 def annotate(
-    flow: http.HTTPFlow, key: str | None, status: Status, counts: Counter[str], age: float | None = None
+    flow: http.HTTPFlow, key: str | None, status: Status, counts: Counters, age: float | None = None
 ) -> None:
-    counts[status.x_cache] += 1
-    if status.detail and status.x_cache in (XCache.MISS, XCache.BYPASS):
-        counts[f"{status.x_cache}:{status.detail}"] += 1
+    counts.decision(status.x_cache, status.detail)
     flow.comment = describe(status, age, flow.response.status_code if flow.response else None)
     flow.marked = MARKERS[status.x_cache]
     flow.metadata["cache"] = {

@@ -2,6 +2,8 @@
 
 Whoever finds no fetch under way for a key leads (a client flow going upstream, or a refresh
 task); everyone else awaits the leader's future -- no polling -- and is answered from its outcome.
+An outcome is plain values, not the stored entry: followers re-read the store, so the same
+outcome can come from another process sharing the store (``Coalescer`` is the interface).
 A key whose last response could not be shared is remembered for a while ("hit-for-miss", as
 Varnish calls it), so that later requests for it go upstream at once instead of queueing.
 """
@@ -9,24 +11,51 @@ Varnish calls it), so that later requests for it go upstream at once instead of 
 import asyncio
 from dataclasses import dataclass
 from enum import Enum
-
-from .entry import Entry
+from typing import Protocol
 
 
 class Kind(Enum):
-    STORED = "stored"  # entry holds the response: answer from it
+    STORED = "stored"  # the store holds the response: re-read it and answer from it
     UNSHAREABLE = "unshareable"  # the response may not be shared: go upstream yourself
     FAILED = "failed"  # the upstream failed: serve stale if allowed, else an error
     ABANDONED = "abandoned"  # the leader's client went away before an answer: try again
 
 
+class Failure(Enum):
+    """Why a fetch failed: stale copies may stand in for some failures only (RFC 9111 §4.2.4)."""
+
+    STATUS = "upstream-status"  # the upstream answered with an error status (5xx)
+    UNREACHABLE = "upstream-error"  # no answer: refused, reset, closed
+    TIMEOUT = "upstream-timeout"  # no answer in time
+    CANCELLED = "refresh-cancelled"  # the fetch was cancelled (shutdown) or failed inside the cache
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     kind: Kind
-    entry: Entry | None = None
     status: int = 0  # for FAILED: 502 or 504
     detail: str = ""
     revalidated: bool = False  # the entry was freshened by a 304 from the upstream
+    failure: Failure | None = None  # for FAILED
+
+    @property
+    def disconnected(self) -> bool:
+        """The upstream gave no answer (rather than an error answer)."""
+        return self.failure is not Failure.STATUS
+
+
+class Coalescer(Protocol):
+    """One fetch per key, its outcome shared: in this process (``Inflight``), or across processes."""
+
+    def lead(self, key: str) -> bool: ...
+
+    def busy(self, key: str) -> bool: ...
+
+    def finish(self, key: str, outcome: Outcome) -> None: ...
+
+    async def wait(self, key: str, timeout: float) -> Outcome | None: ...
+
+    def __len__(self) -> int: ...
 
 
 class Inflight:

@@ -17,6 +17,7 @@ from typing import Any
 
 from dotenv import dotenv_values
 
+from .policy.lifecycle import Lifecycle, RefreshMode
 from .policy.storable import Rules
 
 ENV_FILE_VARIABLE = "CACHE_ENV_FILE"
@@ -153,8 +154,10 @@ SETTINGS: tuple[Setting, ...] = (
         "60",
         seconds,
         "a number of seconds >= 0",
-        "When an entry goes stale: if a client asked for it within this many seconds it is refreshed "
-        "in the background (clients get the stale copy meanwhile), otherwise it is dropped.",
+        "An entry a client asked for within this many seconds is kept past its expiry and refreshed in "
+        "the background (clients get the stale copy meanwhile; see cache_refresh_mode); one nobody "
+        "asked for is dropped once its stale allowances (this window, cache_stale_if_error, "
+        "cache_keep_stale for entries with validators) run out.",
     ),
     Setting(
         "cache_upstream_timeout",
@@ -233,6 +236,26 @@ SETTINGS: tuple[Setting, ...] = (
         "hot keys are never even served stale. 0: off. Costs upstream requests for keys that cool down.",
     ),
     Setting(
+        "cache_refresh_mode",
+        "CACHE_REFRESH_MODE",
+        "on-request",
+        choice("on-request", "continuous"),
+        "on-request or continuous",
+        "on-request: at expiry an entry is refreshed in the background only if a client asked for it "
+        "since it was last stored (otherwise the next request within the refresh window gets the stale "
+        "copy at once and starts one refresh), so background fetches never outnumber client requests. "
+        "continuous: refreshed at every expiry while a client asked for it within the refresh window.",
+    ),
+    Setting(
+        "cache_keep_stale",
+        "CACHE_KEEP_STALE_SECS",
+        "3600",
+        seconds,
+        "a number of seconds >= 0",
+        "How long past its expiry a copy with an ETag or Last-Modified is kept, so that a request can "
+        "still revalidate it (a 304 renews it) or have it stand in for an unreachable upstream.",
+    ),
+    Setting(
         "cache_refresh_concurrency",
         "CACHE_REFRESH_CONCURRENCY",
         "8",
@@ -288,11 +311,14 @@ class Settings:
     stale_if_error: float
     hit_for_miss: float
     refresh_ahead: float
+    refresh_mode: str
+    keep_stale: float
     refresh_concurrency: int
     web_max_flows: int
     name: str
     log_level: str
     rules: Rules = field(init=False, compare=False)  # what storing needs, built once, not per response
+    lifecycle: Lifecycle = field(init=False, compare=False)  # what an entry's life needs, likewise
 
     def __post_init__(self) -> None:
         rules = Rules(
@@ -302,6 +328,15 @@ class Settings:
             targeted_fields=self.targeted_fields,
         )
         object.__setattr__(self, "rules", rules)  # a frozen dataclass's own derived field
+        lifecycle = Lifecycle(
+            refresh_window=self.refresh_window,
+            refresh_ahead=self.refresh_ahead,
+            refresh_mode=RefreshMode(self.refresh_mode),
+            stale_if_error=self.stale_if_error,
+            keep_stale=self.keep_stale,
+            pure_rfc=self.pure_rfc,
+        )
+        object.__setattr__(self, "lifecycle", lifecycle)
 
     @property
     def serve_stale_in_window(self) -> bool:

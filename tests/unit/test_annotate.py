@@ -2,6 +2,8 @@
 
 from collections import Counter
 
+from mitmcache.counters import Counters
+
 import pytest
 from mitmproxy.test import tflow
 
@@ -38,7 +40,7 @@ def test_the_comment_says_the_decision_why_the_upstream_was_asked_and_why_nothin
 
 def test_a_flow_carries_the_decision_as_comment_marker_and_plain_metadata():
     flow = tflow.tflow(resp=True)
-    counts: Counter[str] = Counter()
+    counts = Counters()
     annotate(flow, "http://example/a", Status(XCache.MISS, fwd="uri-miss", detail="set-cookie"), counts)
     assert flow.marked == ":red_circle:"
     assert flow.metadata["cache"] == {
