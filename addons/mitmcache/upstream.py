@@ -10,7 +10,7 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterable, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -82,12 +82,26 @@ class Upstream:
         self, url: str, fields: Sequence[tuple[bytes, bytes]], timeout: float, max_bytes: int
     ) -> Fetched:
         """GET ``url`` with exactly ``fields``; raise UpstreamError, or TooLarge past ``max_bytes``."""
+        return await self.send("GET", url, fields, None, timeout, max_bytes)
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        fields: Sequence[tuple[bytes, bytes]],
+        body: bytes | AsyncIterable[bytes] | None,
+        timeout: float,
+        max_bytes: int,
+    ) -> Fetched:
+        """Send any method to ``url`` with exactly ``fields`` and ``body`` (bytes, or an async
+        iterable streamed upstream in chunks, as the write queue delivers large bodies); raise
+        UpstreamError, or TooLarge when the answer's body passes ``max_bytes``."""
         if self._client is None:
             raise UpstreamError(502, "upstream client not running")
         request_time = time.time()
         try:
             async with asyncio.timeout(timeout):
-                async with self._client.stream("GET", url, headers=list(fields)) as response:
+                async with self._client.stream(method, url, headers=list(fields), content=body) as response:
                     chunks: list[bytes] = []
                     size = 0
                     async for chunk in response.aiter_raw():

@@ -1,10 +1,11 @@
 """May a stored response answer a request, and how (RFC 9111 §4, §4.2.4, §5.2.1; RFC 5861)."""
 
 import math
+from dataclasses import replace
 
 import pytest
 
-from mitmcache.entry import Entry
+from mitmcache.entry import Entry, Meta
 from mitmcache.policy.reuse import (
     NO_DIRECTIVES,
     Decision,
@@ -21,8 +22,15 @@ STORED_AT = 1_700_000_000.0
 WINDOW = 60.0
 
 
-def make_entry(cache_control: str = "max-age=60", *, etag: bool = True, **attributes) -> Entry:
-    """An entry stored at STORED_AT with age 0; ``attributes`` override Entry fields afterwards."""
+# Metadata of entries made here, by version: entries are immutable, their metadata the store's.
+FAILURES: dict[int, int] = {}
+
+
+def make_entry(
+    cache_control: str = "max-age=60", *, etag: bool = True, refresh_failures: int = 0, **attributes
+) -> Entry:
+    """An entry stored at STORED_AT with age 0; ``attributes`` override Entry fields afterwards,
+    ``refresh_failures`` is its metadata's."""
     response = [(b"cache-control", cache_control.encode())]
     if etag:
         response.append((b"etag", b'"v1"'))
@@ -41,8 +49,8 @@ def make_entry(cache_control: str = "max-age=60", *, etag: bool = True, **attrib
         rules=Rules(default_ttl=60.0, override=False),
     )
     assert isinstance(entry, Entry), entry
-    for name, value in attributes.items():
-        setattr(entry, name, value)
+    entry = replace(entry, **attributes)
+    FAILURES[entry.version] = refresh_failures
     return entry
 
 
@@ -57,13 +65,17 @@ def decision(
     error_limit: float = 0.0,
 ) -> Decision:
     """decide() ``after`` seconds past storage, for a request with these directives."""
-    if last_access is not None:
-        entry.last_access = last_access
+    meta = Meta(
+        stored_at=STORED_AT,
+        last_access=STORED_AT if last_access is None else last_access,
+        refresh_failures=FAILURES.get(entry.version, 0),
+    )
     request = request_directives(
         [cache_control] if cache_control is not None else [], [pragma] if pragma is not None else []
     )
     return decide(
         entry,
+        meta,
         request,
         STORED_AT + after,
         refresh_window=WINDOW,

@@ -4,7 +4,7 @@ import math
 from dataclasses import dataclass
 from enum import Enum
 
-from ..entry import Entry
+from ..entry import Entry, Meta
 from . import cache_control
 from .fields import split_list
 from .freshness import current_age
@@ -62,6 +62,7 @@ class Decision:
 
 def decide(
     entry: Entry,
+    meta: Meta,
     request: RequestDirectives,
     now: float,
     *,
@@ -77,7 +78,7 @@ def decide(
     ``must-revalidate``, ``proxy-revalidate`` or ``s-maxage`` (RFC 9111 §4.2.4, §5.2.2.2).
     While refreshes of the entry keep failing, it is served stale only within the stale-if-error
     allowance (the upstream's, or ``error_limit``), so an upstream that stays down does not turn
-    into ever older data. ``entry.last_access`` must still be the time of the previous request.
+    into ever older data. ``meta.last_access`` must still be the time of the previous request.
     """
     age = current_age(entry.initial_age, entry.response_time, now)
     ttl = entry.lifetime - age
@@ -98,13 +99,13 @@ def decide(
     staleness = -ttl
     if entry.must_revalidate:
         return result(Use.REVALIDATE, "must-revalidate")
-    if entry.refresh_failures and not may_serve_stale_on_error(entry, now, error_limit):
+    if meta.refresh_failures and not may_serve_stale_on_error(entry, now, error_limit):
         return result(Use.REVALIDATE, "refresh-failing")
     if request.max_stale is not None and staleness <= request.max_stale:
         return result(Use.STALE, "max-stale")
     if entry.stale_while_revalidate and staleness <= entry.stale_while_revalidate:
         return result(Use.STALE, "stale-while-revalidate")
-    if serve_stale_in_window and now - entry.last_access <= refresh_window:
+    if serve_stale_in_window and now - meta.last_access <= refresh_window:
         return result(Use.STALE, "refresh-window")
     return result(Use.REVALIDATE, "stale")
 

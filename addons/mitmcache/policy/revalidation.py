@@ -91,7 +91,7 @@ def select_for_update(asked: Entry, variants: Sequence[Entry], not_modified_fiel
       stored response, and that stored response also lacks a validator", is for caches that cannot
       tell which stored response a validation was about).
     """
-    candidates = list(variants) if any(v is asked for v in variants) else [asked, *variants]
+    candidates = list(variants) if any(v.version == asked.version for v in variants) else [asked, *variants]
     etag = get_first(not_modified_fields, "etag")
     if etag is not None:
         etag = etag.strip()

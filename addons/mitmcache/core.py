@@ -1,0 +1,71 @@
+"""What the engine's parts share: the store, coordination, the upstream client, the counters and
+the settings, and the one way an entry is written (with its lifetime and first check time).
+
+``Engine`` (engine.py) is the facade the addon, the control plane and the commands call; its parts
+(``Lookup``, ``Refresher``, ``ExpiryScheduler``, ``UsageLog``) each get this ``Core``.
+"""
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from .coalesce import Coalescer, HitForMiss, Inflight
+from .config import Settings
+from .counters import Counters
+from .entry import Entry, Meta, Stored
+from .generations import InvalidationBus, LocalGenerations
+from .policy.fields import Fields
+from .policy.key import matches
+from .policy.lifecycle import first_check, keep_until
+from .store.base import Store, Use
+from .upstream import Upstream
+
+
+def select(variants: Sequence[Stored], request_fields: Fields) -> Stored | None:
+    """The stored response for a request: RFC 9111 §4.1, of several matching ones the most recent."""
+    for stored in reversed(variants):
+        if matches(stored.entry.vary, request_fields):
+            return stored
+    return None
+
+
+@dataclass
+class Core:
+    settings: Callable[[], Settings]
+    store: Store
+    upstream: Upstream
+    coalescer: Coalescer = field(default_factory=Inflight)
+    hit_for_miss: HitForMiss = field(default_factory=HitForMiss)
+    bus: InvalidationBus = field(default_factory=LocalGenerations)
+    counters: Counters = field(default_factory=Counters)
+    uses: list[Use] = field(default_factory=list)  # written behind the hit path (UsageLog)
+
+    async def write(self, entry: Entry, meta: Meta) -> bool:
+        """Store a version with the lifetime policy gives it and its first check time."""
+        lifecycle = self.settings().lifecycle
+        keep = keep_until(entry, lifecycle)
+        check = first_check(entry, keep, lifecycle, random.uniform(0.8, 1.0))
+        return await self.store.put(entry, meta, keep_until=keep, check_at=check)
+
+    def note_use(self, stored: Stored, now: float, *, hit: bool) -> None:
+        """A client was answered from ``stored``: recorded without an await (``UsageLog`` writes it)."""
+        entry = stored.entry
+        keep = now + self.settings().refresh_window
+        self.uses.append(Use(entry.key, entry.vary, entry.version, now, hit, keep))
+
+    async def flush_uses(self) -> None:
+        if self.uses:
+            uses, self.uses = self.uses, []
+            await self.store.record_uses(uses)
+
+    @staticmethod
+    def meta_after(previous: Meta | None, now: float) -> Meta:
+        """The metadata of a new version: the use history carries over, failures do not."""
+        if previous is None:
+            return Meta(stored_at=now, last_access=now)
+        return Meta(stored_at=now, last_access=previous.last_access, hits=previous.hits)
+
+    @staticmethod
+    def now() -> float:
+        return time.time()
