@@ -6,6 +6,7 @@ with ``-w``, filterable with ``~meta``) all say the same thing as ``Cache-Status
 """
 
 import logging
+
 from mitmproxy import http
 
 from .counters import Counters

@@ -5,10 +5,12 @@ the settings, and the one way an entry is written (with its lifetime and first c
 (``Lookup``, ``Refresher``, ``ExpiryScheduler``, ``UsageLog``) each get this ``Core``.
 """
 
+import asyncio
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .coalesce import Coalescer, HitForMiss, Inflight
 from .config import Settings
@@ -20,6 +22,24 @@ from .policy.key import matches
 from .policy.lifecycle import first_check, keep_until
 from .store.base import Store, Use
 from .upstream import Upstream
+
+_eager_tasks: set[asyncio.Task[Any]] = set()
+
+
+def run_eagerly[T](coro: Coroutine[Any, Any, T]) -> T | None:
+    """Run a coroutine from synchronous code (a ``configure`` hook, a command): started eagerly, so
+    an in-memory store's work is done before this returns (its result); a networked store's
+    finishes in the background (None). Without a running loop (tests), to completion."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    task = asyncio.Task(coro, loop=loop, eager_start=True)
+    if task.done():
+        return task.result()
+    _eager_tasks.add(task)
+    task.add_done_callback(_eager_tasks.discard)
+    return None
 
 
 def select(variants: Sequence[Stored], request_fields: Fields) -> Stored | None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from .coalesce import Failure, Kind, Outcome
 from .config import Settings
-from .core import Core, select
+from .core import Core, run_eagerly
 from .counters import Count, Counters
 from .entry import Entry, Stored
 from .expiry import ExpiryScheduler
@@ -31,7 +31,7 @@ from .generations import Generation
 from .lookup import Forward, Lookup
 from .policy.fields import Fields
 from .policy.invalidation import invalidated_targets, invalidates
-from .policy.key import primary_key
+from .policy.key import matches, primary_key
 from .policy.revalidation import freshened_fields, head_freshens
 from .policy.storable import Refusal, admit
 from .refresh import Refresher, refresh_request_fields
@@ -61,9 +61,7 @@ class Admission:
 class Engine:
     def __init__(self, settings: Callable[[], Settings], store: Store | None = None) -> None:
         initial = settings()
-        self.core = Core(
-            settings, store or MemoryStore(initial.max_bytes, initial.max_entries), Upstream()
-        )
+        self.core = Core(settings, store or MemoryStore(initial.max_bytes, initial.max_entries), Upstream())
         self.refresher = Refresher(self.core)
         self.expiry = ExpiryScheduler(self.core, self.refresher)
         self._lookup = Lookup(self.core, self.refresher)
@@ -81,8 +79,13 @@ class Engine:
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
-    async def configure(self, settings: Settings) -> None:
-        await self.core.store.resize(settings.max_bytes, settings.max_entries)
+    def configure(self, settings: Settings) -> None:
+        """New settings: the store's bounds apply at once (an in-memory store's before this returns)."""
+        run_eagerly(self.core.store.resize(settings.max_bytes, settings.max_entries))
+
+    def forget_unshareable(self, key: str) -> None:
+        """Let requests for ``key`` wait for each other again (after an operator's refresh or clear)."""
+        self.core.hit_for_miss.forget(key)
 
     def start(self, verify_tls: bool | ssl.SSLContext) -> None:
         concurrency = max(self.core.settings().refresh_concurrency, 1)
@@ -152,7 +155,9 @@ class Engine:
             core.coalescer.finish(key, admission.outcome)
         return admission
 
-    async def _admit(self, key: str, status: int, admitted: Entry | Refusal, generation: Generation) -> Admission:
+    async def _admit(
+        self, key: str, status: int, admitted: Entry | Refusal, generation: Generation
+    ) -> Admission:
         core = self.core
         if isinstance(admitted, Refusal):
             if status >= 500:
@@ -160,7 +165,9 @@ class Engine:
                 # than each sending the failing upstream one more request, and the next request
                 # leads a new fetch (no hit-for-miss for what is likely passing).
                 detail = f"{Failure.STATUS.value}-{status}"
-                return Admission(None, False, admitted.reason, Outcome(Kind.FAILED, status, detail, failure=Failure.STATUS))
+                return Admission(
+                    None, False, admitted.reason, Outcome(Kind.FAILED, status, detail, failure=Failure.STATUS)
+                )
             if admitted.reason not in REQUEST_SPECIFIC:
                 self.unshareable(key)
             return Admission(None, False, admitted.reason, Outcome(Kind.UNSHAREABLE, detail=admitted.reason))
@@ -183,7 +190,7 @@ class Engine:
         if status != 200:
             return detail
         core = self.core
-        for stored in [s for s in await core.store.peek(key) if select([s], request_fields)]:
+        for stored in [s for s in await core.store.peek(key) if matches(s.entry.vary, request_fields)]:
             entry = stored.entry
             if head_freshens(entry, fields) and await self._freshen_by_head(stored, fields, request_time):
                 detail = "head-freshened"
@@ -223,7 +230,9 @@ class Engine:
         self.core.hit_for_miss.forget(key)
         return await self.core.store.delete(key)
 
-    async def invalidate_url(self, scheme: str, authority: str, target: str, response_fields: Fields = ()) -> int:
+    async def invalidate_url(
+        self, scheme: str, authority: str, target: str, response_fields: Fields = ()
+    ) -> int:
         """Invalidate a request target of an origin, and the same-origin URLs the response's
         ``Location`` and ``Content-Location`` name (RFC 9111 §4.4); returns the entries dropped."""
         dropped = 0
@@ -278,7 +287,9 @@ class Engine:
         if not variants:
             return
         self.core.counters.add(Count.REFRESH_CONTROL, len(variants))
-        task = asyncio.get_running_loop().create_task(self._refresh_variants(key, [s.entry.vary for s in variants]))
+        task = asyncio.get_running_loop().create_task(
+            self._refresh_variants(key, [s.entry.vary for s in variants])
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -318,4 +329,3 @@ class Engine:
     @property
     def inflight(self) -> int:
         return len(self.core.coalescer)
-

@@ -53,19 +53,17 @@ where mitmdump ignores it silently.
 
 import argparse
 import asyncio
-import dataclasses
 import difflib
-import inspect
 import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from mitmproxy import addonmanager, ctx, exceptions, flow, hooks, master, options, optmanager
+from mitmproxy import addonmanager, exceptions, master, options, optmanager
 from mitmproxy.addons import (
     block,
     core,
@@ -74,7 +72,6 @@ from mitmproxy.addons import (
     errorcheck,
     next_layer,
     proxyserver,
-    script,
     termlog,
     tlsconfig,
     update_alt_svc,
@@ -82,6 +79,8 @@ from mitmproxy.addons import (
 from mitmproxy.utils import debug
 
 from .addon import Cache
+from .chain import OnDemand, Slot, UsageError
+from .compat import DispatchTable
 
 PROG = "mitmcache"
 # The entry script mitmdump loads (``-s addons/cache.py``): the launcher has the cache built in.
@@ -106,10 +105,6 @@ SUPPORTED_FLAGS = (
     "--commands",
     "--version",
 )
-
-
-class UsageError(Exception):
-    """A command line or option the launcher does not support; the message says what to do instead."""
 
 
 # -- command line ------------------------------------------------------------------------------------
@@ -229,187 +224,6 @@ def mitmdump_options() -> tuple[options.Options, dict[str, str]]:
 
 
 # -- addons ------------------------------------------------------------------------------------------
-
-
-class _DefaultsLoader:
-    """A loader that registers an addon's options with some defaults replaced."""
-
-    def __init__(self, loader: addonmanager.Loader, defaults: dict[str, Any]) -> None:
-        self._loader = loader
-        self._defaults = defaults
-
-    def add_option(
-        self, name: str, typespec: type, default: Any, help: str, choices: Sequence[str] | None = None
-    ) -> None:
-        self._loader.add_option(name, typespec, self._defaults.get(name, default), help, choices)
-
-    def add_command(self, path: str, func: Callable) -> None:
-        self._loader.add_command(path, func)
-
-
-class OnDemand:
-    """A built-in mitmproxy addon whose options always exist, but whose hooks run only when asked for.
-
-    Its options are registered by its own ``load`` (so ``--set`` parses and checks them exactly as
-    mitmdump does), with ``defaults`` replacing some defaults; while ``wanted(options)`` is false it is
-    not among our children, so the addon manager never calls it.
-    """
-
-    def __init__(self, addon: Any, wanted: Callable[[Any], bool], defaults: dict[str, Any]) -> None:
-        self.inner = addon
-        self.name = f"ondemand:{addonmanager._get_name(addon)}"
-        self._wanted = wanted
-        self._defaults = defaults
-        self.addons: list[Any] = []
-
-    def load(self, loader: addonmanager.Loader) -> None:
-        if hasattr(self.inner, "load"):
-            self.inner.load(_DefaultsLoader(loader, self._defaults))
-
-    def configure(self, updated: set[str]) -> None:
-        wanted = bool(self._wanted(ctx.options))
-        if wanted and not self.addons:
-            # Joining late: it saw none of the earlier option changes. (The addon manager then calls
-            # its configure again with ``updated``, as a child; mitmproxy's configure hooks are
-            # idempotent.)
-            if hasattr(self.inner, "configure"):
-                self.inner.configure(ctx.options.keys())
-            self.addons = [self.inner]
-        elif not wanted:
-            self.addons = []
-
-    @property
-    def active(self) -> bool:
-        return bool(self.addons)
-
-
-class Slot:
-    """Where mitmdump's script loader sits in the chain: the cache, then any ``-s`` scripts.
-
-    As with mitmdump, they are added once the command line's options are set (their ``--set`` values
-    wait as deferred options until ``load`` registers the option) and then get ``configure`` with
-    every option. Scripts are loaded with mitmproxy's own loader (same module naming, same
-    ``sys.path`` handling), once: a production proxy does not watch its files for reloads.
-    """
-
-    name = "lean-slot"
-
-    def __init__(self) -> None:
-        self.addons: list[Any] = []
-
-    def add(self, addon: Any) -> None:
-        """Register ``addon`` (``load``, then the deferred options) and append it here."""
-        ctx.master.addons.register(addon)
-        self.addons.append(addon)
-        if isinstance(ctx.master.addons, DispatchTable):
-            ctx.master.addons.invalidate()
-
-    def add_script(self, path: str) -> None:
-        fullpath = os.path.expanduser(path.strip("'\" "))
-        if not os.path.isfile(fullpath):
-            raise UsageError(f"no such script: {fullpath}")
-        logging.getLogger(__name__).info("Loading script %s", path)
-        module = script.load_script(fullpath)
-        if module is None:  # the loader logged the error with its traceback
-            raise UsageError(f"could not load script {path} (error above)")
-        self.add(module)
-
-    def configure_all(self) -> None:
-        """What the script loader does after loading: ``configure`` with every option. The cache's
-        turns its options (which carry the .env/environment defaults) into settings, and raises
-        ``OptionsError`` naming a bad one."""
-        ctx.master.addons.invoke_addon_sync(self, hooks.ConfigureHook(ctx.options.keys()))
-
-
-_HOOK_FIELDS: dict[type, tuple[str, ...]] = {}
-
-
-def _hook_args(event: hooks.Hook) -> list[Any]:
-    """``event.args()`` without ``dataclasses.fields()`` on every call (a hook class's fields are fixed)."""
-    names = _HOOK_FIELDS.get(type(event))
-    if names is None:
-        names = _HOOK_FIELDS[type(event)] = tuple(f.name for f in dataclasses.fields(event))
-    return [getattr(event, name) for name in names]
-
-
-class DispatchTable(addonmanager.AddonManager):
-    """mitmproxy's addon manager, with events dispatched through a table of the hooks that exist.
-
-    mitmproxy's ``trigger_event`` walks the whole chain for every event: for each top-level addon a
-    coroutine, a ``safecall`` context manager and a generator over the addon's subtree, whether it has
-    a hook for the event or not; and every flow event is followed by an ``update`` event nobody here
-    handles. With the lean chain that walk was still about half of a cache hit's CPU (py-spy). Here
-    each event name maps to the hook callables found in the chain, grouped by top-level addon, built
-    on first use and rebuilt after anything that can change the chain: ``add``/``register``/
-    ``remove``, and option changes (``OnDemand`` attaches or detaches its addon in ``configure``).
-
-    Semantics are ``trigger_event``'s: chain order, then each addon's subtree in order; an exception
-    is logged as "Addon error" and skips the rest of that top-level addon's hooks for the event;
-    ``AddonHalt`` stops the event; ``OptionsError`` propagates. Addons must not change their
-    ``addons`` list outside ``configure`` (none of the lean chain's do; ``-s`` scripts are read once).
-    Synchronous ``trigger`` (configure, commands) is mitmproxy's own.
-    """
-
-    def __init__(self, master: master.Master) -> None:
-        super().__init__(master)
-        self._table: dict[str, list[list[Callable]]] = {}
-
-    def invalidate(self) -> None:
-        self._table = {}
-
-    def register(self, addon: Any) -> Any:
-        self.invalidate()
-        return super().register(addon)
-
-    def add(self, *addons: Any) -> None:
-        super().add(*addons)
-        self.invalidate()
-
-    def remove(self, addon: Any) -> None:
-        super().remove(addon)
-        self.invalidate()
-
-    def _configure_all(self, updated: set[str]) -> None:
-        super()._configure_all(updated)
-        self.invalidate()
-
-    def _hooks(self, event: hooks.Hook) -> list[list[Callable]]:
-        groups = self._table.get(event.name)
-        if groups is None:
-            groups = []
-            for top in self.chain:
-                with addonmanager.safecall():  # a hook attribute that is not callable: logged, skipped
-                    if funcs := [func for _, func in self._iter_hooks(top, event)]:  # mitmproxy's own walk
-                        groups.append(funcs)
-            self._table[event.name] = groups
-        return groups
-
-    async def trigger_event(self, event: hooks.Hook) -> None:
-        groups = self._hooks(event)
-        if not groups:
-            return
-        args = _hook_args(event)
-        for funcs in groups:
-            try:
-                for func in funcs:
-                    result = func(*args)
-                    if result is not None and inspect.isawaitable(result):
-                        await result
-            except exceptions.AddonHalt:
-                return
-            except exceptions.OptionsError:
-                raise
-            except Exception:
-                with addonmanager.safecall():  # logs it exactly as mitmproxy does ("Addon error: ...")
-                    raise
-
-    async def handle_lifecycle(self, event: hooks.Hook) -> None:
-        await self.trigger_event(event)
-        if "update" in self._table and not self._table["update"]:
-            return  # nobody handles update: skip building the event
-        message = _hook_args(event)[0]
-        if isinstance(message, flow.Flow):
-            await self.trigger_event(hooks.UpdateHook([message]))
 
 
 def _block_wanted(opts: Any) -> bool:

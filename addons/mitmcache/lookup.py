@@ -208,7 +208,9 @@ class Lookup:
                     return answer
             status = Status(XCache.MISS, fwd=fwd, fwd_status=fetched.status, detail=outcome.detail)
             return Relay(fetched, status)
-        answer = await self.from_outcome(key, fields, outcome, stale=stored.entry, fwd=fwd, directives=directives)
+        answer = await self.from_outcome(
+            key, fields, outcome, stale=stored.entry, fwd=fwd, directives=directives
+        )
         return answer or self.forward(key, fwd, detail=outcome.detail)
 
     async def from_outcome(
@@ -242,14 +244,18 @@ class Lookup:
         status = Status(XCache.MISS, fwd=fwd, collapsed=collapsed, detail=outcome.detail)
         return Refuse(outcome.status or 502, outcome.detail, status)
 
-    async def _reread(self, key: str, fields: Fields, outcome: Outcome, fwd: str, collapsed: bool) -> Answer | None:
+    async def _reread(
+        self, key: str, fields: Fields, outcome: Outcome, fwd: str, collapsed: bool
+    ) -> Answer | None:
         """The fetch stored a response: read it back (it may have been stored by another process)."""
         stored = select(await self._core.store.variants(key), fields)
         if stored is None:
             return None  # another variant, or gone meanwhile: go upstream
         now, entry = time.time(), stored.entry
         age = current_age(entry.initial_age, entry.response_time, now)
-        x_cache = XCache.REVALIDATED if outcome.revalidated else XCache.COALESCED if collapsed else XCache.MISS
+        x_cache = (
+            XCache.REVALIDATED if outcome.revalidated else XCache.COALESCED if collapsed else XCache.MISS
+        )
         status = Status(
             x_cache,
             fwd=fwd,

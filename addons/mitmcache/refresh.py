@@ -152,7 +152,9 @@ class Refresher:
         comes back; also returns the upstream's response when it was not stored."""
         entry = stored.entry
         request_fields = (
-            refresh_request_fields(entry) if client_fields is None else revalidation_request_fields(client_fields)
+            refresh_request_fields(entry)
+            if client_fields is None
+            else revalidation_request_fields(client_fields)
         )
         if not any(k.lower() == b"host" for k, _ in request_fields):
             request_fields.insert(0, (b"host", entry.host.encode("latin-1")))
@@ -243,7 +245,9 @@ class Refresher:
         if isinstance(admitted, Refusal) or admitted.vary != entry.vary:
             await core.store.discard(entry.key, entry.vary, entry.version)
             return
-        previous = next((s.meta for s in await core.store.peek(entry.key) if s.entry.version == entry.version), None)
+        previous = next(
+            (s.meta for s in await core.store.peek(entry.key) if s.entry.version == entry.version), None
+        )
         await core.write(admitted, core.meta_after(previous, time.time()))
 
     async def _failed(self, stored: Stored, detail: str) -> None:

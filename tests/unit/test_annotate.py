@@ -2,12 +2,11 @@
 
 from collections import Counter
 
-from mitmcache.counters import Counters
-
 import pytest
 from mitmproxy.test import tflow
 
 from mitmcache.annotate import annotate, describe
+from mitmcache.counters import Counters
 from mitmcache.policy.cache_status import Status, XCache
 
 

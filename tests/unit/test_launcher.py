@@ -10,7 +10,7 @@ from mitmproxy import addonmanager, exceptions, master, options
 from mitmproxy.proxy.layers.http import HttpRequestHook, HttpResponseHook
 from mitmproxy.test import tflow
 
-from mitmcache import launcher
+from mitmcache import compat, launcher
 from mitmcache.launcher import ENTRY_SCRIPT, LeanMaster, UsageError, apply_options, parse_args
 
 
@@ -296,7 +296,7 @@ async def test_the_dispatch_table_calls_what_mitmproxys_manager_calls(fail, halt
     """Same order (chain, then each subtree), an error skips the rest of that top-level addon's
     hooks and is logged as mitmproxy logs it, AddonHalt stops the event; update follows flow events."""
     seen: dict[type, list[str]] = {}
-    for manager in (addonmanager.AddonManager, launcher.DispatchTable):
+    for manager in (addonmanager.AddonManager, compat.DispatchTable):
         calls: list[str] = []
         m = bare_master(manager)
         m.addons.add(*chain(calls, fail=fail, halt=halt))
@@ -304,18 +304,18 @@ async def test_the_dispatch_table_calls_what_mitmproxys_manager_calls(fail, halt
         await m.addons.handle_lifecycle(HttpRequestHook(tflow.tflow()))
         errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
         seen[manager] = [*calls, *errors]
-    assert seen[launcher.DispatchTable] == seen[addonmanager.AddonManager]
+    assert seen[compat.DispatchTable] == seen[addonmanager.AddonManager]
     if fail == "a":
-        assert "a-child.request" not in seen[launcher.DispatchTable]
-        assert "Addon error: a broke" in seen[launcher.DispatchTable]
+        assert "a-child.request" not in seen[compat.DispatchTable]
+        assert "Addon error: a broke" in seen[compat.DispatchTable]
     if halt == "c":
-        requests = [c for c in seen[launcher.DispatchTable] if c.endswith(".request")]
+        requests = [c for c in seen[compat.DispatchTable] if c.endswith(".request")]
         assert requests == ["a.request", "a-child.request", "b.request", "c.request"]
 
 
 async def test_the_table_follows_addons_added_removed_and_switched_on():
     calls: list[str] = []
-    m = bare_master(launcher.DispatchTable)
+    m = bare_master(compat.DispatchTable)
     first = SyncRecorder("first", calls)
     m.addons.add(first)
     event = HttpRequestHook(tflow.tflow())
@@ -338,7 +338,7 @@ async def test_an_on_demand_addon_joins_the_table_when_its_option_asks(lean):
 
 async def test_no_update_event_is_built_when_nobody_handles_it():
     calls: list[str] = []
-    m = bare_master(launcher.DispatchTable)
+    m = bare_master(compat.DispatchTable)
     m.addons.add(SyncRecorder("only-request", calls))
     await m.addons.handle_lifecycle(HttpRequestHook(tflow.tflow()))
     assert m.addons._table["update"] == []

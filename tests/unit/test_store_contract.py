@@ -29,7 +29,9 @@ def meta(**changes: float) -> Meta:
     return Meta(**({"stored_at": 1000.0, "last_access": 1000.0} | changes))
 
 
-async def put(store: Store, key: str = "http://h/a", *, keep_until: float = LATER, check_at: float = LATER, **fields):
+async def put(
+    store: Store, key: str = "http://h/a", *, keep_until: float = LATER, check_at: float = LATER, **fields
+):
     entry = stored_entry(key, body=b"body", **fields)
     assert await store.put(entry, meta(), keep_until=keep_until, check_at=check_at)
     return entry
@@ -67,12 +69,14 @@ async def test_an_entry_past_its_lifetime_is_never_returned(store):
 
 async def test_metadata_changes_through_the_store_not_through_what_a_lookup_returned(store):
     entry = await put(store, keep_until=time.time() + 5)
-    (looked_up,) = await store.variants(entry.key)
     await store.record_uses([Use(entry.key, entry.vary, entry.version, 2000.0, True, LATER)])
     await store.note_refresh_failure(entry.key, entry.vary, entry.version, 3000.0)
     (seen,) = await store.peek(entry.key)
     assert (seen.meta.last_access, seen.meta.hits, seen.meta.refresh_failures, seen.meta.retry_at) == (
-        2000.0, 1, 1, 3000.0
+        2000.0,
+        1,
+        1,
+        3000.0,
     )
     assert seen.keep_until == LATER  # a use keeps it at least as long as the use asks
 

@@ -7,10 +7,10 @@ copies, ``tests/support/serialising_store.py``).
 """
 
 import heapq
+import itertools
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-import itertools
 from dataclasses import dataclass, replace
 
 from ..entry import Entry, Meta, Stored
@@ -147,7 +147,9 @@ class MemoryStore:
             record.meta.retry_at = retry_at
 
     async def usage(self) -> Usage:
-        return Usage(entries=self._entries, keys=len(self._urls), bytes=self._bytes, evictions=self._evictions)
+        return Usage(
+            entries=self._entries, keys=len(self._urls), bytes=self._bytes, evictions=self._evictions
+        )
 
     # -- bookkeeping -------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ import pytest
 from h11._receivebuffer import ReceiveBuffer
 from mitmproxy.proxy.layers.http import _http1
 
-from mitmcache import interim
+from mitmcache import compat
 
 FINAL = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
@@ -29,7 +29,7 @@ def buffer(data: bytes) -> ReceiveBuffer:
 def test_complete_interim_heads_are_dropped(head):
     """RFC 9110 §15.2: 1xx responses are interim; the final response follows them."""
     buf = buffer(head + FINAL)
-    assert interim.skip_interim_heads(buf)
+    assert compat.skip_interim_heads(buf)
     assert bytes(buf) == FINAL
 
 
@@ -45,20 +45,20 @@ def test_complete_interim_heads_are_dropped(head):
 def test_final_responses_are_left_alone(data):
     """RFC 9110 §15.2.2: 101 ends the HTTP exchange on the connection; it is not skipped."""
     buf = buffer(data)
-    assert interim.skip_interim_heads(buf)
+    assert compat.skip_interim_heads(buf)
     assert bytes(buf) == data
 
 
 def test_an_incomplete_interim_head_waits_for_more_data():
     buf = buffer(b"HTTP/1.1 103 Early Hints\r\nLink: </a>")
-    assert not interim.skip_interim_heads(buf)
+    assert not compat.skip_interim_heads(buf)
     assert bytes(buf) == b"HTTP/1.1 103 Early Hints\r\nLink: </a>"
 
 
 def test_install_wraps_the_http1_client_once():
     """The wrapper goes on mitmproxy's HTTP/1 client once, however often the addon loads."""
-    assert interim.install()
+    assert compat.install_interim_reader()
     wrapped = _http1.Http1Client.read_headers
-    assert interim.install()
+    assert compat.install_interim_reader()
     assert _http1.Http1Client.read_headers is wrapped
     assert getattr(wrapped, "_mitmcache_skips_interim", False)

@@ -2,7 +2,7 @@
 
 from mitmproxy.test import taddons, tflow
 
-from mitmcache.abort import abort_upstream
+from mitmcache.compat import abort_upstream
 
 
 class Handler:

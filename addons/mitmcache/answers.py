@@ -1,0 +1,109 @@
+"""Turning the engine's answers into responses on flows: a stored response (or a 304 or range of
+it, as the client's own request asks), the cache's own error, or an upstream answer relayed."""
+
+from collections.abc import Sequence
+
+from mitmproxy import http
+
+from . import responses
+from .annotate import annotate
+from .counters import Counters
+from .entry import Entry
+from .lookup import Refuse, Relay, Serve
+from .policy.cache_status import Status
+from .policy.dates import parse_http_date
+from .policy.fields import get_all, get_first, has_any
+from .policy.ranges import Kind as RangeKind
+from .policy.ranges import plan as range_plan
+from .policy.validators import answer_not_modified
+
+CLIENT_VALIDATORS = frozenset({b"if-none-match", b"if-modified-since"})
+RANGE = frozenset({b"range"})
+CONDITIONAL_OR_RANGE = CLIENT_VALIDATORS | RANGE
+
+
+def not_modified(if_none_match: Sequence[str], if_modified_since: str | None, entry: Entry) -> bool:
+    """Whether the client's own conditions let us answer 304 from ``entry`` (RFC 9110 §13.2.2);
+    If-Modified-Since compares with Last-Modified, else the stored Date (RFC 9111 §4.3.2)."""
+    if not if_none_match and not if_modified_since:
+        return False
+    modified = parse_http_date(entry.last_modified)
+    return answer_not_modified(
+        if_none_match, if_modified_since, entry.etag, modified if modified is not None else entry.date
+    )
+
+
+def serve(
+    flow: http.HTTPFlow,
+    key: str,
+    answer: Serve,
+    cache_name: str,
+    counters: Counters,
+    names: set[bytes] | None = None,
+) -> None:
+    """Answer from a stored entry: a 304 when the client's own conditions allow, a range when it
+    asks for one, else the response. ``names``: the request's field names, lower case, where the
+    caller has them: a plain GET (the common hit) then skips looking for validators and ranges."""
+    request = flow.request
+    entry, status, age = answer.entry, answer.status, answer.age
+    fields = request.headers.fields  # raw, as the stored ETag is: obs-text compares byte for byte
+    head = request.method == "HEAD"
+    if names is not None and names.isdisjoint(CONDITIONAL_OR_RANGE):
+        flow.response = responses.from_entry(entry, head=head, age=age, status=status, cache_name=cache_name)
+    elif not_modified(get_all(fields, "if-none-match"), get_first(fields, "if-modified-since"), entry):
+        flow.response = responses.not_modified(entry, age=age, status=status, cache_name=cache_name)
+    elif not head and entry.status == 200 and has_any(fields, RANGE):
+        flow.response = _ranges(entry, fields, age, status, cache_name)
+    else:
+        flow.response = responses.from_entry(entry, head=head, age=age, status=status, cache_name=cache_name)
+    annotate(flow, key, status, counters, age)
+
+
+def _ranges(entry: Entry, fields, age: float, status: Status, cache_name: str) -> http.Response:
+    plan = range_plan(
+        get_all(fields, "range"),
+        get_first(fields, "if-range"),
+        length=len(entry.body),
+        etag=entry.etag,
+        last_modified=entry.last_modified,
+        date=entry.date,
+        multipart_allowed=get_first(entry.fields, "content-encoding") is None,
+    )
+    if plan.kind is RangeKind.FULL:
+        return responses.from_entry(entry, head=False, age=age, status=status, cache_name=cache_name)
+    return responses.ranges(entry, plan, age=age, status=status, cache_name=cache_name)
+
+
+def refuse(flow: http.HTTPFlow, key: str, answer: Refuse, cache_name: str, counters: Counters) -> None:
+    flow.response = responses.error(answer.code, answer.message, answer.status, cache_name)
+    annotate(flow, key, answer.status, counters)
+
+
+def relay(flow: http.HTTPFlow, key: str, answer: Relay, cache_name: str, counters: Counters) -> None:
+    head = flow.request.method == "HEAD"
+    flow.response = responses.from_fetched(
+        answer.fetched, head=head, status=answer.status, cache_name=cache_name
+    )
+    annotate(flow, key, answer.status, counters)
+
+
+def client_conditions(request: http.Request) -> tuple[list[str], str | None]:
+    """Take the client's validators off a GET going upstream: they may name our generated ETag,
+    which the upstream never saw, and a 304 from upstream would leave nothing to store. They are
+    answered when the response returns."""
+    conditions = request.headers.get_all("if-none-match"), request.headers.get("if-modified-since")
+    request.headers.pop("if-none-match", None)
+    request.headers.pop("if-modified-since", None)
+    return conditions
+
+
+def has_client_conditions(request: http.Request, names: set[bytes] | None) -> bool:
+    if names is None:
+        return has_any(request.headers.fields, CLIENT_VALIDATORS)
+    return not names.isdisjoint(CLIENT_VALIDATORS)
+
+
+def stamp(response: http.Response, status: Status, cache_name: str, etag: str | None = None) -> None:
+    """Our decision on a forwarded response, unless its head has gone out already (streamed)."""
+    if not response.stream:
+        responses.add_status(response, status, cache_name, etag=etag)
