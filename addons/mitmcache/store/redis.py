@@ -1,0 +1,236 @@
+"""The storage contract (``store.base``) over Redis, shared by every process that points at it.
+
+Every key of one URL carries the URL's hash tag (``{T}``, a digest of the URL), so one cached
+response's keys -- its variants, their metadata, its coalescing lock -- live in one Redis Cluster
+slot. Each change is one Lua script (``redis_lua``) that also publishes the event telling the other
+processes to drop their in-process copy, so that no change goes unannounced. No ``KEYS``: a prefix
+is a range of a sorted set of URLs, a clear walks only this cache's hashes. Every key has a
+lifetime. A value that cannot be read is a miss and counted (``RedisLink.unreadable``), never an
+error. Redis bounds its own memory (``maxmemory``); ``resize`` has nothing to do here.
+
+Every method raises ``redis_link.Unavailable`` when Redis cannot be used: ``store.tiered`` falls
+back to the in-process tier then.
+"""
+
+import hashlib
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import msgpack
+from redis.exceptions import ResponseError
+
+from ..entry import Entry, Meta, Stored
+from . import packed, redis_lua
+from .base import Usage, Use, Vary
+from .codec import Unreadable
+from .memory import MAX_VARIANTS_PER_KEY
+from .redis_link import CHANNEL, KEY_PREFIX, RedisLink
+
+LEASE_SECONDS = 60.0  # a handed-out due entry is due again after this if nobody rescheduled it
+BATCH = 500  # URLs per script run when purging or clearing
+URLS = KEY_PREFIX + "urls"
+DUE = KEY_PREFIX + "due"
+
+
+def tag(key: str) -> str:
+    """A URL's hash tag: 16 hex digits of its digest (a URL may itself contain braces)."""
+    return hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=8).hexdigest()
+
+
+def variant_id(vary: Vary) -> str:
+    return hashlib.blake2b(msgpack.packb([list(p) for p in vary]), digest_size=8).hexdigest()
+
+
+def hash_key(key: str) -> str:
+    return f"{KEY_PREFIX}{{{tag(key)}}}:v"
+
+
+def lock_key(key: str) -> str:
+    return f"{KEY_PREFIX}{{{tag(key)}}}:lock"
+
+
+def _ms(at: float) -> int:
+    return int(at * 1000) + 1
+
+
+class RedisStore:
+    def __init__(self, link: RedisLink) -> None:
+        self.link = link
+        client = link.client
+        self._put = client.register_script(redis_lua.PUT)
+        self._discard = client.register_script(redis_lua.DISCARD)
+        self._delete = client.register_script(redis_lua.DELETE)
+        self._drop_hashes = client.register_script(redis_lua.DROP_HASHES)
+        self._due = client.register_script(redis_lua.DUE)
+        self._reschedule = client.register_script(redis_lua.RESCHEDULE)
+        self._uses = client.register_script(redis_lua.USES)
+        self._failure = client.register_script(redis_lua.REFRESH_FAILURE)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def _decode(self, key: str, raw: dict[bytes, bytes]) -> list[Stored]:
+        """A URL's hash as stored variants, oldest write first; unreadable ones are counted and
+        left out, ended ones left out."""
+        if raw.get(b"url") != key.encode("utf-8", "surrogateescape"):
+            return []  # nothing stored, or another URL with the same tag
+        now, found = time.time(), []
+        for name, value in raw.items():
+            if not name.startswith(b"e:"):
+                continue
+            try:
+                entry = packed.decode_entry(value)
+                meta = packed.decode_meta(raw[b"m:" + name[2:]])
+                if meta.version != entry.version or entry.key != key:
+                    raise Unreadable("metadata of another version")
+            except (Unreadable, KeyError):
+                self.link.unreadable += 1
+                continue
+            if meta.keep_until > now:
+                found.append(Stored(entry, meta.meta, meta.keep_until))
+        found.sort(key=lambda s: s.meta.stored_at)
+        return found
+
+    async def _read(self, key: str) -> list[Stored]:
+        client = self.link.client
+        try:
+            raw = await self.link.run(lambda: client.hgetall(hash_key(key)))
+        except ResponseError:  # a key of another type at our name (WRONGTYPE): foreign, a miss
+            self.link.unreadable += 1
+            return []
+        return self._decode(key, raw)
+
+    async def variants(self, key: str) -> Sequence[Stored]:
+        return await self._read(key)
+
+    async def peek(self, key: str) -> Sequence[Stored]:
+        return await self._read(key)
+
+    async def keys(self) -> list[str]:
+        """Every stored URL, in URL order (Redis keeps use order itself, for its own eviction)."""
+        client = self.link.client
+        raw = await self.link.run(lambda: client.zrange(URLS, 0, -1))
+        return [k.decode("utf-8", "surrogateescape") for k in raw]
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    async def put(self, entry: Entry, meta: Meta, *, keep_until: float, check_at: float) -> bool:
+        key, vid = entry.key, variant_id(entry.vary)
+        args = [
+            key,
+            tag(key),
+            vid,
+            packed.encode_entry(entry),
+            packed.encode_meta(entry.version, meta, keep_until),
+            _ms(keep_until),
+            repr(check_at),
+            MAX_VARIANTS_PER_KEY,
+            CHANNEL,
+            self.link.event("drop", key),
+        ]
+        await self.link.run(lambda: self._put(keys=[hash_key(key), URLS, DUE], args=args))
+        return True
+
+    async def discard(self, key: str, vary: Vary, version: int) -> bool:
+        args = [key, tag(key), variant_id(vary), str(version), CHANNEL, self.link.event("drop", key)]
+        return bool(await self.link.run(lambda: self._discard(keys=[hash_key(key), URLS, DUE], args=args)))
+
+    async def _delete_urls(self, urls: Sequence[str], event: bytes | str) -> int:
+        keys: list[str] = [URLS, DUE]
+        args: list[Any] = [CHANNEL, event]
+        for url in urls:
+            keys += [hash_key(url), lock_key(url)]
+            args += [url, tag(url)]
+        return int(await self.link.run(lambda: self._delete(keys=keys, args=args)))
+
+    async def delete(self, key: str) -> int:
+        return await self._delete_urls([key], self.link.event("drop", key))
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """The URLs under ``prefix`` are a lexical range of the URL index: no scan of the keyspace."""
+        client, start = self.link.client, b"[" + prefix.encode("utf-8", "surrogateescape")
+        end = b"(" + prefix.encode("utf-8", "surrogateescape") + b"\xff"
+        dropped = 0
+        while True:
+            batch = await self.link.run(lambda: client.zrangebylex(URLS, start, end, start=0, num=BATCH))
+            urls = [u.decode("utf-8", "surrogateescape") for u in batch]
+            if not urls:
+                break
+            dropped += await self._delete_urls(urls, "")
+        await self.link.publish("drop-prefix", prefix)
+        return dropped
+
+    async def clear(self) -> int:
+        """Drop every hash of this cache (walked with ``SCAN``, which never blocks Redis: a clear
+        is rare, and also finds entries the index lost), then the indexes."""
+        client, dropped = self.link.client, 0
+        pattern = KEY_PREFIX + "{*}:v"
+        cursor = 0
+        while True:
+            cursor, names = await self.link.run(lambda c=cursor: client.scan(c, match=pattern, count=BATCH))
+            if names:
+                dropped += int(await self.link.run(lambda n=names: self._drop_hashes(keys=list(n))))
+            if cursor == 0:
+                break
+        await self.link.run(lambda: client.delete(URLS, DUE))
+        await self.link.publish("drop-all")
+        return dropped
+
+    # -- the schedule ----------------------------------------------------------------------------
+
+    async def due(self, now: float, limit: int) -> list[Stored]:
+        args = [repr(now), limit, repr(now + LEASE_SECONDS), KEY_PREFIX]
+        raw = await self.link.run(lambda: self._due(keys=[URLS, DUE], args=args))
+        found = []
+        for i in range(0, len(raw), 3):
+            url, entry_raw, meta_raw = raw[i].decode("utf-8", "surrogateescape"), raw[i + 1], raw[i + 2]
+            try:
+                entry, meta = packed.decode_entry(entry_raw), packed.decode_meta(meta_raw)
+            except Unreadable:
+                self.link.unreadable += 1
+                continue
+            if entry.key == url and entry.version == meta.version:
+                found.append(Stored(entry, meta.meta, meta.keep_until))
+        return found
+
+    async def reschedule(self, key: str, vary: Vary, version: int, check_at: float) -> bool:
+        args = [key, tag(key), variant_id(vary), str(version), repr(check_at)]
+        return bool(await self.link.run(lambda: self._reschedule(keys=[hash_key(key), DUE], args=args)))
+
+    # -- metadata --------------------------------------------------------------------------------
+
+    async def record_uses(self, uses: Sequence[Use]) -> None:
+        """One script run for a batch of uses; uses of one version are summed first."""
+        summed: dict[tuple[str, Vary, int], list[float]] = {}
+        for use in uses:
+            item = summed.setdefault((use.key, use.vary, use.version), [0.0, 0, 0.0])
+            item[0] = max(item[0], use.at)
+            item[1] += use.hit
+            item[2] = max(item[2], use.keep_until)
+        if not summed:
+            return
+        keys, args = [URLS, DUE], []
+        for (key, vary, version), (at, hits, keep) in summed.items():
+            keys.append(hash_key(key))
+            args += [key, variant_id(vary), str(version), repr(at), int(hits), repr(keep)]
+        await self.link.run(lambda: self._uses(keys=keys, args=args))
+
+    async def note_refresh_failure(self, key: str, vary: Vary, version: int, retry_at: float) -> None:
+        args = [key, variant_id(vary), str(version), repr(retry_at)]
+        await self.link.run(lambda: self._failure(keys=[hash_key(key)], args=args))
+
+    async def usage(self) -> Usage:
+        """What the shared tier holds: variants (scheduled), URLs, and Redis's own memory."""
+        client = self.link.client
+
+        async def read() -> tuple[int, int, int, int]:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.zcard(DUE).zcard(URLS).info("memory").info("stats")
+                entries, keys, memory, stats = await pipe.execute()
+            return entries, keys, int(memory.get("used_memory", 0)), int(stats.get("evicted_keys", 0))
+
+        entries, keys, used, evicted = await self.link.run(read)
+        return Usage(entries=entries, keys=keys, bytes=used, evictions=evicted)
+
+    async def resize(self, max_bytes: int, max_entries: int) -> None:
+        """Redis bounds itself (``maxmemory``); the in-process tier in front takes the bounds."""

@@ -1,0 +1,251 @@
+"""The Redis store's scripts: each change to one URL's variants is one atomic script run.
+
+Layout (``P`` is the key prefix, ``T`` a URL's hash tag, ``V`` a variant's id; see ``store/redis.py``):
+
+* ``P{T}:v`` -- a hash per URL: ``url``, and per variant ``e:V`` (the entry, msgpack) and ``m:V``
+  (its metadata, a msgpack array ``[version, stored_at, last_access, hits, failures, retry_at,
+  keep_until]``); it expires with its longest-lived variant.
+* ``P{T}:lock`` -- the URL's coalescing lock (``shared_coalesce.py``), in the same Cluster slot.
+* ``Purls`` -- every stored URL in a sorted set of equal scores, so a prefix is a lexical range
+  (``ZRANGEBYLEX``), never a scan; ``Pdue`` -- each variant's next check time, member ``T:V:url``.
+
+Every key gets a lifetime (``keep``): the hashes their variants', the two indexes the longest of
+what they index, so nothing outlives the entries written last. Scripts that see a value they cannot
+read treat it as absent; a key of another type at a hash's name is replaced on the next write.
+"""
+
+_HELPERS = """
+local function keep(k, at)
+  local current = redis.call('PEXPIRETIME', k)
+  if current < at then redis.call('PEXPIREAT', k, at) end
+end
+local function is_hash(k)
+  return redis.call('TYPE', k)['ok'] == 'hash'
+end
+local function meta_of(h, vid, version)
+  local raw = redis.call('HGET', h, 'm:' .. vid)
+  if not raw then return nil end
+  local ok, m = pcall(cmsgpack.unpack, raw)
+  if not ok or type(m) ~= 'table' or m[1] ~= version then return nil end
+  return m
+end
+"""
+
+# KEYS: hash, urls, due. ARGV: url, tag, vid, entry, meta, keep_ms, check_at, max_variants, channel,
+# message.
+PUT = (
+    _HELPERS
+    + """
+local h, url, tag, vid = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+if redis.call('EXISTS', h) == 1 and not is_hash(h) then redis.call('DEL', h) end
+local owner = redis.call('HGET', h, 'url')
+if owner and owner ~= url then
+  -- another URL with the same tag (a hash collision) gives way
+  for _, f in ipairs(redis.call('HKEYS', h)) do
+    if string.sub(f, 1, 2) == 'm:' then redis.call('ZREM', KEYS[3], tag .. ':' .. string.sub(f, 3) .. ':' .. owner) end
+  end
+  redis.call('ZREM', KEYS[2], owner)
+  redis.call('DEL', h)
+end
+if redis.call('HEXISTS', h, 'm:' .. vid) == 0 then
+  local others = {}
+  for _, f in ipairs(redis.call('HKEYS', h)) do
+    if string.sub(f, 1, 2) == 'm:' then
+      local ok, m = pcall(cmsgpack.unpack, redis.call('HGET', h, f))
+      table.insert(others, {string.sub(f, 3), (ok and type(m) == 'table' and tonumber(m[2])) or 0})
+    end
+  end
+  local cap = tonumber(ARGV[8])
+  if #others >= cap then
+    table.sort(others, function(a, b) return a[2] < b[2] end)
+    for i = 1, #others - cap + 1 do
+      local old = others[i][1]
+      redis.call('HDEL', h, 'e:' .. old, 'm:' .. old)
+      redis.call('ZREM', KEYS[3], tag .. ':' .. old .. ':' .. url)
+    end
+  end
+end
+redis.call('HSET', h, 'url', url, 'e:' .. vid, ARGV[4], 'm:' .. vid, ARGV[5])
+redis.call('ZADD', KEYS[2], 0, url)
+redis.call('ZADD', KEYS[3], ARGV[7], tag .. ':' .. vid .. ':' .. url)
+local until_ms = tonumber(ARGV[6])
+keep(h, until_ms)
+keep(KEYS[2], until_ms)
+keep(KEYS[3], until_ms)
+redis.call('PUBLISH', ARGV[9], ARGV[10])
+return 1
+"""
+)
+
+# KEYS: hash, urls, due. ARGV: url, tag, vid, version, channel, message.
+DISCARD = (
+    _HELPERS
+    + """
+local h, url, tag, vid = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+if not is_hash(h) or redis.call('HGET', h, 'url') ~= url then return 0 end
+if not meta_of(h, vid, ARGV[4]) then return 0 end
+redis.call('HDEL', h, 'e:' .. vid, 'm:' .. vid)
+redis.call('ZREM', KEYS[3], tag .. ':' .. vid .. ':' .. url)
+if redis.call('HLEN', h) <= 1 then
+  redis.call('DEL', h)
+  redis.call('ZREM', KEYS[2], url)
+end
+redis.call('PUBLISH', ARGV[5], ARGV[6])
+return 1
+"""
+)
+
+# KEYS: urls, due, then (hash, lock) per URL. ARGV: channel, message ('' for none), then (url, tag)
+# per URL. Drops every variant of each URL and a finished fetch's outcome kept on its lock.
+DELETE = (
+    _HELPERS
+    + """
+local dropped = 0
+for i = 3, #KEYS, 2 do
+  local h, lock = KEYS[i], KEYS[i + 1]
+  local url, tag = ARGV[i], ARGV[i + 1]
+  if is_hash(h) and redis.call('HGET', h, 'url') == url then
+    for _, f in ipairs(redis.call('HKEYS', h)) do
+      if string.sub(f, 1, 2) == 'm:' then
+        dropped = dropped + 1
+        redis.call('ZREM', KEYS[2], tag .. ':' .. string.sub(f, 3) .. ':' .. url)
+      end
+    end
+    redis.call('DEL', h)
+  end
+  redis.call('ZREM', KEYS[1], url)
+  local held = redis.call('GET', lock)
+  if held and string.sub(held, 1, 5) == 'done:' then redis.call('DEL', lock) end
+end
+if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
+return dropped
+"""
+)
+
+# KEYS: the hashes to drop. Returns how many variants they held.
+DROP_HASHES = """
+local dropped = 0
+for _, h in ipairs(KEYS) do
+  if redis.call('TYPE', h)['ok'] == 'hash' then
+    for _, f in ipairs(redis.call('HKEYS', h)) do
+      if string.sub(f, 1, 2) == 'm:' then dropped = dropped + 1 end
+    end
+  end
+  redis.call('DEL', h)
+end
+return dropped
+"""
+
+# KEYS: urls, due. ARGV: now, limit, lease_until, key prefix. Hands out due variants, each once: its
+# check time becomes the lease's end (a process that dies with it leaves it to another then).
+# Returns url, entry, meta per variant; drops schedule items of variants that are gone.
+DUE = (
+    _HELPERS
+    + """
+local out = {}
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])) do
+  local tag, vid, url = string.sub(member, 1, 16), string.sub(member, 18, 33), string.sub(member, 35)
+  local h = ARGV[4] .. '{' .. tag .. '}:v'
+  local found = nil
+  if is_hash(h) and redis.call('HGET', h, 'url') == url then
+    found = redis.call('HMGET', h, 'e:' .. vid, 'm:' .. vid)
+  else
+    redis.call('ZREM', KEYS[1], url)
+  end
+  if found and found[1] and found[2] then
+    redis.call('ZADD', KEYS[2], ARGV[3], member)
+    table.insert(out, url)
+    table.insert(out, found[1])
+    table.insert(out, found[2])
+  else
+    redis.call('ZREM', KEYS[2], member)
+  end
+end
+return out
+"""
+)
+
+# KEYS: hash, due. ARGV: url, tag, vid, version, check_at.
+RESCHEDULE = (
+    _HELPERS
+    + """
+local h, url = KEYS[1], ARGV[1]
+if not is_hash(h) or redis.call('HGET', h, 'url') ~= url then return 0 end
+if not meta_of(h, ARGV[3], ARGV[4]) then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[5], ARGV[2] .. ':' .. ARGV[3] .. ':' .. url)
+return 1
+"""
+)
+
+# KEYS: urls, due, then one hash per use. ARGV: (url, vid, version, at, hits, keep_until) per use.
+USES = (
+    _HELPERS
+    + """
+for i = 3, #KEYS do
+  local h, a = KEYS[i], (i - 3) * 6
+  if is_hash(h) and redis.call('HGET', h, 'url') == ARGV[a + 1] then
+    local m = meta_of(h, ARGV[a + 2], ARGV[a + 3])
+    if m then
+      m[3] = math.max(tonumber(m[3]), tonumber(ARGV[a + 4]))
+      m[4] = tonumber(m[4]) + tonumber(ARGV[a + 5])
+      m[7] = math.max(tonumber(m[7]), tonumber(ARGV[a + 6]))
+      redis.call('HSET', h, 'm:' .. ARGV[a + 2], cmsgpack.pack(m))
+      local until_ms = math.ceil(m[7] * 1000)
+      keep(h, until_ms)
+      keep(KEYS[1], until_ms)
+      keep(KEYS[2], until_ms)
+    end
+  end
+end
+return 1
+"""
+)
+
+# KEYS: hash. ARGV: url, vid, version, retry_at.
+REFRESH_FAILURE = (
+    _HELPERS
+    + """
+local h = KEYS[1]
+if not is_hash(h) or redis.call('HGET', h, 'url') ~= ARGV[1] then return 0 end
+local m = meta_of(h, ARGV[2], ARGV[3])
+if not m then return 0 end
+m[5] = tonumber(m[5]) + 1
+m[6] = tonumber(ARGV[4])
+redis.call('HSET', h, 'm:' .. ARGV[2], cmsgpack.pack(m))
+return 1
+"""
+)
+
+# Coalescing (shared_coalesce.py). KEYS: lock. ARGV: token, lifetime_ms. Returns 'lead' when this
+# caller now holds the lock, else what the lock holds: another leader's token, or 'done:...' (the
+# outcome of a fetch that finished a moment ago).
+CLAIM = """
+local held = redis.call('GET', KEYS[1])
+if not held then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 'lead'
+end
+return held
+"""
+
+# KEYS: lock. ARGV: token, lifetime_ms. 1 while this caller still holds it.
+EXTEND = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# KEYS: lock. ARGV: token, what the lock keeps ('' to delete it), for how long (ms), channel, message.
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  if ARGV[2] ~= '' then
+    redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  else
+    redis.call('DEL', KEYS[1])
+  end
+end
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+"""
