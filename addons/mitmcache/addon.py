@@ -16,7 +16,7 @@ from typing import Any
 
 from mitmproxy import ctx, exceptions, http
 
-from . import answers, config
+from . import answers, config, responses
 from .annotate import annotate
 from .compat import install_interim_reader
 from .control import Control
@@ -218,7 +218,7 @@ class Cache:
             length = get_first(response.headers.fields, "content-length")
             if length is None or over(length, self.settings.max_object_bytes):
                 response.stream = True
-                answers.stamp(response, self._bypass_status(flow), self.settings.name)
+                responses.add_status(response, self._bypass_status(flow), self.settings.name)
 
     def response(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
         """What came back from upstream: stored, invalidating, or passing by. A plain function

@@ -327,5 +327,10 @@ class Engine:
         return self._usage
 
     @property
+    def idle(self) -> bool:
+        """No fetch under way and no control-plane refresh pending."""
+        return not self._tasks and not len(self.core.coalescer)
+
+    @property
     def inflight(self) -> int:
         return len(self.core.coalescer)

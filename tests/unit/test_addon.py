@@ -8,7 +8,8 @@ import pytest
 from mitmproxy import exceptions, http
 from mitmproxy.test import taddons, tflow, tutils
 
-from mitmcache.addon import Cache, authority
+from mitmcache.addon import Cache
+from mitmcache.request_key import authority
 
 ENTRY_SCRIPT = Path(__file__).resolve().parents[2] / "addons" / "cache.py"
 
@@ -102,7 +103,7 @@ async def test_flows_that_go_upstream_are_counted_as_upstream_fetches():
         await fetch(cache, get())
         await fetch(cache, get())
         await cache.request(get(method="POST"))
-        assert cache.counts["upstream_fetch"] == 2
+        assert cache.engine.counters["upstream_fetch"] == 2
 
 
 async def test_an_upstream_error_releases_the_waiters_with_a_502():
@@ -137,7 +138,7 @@ async def test_a_leader_without_a_response_head_in_time_releases_its_waiters_wit
         await asyncio.wait_for(waiting, 1)
         assert follower.response.status_code == 504
         assert "upstream-timeout" in follower.response.headers["cache-status"]
-        assert not cache.inflight.busy("http://example/a")
+        assert not cache.engine.refreshing("http://example/a")
 
 
 async def test_a_leader_whose_response_head_arrived_is_not_timed_out():
@@ -164,7 +165,7 @@ async def test_the_leaders_client_leaving_makes_a_waiter_the_new_leader():
         cache.error(leader)
         await asyncio.wait_for(waiting, 1)
         assert follower.response is None  # it goes upstream itself, as the new leader
-        assert cache.inflight.busy("http://example/a")
+        assert cache.engine.refreshing("http://example/a")
 
 
 async def test_a_successful_post_drops_the_stored_url():

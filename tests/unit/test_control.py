@@ -11,9 +11,10 @@ import pytest
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.test import taddons, tflow, tutils
 
-from mitmcache.addon import Cache, cache_key
-from mitmcache.control import BadRequest, Target
-from mitmcache.entry import Entry
+from mitmcache.addon import Cache
+from mitmcache.entry import Entry, Meta
+from mitmcache.request_key import cache_key
+from mitmcache.targets import BadRequest, Target
 from mitmcache.upstream import Fetched
 from tests.support.entries import stored_entry
 
@@ -21,10 +22,13 @@ KEY = "s3cret-key"
 HOST = "http://up:80"
 
 
+IDLE: dict[int, float] = {}  # seconds since a client last asked, by entry version
+
+
 def entry(key: str = f"{HOST}/a", vary: tuple[tuple[str, str], ...] = (), *, idle: float = 0.0) -> Entry:
-    """A stored 200 with 60 s to live, last asked for ``idle`` seconds ago."""
+    """A stored 200 with 60 s to live, last asked for ``idle`` seconds ago (once stored by ``put``)."""
     now = time.time()
-    return stored_entry(
+    made = stored_entry(
         key,
         host=key.split("/")[2],
         vary=vary,
@@ -34,8 +38,9 @@ def entry(key: str = f"{HOST}/a", vary: tuple[tuple[str, str], ...] = (), *, idl
         upstream_etag='"v1"',
         date=now,
         response_time=now,
-        last_access=now - idle,
     )
+    IDLE[made.version] = idle
+    return made
 
 
 def request_flow(path: str, method: str = "GET", headers: dict[str, str] | None = None, body: bytes = b""):
@@ -62,22 +67,32 @@ class FakeUpstream:
 @pytest.fixture
 async def cache():
     addon = Cache()
-    addon.upstream.get = FakeUpstream().get  # refreshes never leave the process
+    addon.engine.upstream.get = FakeUpstream().get  # refreshes never leave the process
     with taddons.context(addon) as tctx:
         tctx.configure(addon, cache_admin_key=KEY)
         yield addon
-        addon.control.done()
+        addon.engine.stop()
+
+
+def store(cache: Cache):
+    return cache.engine.core.store
 
 
 async def put(cache: Cache, *entries: Entry) -> None:
+    now = time.time()
     for e in entries:
-        await cache.store.put(e)
+        meta = Meta(stored_at=now - IDLE.get(e.version, 0.0), last_access=now - IDLE.get(e.version, 0.0))
+        await store(cache).put(e, meta, keep_until=now + 3600, check_at=now + 3600)
+
+
+async def entries_stored(cache: Cache) -> int:
+    return (await store(cache).usage()).entries
 
 
 async def settle(cache: Cache) -> None:
     """Let the control plane's background refreshes finish."""
     for _ in range(100):
-        if not cache.control._tasks and not len(cache.inflight):
+        if cache.engine.idle:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("background work did not finish")
@@ -123,7 +138,7 @@ async def test_command_names_are_reachable_from_mitmweb(cache):
 
 
 async def test_cache_stats_returns_the_counters_as_json(cache):
-    cache.counts.update({"HIT": 3, "MISS": 1, "MISS:private": 1})
+    cache.engine.counters.update({"HIT": 3, "MISS": 1, "MISS:private": 1})
     await put(cache, entry())
     stats = json.loads(ctx.master.commands.execute("cache.stats"))
     assert (stats["hits"], stats["misses"], stats["entries"]) == (3, 1, 1)
@@ -133,7 +148,7 @@ async def test_cache_stats_returns_the_counters_as_json(cache):
 async def test_cache_clear_returns_how_many_entries_were_dropped(cache):
     await put(cache, entry(f"{HOST}/a"), entry(f"{HOST}/b"))
     assert ctx.master.commands.call("cache.clear") == 2
-    assert cache.store.usage().entries == 0
+    assert await entries_stored(cache) == 0
 
 
 async def test_cache_purge_drops_every_variant_of_a_path_under_every_host(cache):
@@ -145,26 +160,26 @@ async def test_cache_purge_drops_every_variant_of_a_path_under_every_host(cache)
         entry(f"{HOST}/b"),
     )
     assert ctx.master.commands.execute("cache.purge /a") == 3
-    assert await cache.store.keys() == [f"{HOST}/b"]
+    assert await store(cache).keys() == [f"{HOST}/b"]
 
 
 async def test_cache_purge_of_a_full_url_spares_other_hosts(cache):
     await put(cache, entry(f"{HOST}/a"), entry("http://other:80/a"))
     assert ctx.master.commands.call("cache.purge", f"{HOST}/a") == 1
-    assert await cache.store.keys() == ["http://other:80/a"]
+    assert await store(cache).keys() == ["http://other:80/a"]
 
 
 async def test_cache_purge_prefix_drops_every_url_under_it(cache):
     await put(cache, entry(f"{HOST}/api/a"), entry(f"{HOST}/api/b?x=1"), entry(f"{HOST}/apiary"))
     assert ctx.master.commands.call("cache.purge.prefix", "/api/") == 2
-    assert cache.counts["purged"] == 2 and cache.counts["purges"] == 1
+    assert cache.engine.counters["purged"] == 2 and cache.engine.counters["purges"] == 1
 
 
 async def test_cache_purge_flows_drops_the_urls_of_the_given_flows(cache):
     flow = request_flow("/from-a-flow")
     await put(cache, entry(cache_key(flow.request)), entry(f"{HOST}/kept"))
     assert ctx.master.commands.call("cache.purge.flows", [flow]) == 1
-    assert await cache.store.keys() == [f"{HOST}/kept"]
+    assert await store(cache).keys() == [f"{HOST}/kept"]
 
 
 async def test_a_bad_url_is_a_command_error(cache):
@@ -174,7 +189,7 @@ async def test_a_bad_url_is_a_command_error(cache):
 
 async def test_cache_refresh_refetches_every_variant_one_after_the_other(cache):
     fake = FakeUpstream()
-    cache.upstream.get = fake.get
+    cache.engine.upstream.get = fake.get
     await put(
         cache,
         entry(f"{HOST}/v", (("accept-language", "en"),)),
@@ -184,20 +199,20 @@ async def test_cache_refresh_refetches_every_variant_one_after_the_other(cache):
     assert (result["result"], result["refreshing"]) == ("refreshing", 2)
     await settle(cache)
     assert sorted(fields[b"accept-language"] for _, fields in fake.requests) == [b"de", b"en"]
-    assert {e.body for e in await cache.store.peek(f"{HOST}/v")} == {b"v2"}
+    assert {s.entry.body for s in await store(cache).peek(f"{HOST}/v")} == {b"v2"}
 
 
 async def test_a_refresh_drops_the_variants_that_vary_on_credentials(cache):
     """No refresh may replay a client's Cookie: such a variant is dropped, the next client
     fetches it with its own."""
     fake = FakeUpstream()
-    cache.upstream.get = fake.get
+    cache.engine.upstream.get = fake.get
     await put(cache, entry(f"{HOST}/me", (("cookie", "session=alice"),)))
     result = json.loads(ctx.master.commands.call("cache.refresh", "/me"))
     assert (result["result"], result["refreshing"], result["cleared"]) == ("cleared", 0, 1)
     await settle(cache)
     assert fake.requests == []
-    assert list(await cache.store.peek(f"{HOST}/me")) == []
+    assert list(await store(cache).peek(f"{HOST}/me")) == []
 
 
 async def test_cache_entries_lists_what_is_stored(cache):
@@ -222,14 +237,14 @@ async def test_clear_cache_refreshes_hot_variants_and_drops_cold_ones(cache):
         "de": "cleared",
     }
     await settle(cache)
-    assert [e.vary for e in await cache.store.peek(key)] == [hot.vary]
+    assert [s.entry.vary for s in await store(cache).peek(key)] == [hot.vary]
 
 
 async def test_clear_cache_with_a_wrong_key_changes_nothing(cache):
     flow = request_flow("/h", headers={"Clear-Cache": "1", "Clear-Cache-Key": "wrong"})
     await put(cache, entry(cache_key(flow.request), idle=600))
     assert (await answer(cache, flow))[0] == 401
-    assert cache.store.usage().entries == 1
+    assert await entries_stored(cache) == 1
 
 
 async def test_the_key_is_redacted_on_the_flow(cache):
