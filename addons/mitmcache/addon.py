@@ -20,6 +20,7 @@ from . import answers, config, responses
 from .annotate import annotate
 from .compat import install_interim_reader
 from .control import Control
+from .core import run_eagerly
 from .engine import Engine
 from .forwarding import Forwarding, over
 from .lookup import Answer, Forward, Refuse, Serve
@@ -28,6 +29,8 @@ from .policy.fields import get_first
 from .policy.reuse import NO_DIRECTIVES, request_directives
 from .request_key import authority, cache_key
 from .retention import FlowRetention
+from .shared_tier import SharedTier
+from .store.selection import Backend
 from .upstream import tls_verification
 
 # mitmproxy's options (tlsconfig's) that decide how the cache's own upstream client verifies TLS.
@@ -54,15 +57,17 @@ class Cache:
         self.addons = [self.control, self.retention]
         self._tls_verify: bool | ssl.SSLContext = True
         self._timeouts: asyncio.Task[None] | None = None
+        self.shared: SharedTier | None = None  # CACHE_STORE=redis://...
+        self._secrets: dict[tuple[str, str], str] = {}  # (option, value shown) -> value with its secret
+        self._running = False
 
     # -- options ---------------------------------------------------------------------------
 
     def load(self, loader) -> None:
         defaults = config.defaults()  # a bad CACHE_ENV_FILE raises ValueError: loud at startup
         for setting in config.SETTINGS:
-            loader.add_option(
-                setting.option, str, defaults[setting.option], f"{setting.help} (env {setting.env})"
-            )
+            default = self._conceal(setting, defaults[setting.option])
+            loader.add_option(setting.option, str, default, f"{setting.help} (env {setting.env})")
         install_interim_reader()  # mitmproxy would take an upstream's 1xx for its final response
 
     def configure(self, updated: set[str]) -> None:
@@ -70,16 +75,48 @@ class Cache:
             self._tls_verify = self._upstream_tls_verification()
         if not updated & config.BY_OPTION.keys():
             return
+        raw = {s.option: getattr(ctx.options, s.option) for s in config.SETTINGS}
+        raw = {option: self._secrets.get((option, value), value) for option, value in raw.items()}
         try:
-            settings = config.parse_settings(
-                {s.option: getattr(ctx.options, s.option) for s in config.SETTINGS}
-            )
+            settings = config.parse_settings(raw)
         except ValueError as e:
             raise exceptions.OptionsError(str(e)) from None
+        if settings.store != self.settings.store:
+            self._use_store(settings)
+        self._conceal_options()
         self.settings = settings
         self.engine.configure(settings)
         log.setLevel(settings.log_level.upper())
         self._warn_about_options(settings)
+
+    # -- the store and its secrets ---------------------------------------------------------------
+
+    def _conceal(self, setting: config.Setting, value: str) -> str:
+        """The form of ``value`` that options show (mitmweb's editor, ``--options``), remembering
+        the secret it stands for."""
+        shown = setting.shown(value)
+        if shown != value:
+            self._secrets[(setting.option, shown)] = value
+        return shown
+
+    def _conceal_options(self) -> None:
+        """An option set to a value with a secret (``--set``, mitmweb) keeps only its shown form."""
+        for setting in config.SETTINGS:
+            value = getattr(ctx.options, setting.option, None)
+            if value is not None and (shown := self._conceal(setting, value)) != value:
+                ctx.options.update(**{setting.option: shown})
+
+    def _use_store(self, settings: config.Settings) -> None:
+        """Where entries are kept is decided at startup: a running proxy keeps its store."""
+        if self._running:
+            raise exceptions.OptionsError(
+                f"cache_store: changes take effect at startup only (now {self.settings.store.shown}); "
+                "restart the proxy to use another store"
+            )
+        if settings.store.backend is Backend.REDIS:
+            self.shared = SharedTier(settings.store, lambda: self.settings)
+            self.shared.install(self.engine.core)
+        self.control.shared = self.shared
 
     @staticmethod
     def _warn_about_options(settings: config.Settings) -> None:
@@ -118,6 +155,10 @@ class Cache:
             ) from None
 
     def running(self) -> None:
+        self._running = True
+        if self.shared is not None:
+            self.shared.start()
+            log.info("cache store: %s, with an in-process tier in front", self.shared.location.shown)
         self.engine.start(self._tls_verify)
         self._timeouts = asyncio.get_running_loop().create_task(self._watch_upstream_timeouts())
         if self.retention in self.addons and ctx.master.addons.get("view") is None:
@@ -130,6 +171,8 @@ class Cache:
         if self._timeouts is not None:
             self._timeouts.cancel()
         self.engine.stop()
+        if self.shared is not None:
+            run_eagerly(self.shared.close())
 
     async def _watch_upstream_timeouts(self) -> None:
         while True:

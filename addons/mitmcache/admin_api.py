@@ -135,7 +135,7 @@ class AdminApi:
             self._answer(flow, 400, {"error": "bad request", "detail": str(e)}, name)
 
     async def _endpoint_health(self, flow: http.HTTPFlow, name: str) -> None:
-        self._answer(flow, 200, {"service": SERVICE, "status": "ok"}, name)
+        self._answer(flow, 200, self._control.health(), name)
 
     async def _endpoint_stats(self, flow: http.HTTPFlow, name: str) -> None:
         self._answer(flow, 200, await self._control.stats(), name)

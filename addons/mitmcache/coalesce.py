@@ -49,6 +49,12 @@ class Coalescer(Protocol):
 
     def lead(self, key: str) -> bool: ...
 
+    async def claim(self, key: str) -> bool:
+        """After ``lead``: confirm the lead across the processes sharing the store. False when
+        another process fetches ``key``: this coalescer then finishes the local fetch with that
+        fetch's outcome, and the caller waits for it like a follower."""
+        ...
+
     def busy(self, key: str) -> bool: ...
 
     def finish(self, key: str, outcome: Outcome) -> None: ...
@@ -67,6 +73,10 @@ class Inflight:
         if key in self._futures:
             return False
         self._futures[key] = asyncio.get_running_loop().create_future()
+        return True
+
+    async def claim(self, key: str) -> bool:
+        """One process: leading here is leading everywhere."""
         return True
 
     def busy(self, key: str) -> bool:

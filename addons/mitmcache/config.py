@@ -19,6 +19,7 @@ from dotenv import dotenv_values
 
 from .policy.lifecycle import Lifecycle, RefreshMode
 from .policy.storable import Rules
+from .store.selection import StoreLocation, redacted, store_location
 
 ENV_FILE_VARIABLE = "CACHE_ENV_FILE"
 
@@ -107,6 +108,7 @@ class Setting:
     parse: Callable[[str], Any]
     expected: str  # what a valid value looks like, for error messages
     help: str
+    shown: Callable[[str], str] = str  # how a value appears in messages (secrets redacted)
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -288,6 +290,18 @@ SETTINGS: tuple[Setting, ...] = (
         "debug, info, warning or error",
         "Level of the cache's own log lines; debug logs one line per cache decision.",
     ),
+    Setting(
+        "cache_store",
+        "CACHE_STORE",
+        "memory",
+        store_location,
+        "memory, or redis://[[user]:password@]host:port/db (rediss:// for TLS)",
+        "Where entries are kept: memory (this process only), or a Redis (or Valkey) shared by every "
+        "proxy that names it, with a bounded in-process tier in front (cache_max_bytes and "
+        "cache_max_entries bound that tier; Redis bounds itself with maxmemory). The password is "
+        "shown redacted.",
+        shown=redacted,
+    ),
 )
 
 BY_OPTION = {s.option: s for s in SETTINGS}
@@ -317,6 +331,7 @@ class Settings:
     web_max_flows: int
     name: str
     log_level: str
+    store: StoreLocation
     rules: Rules = field(init=False, compare=False)  # what storing needs, built once, not per response
     lifecycle: Lifecycle = field(init=False, compare=False)  # what an entry's life needs, likewise
 
@@ -377,7 +392,7 @@ def parse_one(option: str, raw: str) -> Any:
             raise ValueError
     except ValueError:
         raise ValueError(
-            f"invalid value {raw!r} for {setting.option} (environment variable {setting.env}): "
+            f"invalid value {setting.shown(raw)!r} for {setting.option} (environment variable {setting.env}): "
             f"expected {setting.expected}"
         ) from None
     return value

@@ -28,6 +28,8 @@ from .entry import Stored
 from .metrics import CacheCollector, Stats, registry_for, snapshot
 from .policy.freshness import current_age
 from .policy.lifecycle import refreshable_in_background
+from .shared_tier import SharedTier
+from .store_status import StoreCollector, store_health, store_stats
 from .targets import DEFAULT_PAGE, MAX_PAGE, BadRequest, Target, after_cursor, cursor_of, split_key
 
 log = logging.getLogger("mitmcache")
@@ -42,6 +44,8 @@ class Control:
         self.key = key  # the cache key of a request (request_key.cache_key)
         self._started = time.time()
         self.registry = registry_for(CacheCollector(self.read_stats))
+        self.shared: SharedTier | None = None  # the shared tier, when CACHE_STORE names one
+        self.registry.register(StoreCollector(lambda: self.shared))
         self._api = AdminApi(self)
         self.handle = self._api.handle
         self.clear_cache_header = self._api.clear_cache_header
@@ -67,7 +71,13 @@ class Control:
             "name": self._settings().name,
             **self.read_stats().as_json(),
             "counts": dict(sorted(self.engine.counters.items())),
+            **await store_stats(self.shared),
         }
+
+    def health(self) -> dict[str, Any]:
+        """200 whatever the store's state: a load balancer must not drop every instance at once
+        because their shared store is down (they still serve from their own tier)."""
+        return {"service": SERVICE, **store_health(self.shared)}
 
     async def entries(
         self, target: Target | None = None, limit: int = DEFAULT_PAGE, offset: int = 0, cursor: str = ""

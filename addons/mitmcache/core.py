@@ -60,6 +60,8 @@ class Core:
     bus: InvalidationBus = field(default_factory=LocalGenerations)
     counters: Counters = field(default_factory=Counters)
     uses: list[Use] = field(default_factory=list)  # written behind the hit path (UsageLog)
+    # Which tier of a tiered store a lookup's answer came from (store.tiered), for Cache-Status.
+    tier: Callable[[Stored], str | None] = lambda stored: None
 
     async def write(self, entry: Entry, meta: Meta) -> bool:
         """Store a version with the lifetime policy gives it and its first check time."""

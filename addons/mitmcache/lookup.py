@@ -78,6 +78,11 @@ def lifetime_detail(entry: Entry) -> str | None:
     return "lifetime-override" if entry.lifetime_source == "override" else None
 
 
+def with_tier(detail: str | None, tier: str | None) -> str | None:
+    """Cache-Status says which tier answered a hit, when the store has tiers."""
+    return f"{detail} {tier}" if detail and tier else detail or tier
+
+
 class Lookup:
     def __init__(self, core: Core, refresher: Refresher) -> None:
         self._core = core
@@ -115,7 +120,8 @@ class Lookup:
             if step is Step.REFUSE:
                 status = Status(XCache.MISS, fwd="miss", detail="only-if-cached")
                 return Refuse(504, "only-if-cached and not in cache", status)
-            if step is Step.LEAD and core.coalescer.lead(key):
+            # claim: False when another process sharing the store fetches it: wait like a follower
+            if step is Step.LEAD and core.coalescer.lead(key) and await core.coalescer.claim(key):
                 return self.forward(key, fwd, leader=True)
             if step is Step.FORWARD:
                 return self.forward(key, fwd, detail="hit-for-miss" if hit_for_miss else None)
@@ -170,9 +176,11 @@ class Lookup:
             if refresh_on_hit(decision.use, decision.ttl, settings.lifecycle):
                 self._refresher.start_in_background(stored, now)
             if step is Step.SERVE:
-                status = Status(XCache.HIT, hit=True, ttl=int(decision.ttl), detail=lifetime_detail(entry))
+                detail = with_tier(lifetime_detail(entry), core.tier(stored))
+                status = Status(XCache.HIT, hit=True, ttl=int(decision.ttl), detail=detail)
             else:
-                status = Status(XCache.STALE, hit=True, ttl=int(decision.ttl), detail=decision.reason)
+                detail = with_tier(decision.reason, core.tier(stored))
+                status = Status(XCache.STALE, hit=True, ttl=int(decision.ttl), detail=detail)
             return Serve(entry, status, decision.age)
         fwd = "request" if decision.reason in REQUEST_REASONS else "stale"
         if step is Step.REFUSE:

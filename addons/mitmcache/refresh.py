@@ -127,6 +127,8 @@ class Refresher:
 
     async def _run(self, stored: Stored, client_fields: Fields | None) -> Result:
         key = stored.entry.key
+        if not await self._core.coalescer.claim(key):
+            return await self._follow(key), None
         outcome = Outcome(Kind.FAILED, status=502, detail="refresh-cancelled", failure=Failure.CANCELLED)
         fetched = None
         try:
@@ -141,6 +143,11 @@ class Refresher:
         finally:
             self._core.coalescer.finish(key, outcome)
         return outcome, fetched
+
+    async def _follow(self, key: str) -> Outcome:
+        """Another process sharing the store refreshes ``key``: its outcome is this refresh's."""
+        outcome = await self._core.coalescer.wait(key, self._core.settings().upstream_timeout * 2 + 1)
+        return outcome or Outcome(Kind.FAILED, status=504, detail="upstream-timeout", failure=Failure.TIMEOUT)
 
     async def fetch(self, stored: Stored) -> Outcome:
         """One conditional GET for ``stored``; stores what comes back and says what happened."""

@@ -13,6 +13,7 @@ from mitmcache.config import (
     parse_one,
     parse_settings,
 )
+from mitmcache.store.selection import MEMORY, Backend, StoreLocation
 
 TTL = BY_OPTION["cache_ttl"]  # the setting the precedence tests use
 
@@ -134,6 +135,22 @@ VALID: dict[str, list[tuple[str, object]]] = {
     "cache_web_max_flows": COUNT_VALID,
     "cache_name": [("mitmcache", "mitmcache"), ("edge-1.example_a", "edge-1.example_a")],
     "cache_log_level": [("debug", "debug"), ("WARNING", "warning")],
+    "cache_store": [
+        ("memory", MEMORY),
+        (" Memory ", MEMORY),
+        (
+            "redis://127.0.0.1:6379/0",
+            StoreLocation(Backend.REDIS, "redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ),
+        (
+            "rediss://cache.example:6380",
+            StoreLocation(Backend.REDIS, "rediss://cache.example:6380", "rediss://cache.example:6380"),
+        ),
+        (
+            "redis://user:s3cret@h:6379/2",
+            StoreLocation(Backend.REDIS, "redis://user:s3cret@h:6379/2", "redis://user:[redacted]@h:6379/2"),
+        ),
+    ],
 }
 INVALID: dict[str, list[str]] = {
     "cache_ttl": SECONDS_INVALID,
@@ -156,6 +173,15 @@ INVALID: dict[str, list[str]] = {
     "cache_web_max_flows": COUNT_INVALID,
     "cache_name": ["", "1cache", "my cache", "cache;x"],
     "cache_log_level": ["", "verbose"],
+    "cache_store": [
+        "",
+        "disk",
+        "http://h:6379",
+        "redis://",
+        "redis://h:port",
+        "redis://h:6379/x",
+        "redis://h/0?db=1",
+    ],
 }
 
 
@@ -186,3 +212,14 @@ def test_parse_settings_reports_the_first_bad_option():
     raw = {s.option: s.default for s in SETTINGS} | {"cache_max_bytes": "lots"}
     with pytest.raises(ValueError, match="cache_max_bytes .*CACHE_MAX_BYTES"):
         parse_settings(raw)
+
+
+def test_a_store_password_never_appears_in_an_error_message():
+    with pytest.raises(ValueError) as raised:
+        parse_one("cache_store", "redis://:s3cret@h:99999/0")
+    assert "s3cret" not in str(raised.value) and "[redacted]" in str(raised.value)
+
+
+def test_a_store_location_never_shows_its_password_in_its_repr():
+    location = parse_one("cache_store", "redis://user:s3cret@h:6379/0")
+    assert "s3cret" not in repr(location) and location.shown == "redis://user:[redacted]@h:6379/0"

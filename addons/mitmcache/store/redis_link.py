@@ -64,6 +64,7 @@ class RedisLink:
         self._since = time.time()
         self._handlers: dict[str, Handler] = {}
         self._on_restored: list[Callable[[], None]] = []
+        self._on_lost: list[Callable[[], None]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.unreadable = 0  # values found that this cache cannot read (corrupt, foreign, other version)
 
@@ -79,6 +80,10 @@ class RedisLink:
     def on_restored(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` whenever notifications may have been lost (the link came back)."""
         self._on_restored.append(callback)
+
+    def on_lost(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` when the link goes down."""
+        self._on_lost.append(callback)
 
     async def run[T](self, command: Callable[[], Awaitable[T]]) -> T:
         """Run one Redis command (or script, or pipeline) under the breaker."""
@@ -101,6 +106,8 @@ class RedisLink:
                 self.shown,
                 type(error).__name__,
             )
+            for callback in self._on_lost:
+                callback()
 
     def _came_back(self) -> None:
         for callback in self._on_restored:
@@ -149,8 +156,7 @@ class RedisLink:
             try:
                 await pubsub.subscribe(CHANNEL)
                 await pubsub.get_message(timeout=TIMEOUT_SECONDS)  # the subscribe confirmation
-                if self._up:
-                    self._came_back()  # a new subscription: whatever was sent before is lost
+                self._came_back()  # a new subscription: whatever was sent before it is lost
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None and message["type"] == "message":

@@ -18,6 +18,7 @@ it holds are checked (refreshed or dropped) as any memory store's are.
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from ..core import run_eagerly
 from ..entry import Entry, Meta, Stored
@@ -25,6 +26,14 @@ from .base import Store, Usage, Use, Vary
 from .memory import MemoryStore
 
 HOUSEKEEPING_BATCH = 10_000
+
+
+LOCAL, SHARED = "tier-local", "tier-shared"  # Cache-Status details
+
+
+@dataclass(slots=True)
+class SharedCopy(Stored):
+    """A variant as the shared store returned it (its copy here is a separate record)."""
 
 
 class Unavailable(Exception):
@@ -81,7 +90,11 @@ class TieredStore:
             return held
         if changes == self._changes:
             await self._keep(key, found)
-        return found
+        return [SharedCopy(s.entry, s.meta, s.keep_until) for s in found]
+
+    @staticmethod
+    def tier_of(stored: Stored) -> str:
+        return SHARED if isinstance(stored, SharedCopy) else LOCAL
 
     async def _keep(self, key: str, found: Sequence[Stored]) -> None:
         await self.local.delete(key)
