@@ -4,6 +4,7 @@ store does is in test_store_contract.py.)"""
 import time
 
 from mitmcache.entry import Entry, Meta
+from mitmcache.store import memory
 from mitmcache.store.memory import MAX_VARIANTS_PER_KEY, MemoryStore
 from tests.support.entries import stored_entry
 
@@ -124,3 +125,11 @@ async def test_resize_evicts_at_once_what_no_longer_fits():
     await store.resize(max_bytes=10_000, max_entries=1)
     assert await store.keys() == ["d"]
     assert await usage(store) == (1, 1, 100, 3)
+
+
+async def test_entries_evicted_before_their_check_time_are_swept_from_the_schedule(monkeypatch):
+    """A flood of keys that are evicted long before they are due must not grow the schedule."""
+    monkeypatch.setattr(memory, "COMPACT_SLACK", 0)
+    store = await filled(MemoryStore(max_bytes=10**9, max_entries=3), *[str(i) for i in range(10)])
+    assert await store.due(time.time(), 10) == []
+    assert len(store._schedule) == 3  # only what is still stored
