@@ -189,14 +189,7 @@ class Refresher:
 
     async def _store(self, job: _Fetch, fetched: Fetched) -> Result:
         core, entry = self._core, job.stored.entry
-        revalidated = False
-        if fetched.status == 304:
-            others = [s.entry for s in await core.store.peek(entry.key)]
-            selected = select_for_update(entry, others, fetched.fields)
-            revalidated = any(e.version == entry.version for e in selected)
-            for other in selected:
-                if other.version != entry.version:
-                    await self._freshen(other, fetched)
+        revalidated = fetched.status == 304 and await self._freshen_selected(entry, fetched)
         admitted = admit(
             key=entry.key,
             url=entry.url,
@@ -223,6 +216,16 @@ class Refresher:
         await core.write(admitted, core.meta_after(await self._latest_meta(job.stored), time.time()))
         core.counters.add(Count.REFRESH_REVALIDATED if revalidated else Count.REFRESH_REPLACED)
         return Outcome(Kind.STORED, revalidated=revalidated), None
+
+    async def _freshen_selected(self, entry: Entry, not_modified: Fetched) -> bool:
+        """A 304 freshens the stored variants it selects (RFC 9111 §4.3.4) but ``entry`` (the
+        caller stores that one); True when it selected ``entry``."""
+        others = [s.entry for s in await self._core.store.peek(entry.key)]
+        selected = select_for_update(entry, others, not_modified.fields)
+        for other in selected:
+            if other.version != entry.version:
+                await self._freshen(other, not_modified)
+        return any(e.version == entry.version for e in selected)
 
     async def _latest_meta(self, stored: Stored):
         """The refreshed version's metadata as the store has it now, uses written behind included."""

@@ -39,7 +39,12 @@ def test_a_background_refresh_answered_after_a_write_is_not_stored(origin, proxy
     origin.route(
         "/feed",
         headers={"Cache-Control": "max-age=1"},
-        sequence=[{"body": "v1"}, {"body": "refreshed before the write", "delay": 1.5}, {"status": 204}, {"body": "new"}],
+        sequence=[
+            {"body": "v1"},
+            {"body": "refreshed before the write", "delay": 1.5},
+            {"status": 204},
+            {"body": "new"},
+        ],
     )
     proxy = proxy_factory({"cache_refresh_window": "10"})
     http.get(f"{proxy.url}/feed")

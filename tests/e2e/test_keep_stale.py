@@ -35,7 +35,9 @@ def test_keep_stale_zero_drops_an_expired_entry_with_validators(origin, proxy_fa
     assert header(origin.requests("/doc")[1], "if-none-match") is None
 
 
-def test_pure_rfc_mode_serves_a_stale_copy_when_the_upstream_closes_the_connection(origin, proxy_factory, http):
+def test_pure_rfc_mode_serves_a_stale_copy_when_the_upstream_closes_the_connection(
+    origin, proxy_factory, http
+):
     origin.route("/p", headers={"Cache-Control": "max-age=1"}, sequence=[{"body": "kept"}, {"fail": "close"}])
     proxy = proxy_factory({"cache_ttl": "0"})
     http.get(f"{proxy.url}/p")

@@ -1,24 +1,27 @@
-"""What the expiry schedule does at expiry, in pure RFC 9111 mode and with a configured lifetime."""
+"""What the expiry schedule does when an entry's check time comes, in pure RFC 9111 mode and with a
+configured lifetime, on request and continuous; driven by what the store holds."""
 
-from collections import Counter
+import time
 
 import pytest
 
 from mitmcache import config
-from mitmcache.entry import Entry
+from mitmcache.core import Core
+from mitmcache.entry import Entry, Meta, Stored
 from mitmcache.expiry import ExpiryScheduler
 from mitmcache.policy.storable import Rules, admit
-from mitmcache.store.memory import MemoryStore
+from mitmcache.upstream import Upstream
+from tests.support.serialising_store import SerialisingStore
 
-STORED_AT = 1_700_000_000.0
+STORED_AT = time.time()  # stores drop what is past its lifetime by the clock: entries are recent
 
 
 class FakeRefresher:
     def __init__(self) -> None:
         self.started: list[Entry] = []
 
-    def start(self, entry: Entry) -> bool:
-        self.started.append(entry)
+    def start(self, stored: Stored) -> bool:
+        self.started.append(stored.entry)
         return True
 
 
@@ -47,35 +50,56 @@ def entry(cache_control: str = "max-age=10", *, etag: bool = True) -> Entry:
     return made
 
 
-async def at_expiry(stored: Entry, now: float, **changes: str) -> tuple[FakeRefresher, bool]:
-    """Store ``stored``, run the schedule at ``now``; the refresher and whether the entry is kept."""
-    store = MemoryStore(2**30, 0)
+def parts(**changes: str) -> tuple[Core, FakeRefresher, ExpiryScheduler]:
+    current = settings(**changes)
+    core = Core(lambda: current, SerialisingStore(), Upstream())
     refresher = FakeRefresher()
-    scheduler = ExpiryScheduler(store, refresher, lambda: settings(**changes), Counter())  # type: ignore[arg-type]
-    await store.put(stored)
-    scheduler.track(stored)
+    return core, refresher, ExpiryScheduler(core, refresher)  # type: ignore[arg-type]
+
+
+async def at(
+    stored: Entry, now: float, *, asked: float | None = STORED_AT + 1, **changes: str
+) -> tuple[FakeRefresher, bool]:
+    """Store ``stored`` (a client last asked for it at ``asked``), run the schedule at ``now``; the
+    refresher, and whether the entry is still stored."""
+    core, refresher, scheduler = parts(**changes)
+    meta = Meta(stored_at=STORED_AT, last_access=STORED_AT if asked is None else asked)
+    await core.write(stored, meta)
     await scheduler.run_due(now)
-    return refresher, any(e is stored for e in await store.peek(stored.key))
+    return refresher, any(s.entry.version == stored.version for s in await core.store.peek(stored.key))
 
 
 async def test_pure_rfc_mode_fetches_nothing_no_client_asked_for():
     """RFC 9111 (pure mode, cache_ttl 0): a hot entry is not refreshed in the background at expiry;
     with validators it is kept for the next client to revalidate (§4.3)."""
-    refresher, kept = await at_expiry(entry(), STORED_AT + 11, cache_ttl="0")
+    refresher, kept = await at(entry(), STORED_AT + 11, cache_ttl="0")
     assert (refresher.started, kept) == ([], True)
 
 
-async def test_with_a_configured_lifetime_hot_entries_are_refreshed():
-    """The seed's refresh window: a key asked for within it is refreshed at expiry."""
+async def test_an_entry_asked_for_since_it_was_stored_is_refreshed_once_at_expiry():
     stored = entry()
-    refresher, kept = await at_expiry(stored, STORED_AT + 11, cache_ttl="60")
+    refresher, kept = await at(stored, STORED_AT + 12, cache_ttl="60")
     assert (refresher.started, kept) == ([stored], True)
+
+
+async def test_on_request_an_entry_nobody_asked_for_since_it_was_stored_is_not_refreshed():
+    """CACHE_REFRESH_MODE=on-request: the miss that stored it is no request for a refresh."""
+    refresher, kept = await at(entry(), STORED_AT + 11, asked=None, cache_ttl="60")
+    assert (refresher.started, kept) == ([], True)
+
+
+async def test_continuous_refreshes_an_entry_asked_for_within_the_window_at_every_expiry():
+    stored = entry()
+    refresher, _ = await at(
+        stored, STORED_AT + 11, asked=None, cache_ttl="60", cache_refresh_mode="continuous"
+    )
+    assert refresher.started == [stored]
 
 
 async def test_refresh_ahead_is_honoured_in_pure_mode():
     """Refreshing ahead is an explicit opt-in, so it still runs in pure RFC mode."""
     stored = entry()
-    refresher, _ = await at_expiry(stored, STORED_AT + 11, cache_ttl="0", cache_refresh_ahead="1")
+    refresher, _ = await at(stored, STORED_AT + 11, cache_ttl="0", cache_refresh_ahead="1")
     assert refresher.started == [stored]
 
 
@@ -83,53 +107,82 @@ async def test_refresh_ahead_is_honoured_in_pure_mode():
 async def test_entries_that_are_never_fresh_are_not_refreshed_at_every_expiry(cache_control):
     """An entry revalidated on every use (max-age=0, no-cache) gains nothing from a background
     refresh, which would otherwise repeat at each of its (immediate) expiries."""
-    stored = entry(cache_control)
-    refresher, kept = await at_expiry(stored, STORED_AT + 31, cache_ttl="60")
+    refresher, kept = await at(entry(cache_control), STORED_AT + 31, cache_ttl="60")
     assert (refresher.started, kept) == ([], True)
 
 
-async def test_a_cold_entry_is_dropped_at_expiry():
-    """Nobody asked for it within the refresh window: it goes."""
-    refresher, kept = await at_expiry(entry(), STORED_AT + 100, cache_ttl="0", cache_refresh_window="5")
+async def test_a_cold_entry_is_dropped_once_its_stale_allowances_run_out():
+    refresher, kept = await at(
+        entry(etag=False),
+        STORED_AT + 100,
+        asked=None,
+        cache_ttl="0",
+        cache_refresh_window="5",
+        cache_stale_if_error="30",
+    )
     assert (refresher.started, kept) == ([], False)
 
 
 async def test_a_cold_entry_stays_while_the_upstream_lets_it_be_served_stale():
     """RFC 5861: within stale-if-error (or stale-while-revalidate) a stale entry is still of use."""
     stored = entry("max-age=10, stale-if-error=300", etag=False)
-    _, kept = await at_expiry(stored, STORED_AT + 100, cache_ttl="0", cache_refresh_window="5")
+    _, kept = await at(
+        stored, STORED_AT + 100, asked=None, cache_ttl="0", cache_refresh_window="5", cache_stale_if_error="0"
+    )
     assert kept
 
 
-def scheduler_with_store(max_entries: int) -> tuple[ExpiryScheduler, MemoryStore]:
-    store = MemoryStore(2**30, max_entries)
-    return ExpiryScheduler(store, FakeRefresher(), settings, Counter()), store  # type: ignore[arg-type]
+async def test_a_cold_entry_stays_within_the_operators_stale_if_error():
+    """An upstream that cannot be reached may be stood in for by the stored copy (RFC 9111 §4.2.4)."""
+    _, kept = await at(
+        entry(etag=False), STORED_AT + 100, asked=None, cache_ttl="0", cache_refresh_window="0"
+    )
+    assert kept  # CACHE_STALE_IF_ERROR_SECS: 300 by default
 
 
-def entry_at(path: str) -> Entry:
-    made = entry()
-    made.key = made.url = f"http://example.com/{path}"
-    return made
+async def test_an_entry_with_validators_is_kept_for_revalidation_without_a_refresh_window():
+    _, kept = await at(
+        entry(),
+        STORED_AT + 1000,
+        asked=None,
+        cache_refresh_window="0",
+        cache_stale_if_error="0",
+        cache_keep_stale="3600",
+    )
+    assert kept
 
 
-async def test_entries_evicted_before_their_expiry_are_swept_from_the_schedule():
-    """A flood of keys that are evicted long before they expire must not grow the schedule."""
-    scheduler, store = scheduler_with_store(max_entries=3)
-    for i in range(10):
-        stored = entry_at(str(i))
-        await store.put(stored)
-        scheduler.track(stored)
-    await scheduler.compact(slack=0)
-    assert len(scheduler) == 3  # only what is still stored
+async def test_an_entry_with_validators_goes_after_the_keep_time():
+    _, kept = await at(
+        entry(),
+        STORED_AT + 100,
+        asked=None,
+        cache_refresh_window="0",
+        cache_stale_if_error="0",
+        cache_keep_stale="60",
+    )
+    assert not kept
 
 
-async def test_a_replaced_entry_is_not_handled_at_the_old_ones_expiry():
-    scheduler, store = scheduler_with_store(max_entries=0)
-    old = entry()
-    await store.put(old)
-    scheduler.track(old)
-    new = entry()
-    new.response_time = old.response_time + 5  # the refreshed version, stored later
-    await store.put(new)
-    await scheduler.run_due(STORED_AT + 11)  # the old version's expiry
-    assert [e is new for e in await store.peek(new.key)] == [True]  # not dropped as cold
+async def test_a_replaced_entry_is_not_handled_at_the_old_ones_check_time():
+    core, _, scheduler = parts(
+        cache_ttl="0", cache_refresh_window="0", cache_stale_if_error="0", cache_keep_stale="0"
+    )
+    old = entry(etag=False)
+    await core.write(old, Meta(stored_at=STORED_AT))
+    new = entry("max-age=100", etag=False)  # the refreshed version, stored later
+    await core.write(new, Meta(stored_at=STORED_AT + 5))
+    await scheduler.run_due(STORED_AT + 11)  # past the old version's lifetime
+    assert [s.entry.version for s in await core.store.peek(new.key)] == [new.version]
+
+
+async def test_uses_written_behind_reach_the_store_before_the_schedule_is_read():
+    core, refresher, scheduler = parts(cache_ttl="60")
+    stored = entry()
+    await core.write(stored, Meta(stored_at=STORED_AT, last_access=STORED_AT))
+    (found,) = await core.store.peek(stored.key)
+    core.note_use(found, STORED_AT + 2, hit=True)  # a hit: no await
+    await scheduler.run_due(STORED_AT + 11)
+    assert refresher.started == [stored]
+    (seen,) = await core.store.peek(stored.key)
+    assert (seen.meta.hits, seen.meta.last_access) == (1, STORED_AT + 2)

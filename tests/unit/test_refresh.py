@@ -3,20 +3,21 @@ failed refresh keeps -- driven against fake upstreams, no sockets."""
 
 import asyncio
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 
 import pytest
 
 from mitmcache import refresh
-from mitmcache.coalesce import HitForMiss, Inflight, Kind
+from mitmcache.coalesce import Kind
 from mitmcache.config import SETTINGS, Settings, parse_settings
-from mitmcache.entry import Entry
+from mitmcache.core import Core
+from mitmcache.entry import Entry, Meta, Stored
+from mitmcache.policy.lifecycle import refreshable_in_background
 from mitmcache.policy.storable import Rules, admit
 from mitmcache.refresh import MAX_BACKOFF_SECONDS, Refresher, refresh_request_fields
-from mitmcache.store.memory import MemoryStore
 from mitmcache.upstream import Fetched, UpstreamError
 from tests.support.entries import stored_entry
+from tests.support.serialising_store import SerialisingStore
 
 KEY = "http://example.com/a"
 
@@ -78,25 +79,27 @@ class FailingUpstream(RecordingUpstream):
 
 
 class Parts:
-    """A Refresher and the collaborators a test looks at."""
+    """A Refresher and the collaborators a test looks at, on a store that hands out copies."""
 
     def __init__(self, upstream: RecordingUpstream, **options: str) -> None:
         self.upstream = upstream
         self.settings = settings(**options)
-        self.store = MemoryStore(self.settings.max_bytes, self.settings.max_entries)
-        self.inflight = Inflight()
-        self.hit_for_miss = HitForMiss()
-        self.counts: Counter[str] = Counter()
-        self.stored: list[Entry] = []
-        self.refresher = Refresher(
-            self.store,
-            upstream,  # type: ignore[arg-type]  # a fake with Upstream.get's signature
-            self.inflight,
-            self.hit_for_miss,
-            lambda: self.settings,
-            self.counts,
-            on_store=self.stored.append,
-        )
+        self.store = SerialisingStore()
+        self.core = Core(lambda: self.settings, self.store, upstream)  # type: ignore[arg-type]  # a fake Upstream
+        self.inflight = self.core.coalescer
+        self.hit_for_miss = self.core.hit_for_miss
+        self.counts = self.core.counters
+        self.refresher = Refresher(self.core)
+
+    async def put(self, entry: Entry) -> Stored:
+        """Store ``entry`` and return it as the store hands it out."""
+        now = time.time()
+        await self.store.put(entry, Meta(stored_at=now), keep_until=now + 3600, check_at=now + 3600)
+        return await self.current(entry.key)
+
+    async def current(self, key: str) -> Stored:
+        (stored,) = await self.store.peek(key)
+        return stored
 
     async def settle(self, timeout: float = 2.0) -> None:
         """Wait until no refresh is under way."""
@@ -142,8 +145,8 @@ async def test_background_refreshes_run_at_most_the_configured_number_at_once(co
     parts = Parts(BlockingUpstream(), refresh_concurrency=str(concurrency))
     upstream = parts.upstream
     assert isinstance(upstream, BlockingUpstream)
-    entries = [stored_entry(f"http://example.com/{i}") for i in range(5)]
-    assert all(parts.refresher.start(entry) for entry in entries)
+    entries = [await parts.put(stored_entry(f"http://example.com/{i}")) for i in range(5)]
+    assert all(parts.refresher.start(stored) for stored in entries)
     await until(lambda: upstream.active == concurrency)
     await asyncio.sleep(0.05)  # time for any refresh that wrongly got past the limit to show
     assert (upstream.active, upstream.peak, len(upstream.calls)) == (concurrency, concurrency, concurrency)
@@ -151,7 +154,7 @@ async def test_background_refreshes_run_at_most_the_configured_number_at_once(co
     upstream.release.set()
     await parts.settle()
     assert upstream.peak == concurrency
-    assert sorted(url for url, _ in upstream.calls) == sorted(e.url for e in entries)
+    assert sorted(url for url, _ in upstream.calls) == sorted(s.entry.url for s in entries)
     assert parts.counts["refresh_replaced"] == 5
 
 
@@ -179,43 +182,44 @@ async def test_the_backoff_doubles_after_each_failed_refresh_jittered_and_capped
     jitter = Jitter(position)
     monkeypatch.setattr(refresh, "random", jitter)
     parts = Parts(FailingUpstream())
-    entry = stored_entry(KEY)
+    await parts.put(stored_entry(KEY))
     delays = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, MAX_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS]
     assert 2.0 ** (7 - 1) > MAX_BACKOFF_SECONDS  # the 7th failure is the first one capped
     for failures, delay in enumerate(delays, start=1):
         before = time.time()
-        outcome = await parts.refresher.fetch(entry)
+        outcome = await parts.refresher.fetch(await parts.current(KEY))
         after = time.time()
         assert outcome.kind is Kind.FAILED
-        assert entry.refresh_failures == failures
-        assert before + delay * factor <= entry.retry_at <= after + delay * factor
+        meta = (await parts.current(KEY)).meta
+        assert meta.refresh_failures == failures
+        assert before + delay * factor <= meta.retry_at <= after + delay * factor
     assert jitter.bounds == [(0.5, 1.0)] * len(delays)
 
 
 async def test_the_real_jitter_stays_between_half_and_all_of_the_backoff():
     """Without a stand-in for ``random``, each retry time lies between 0.5x and 1x its backoff."""
     parts = Parts(FailingUpstream())
-    entry = stored_entry(KEY)
+    await parts.put(stored_entry(KEY))
     for failures in range(1, 9):
         delay = min(MAX_BACKOFF_SECONDS, 2.0 ** (failures - 1))
         before = time.time()
-        await parts.refresher.fetch(entry)
+        await parts.refresher.fetch(await parts.current(KEY))
         after = time.time()
-        assert before + 0.5 * delay <= entry.retry_at <= after + delay
+        assert before + 0.5 * delay <= (await parts.current(KEY)).meta.retry_at <= after + delay
 
 
 async def test_a_background_refresh_is_refused_until_the_backoff_ends():
     """start_in_background does nothing before the entry's retry_at (no upstream request, the key
     stays free), and starts a refresh once that time has come."""
     parts = Parts(FailingUpstream())
-    entry = stored_entry(KEY)
-    await parts.refresher.fetch(entry)  # one failure: retry_at is 0.5 to 1 s away
-    assert entry.retry_at > time.time()
-    assert parts.refresher.start_in_background(entry, entry.retry_at - 0.01) is False
+    await parts.refresher.fetch(await parts.put(stored_entry(KEY)))  # one failure: retry 0.5 to 1 s away
+    stored = await parts.current(KEY)
+    assert stored.meta.retry_at > time.time()
+    assert parts.refresher.start_in_background(stored, stored.meta.retry_at - 0.01) is False
     assert len(parts.upstream.calls) == 1
     assert not parts.inflight.busy(KEY)
     assert parts.counts["refresh_background"] == 0
-    assert parts.refresher.start_in_background(entry, entry.retry_at) is True
+    assert parts.refresher.start_in_background(stored, stored.meta.retry_at) is True
     await parts.settle()
     assert len(parts.upstream.calls) == 2
     assert parts.counts["refresh_background"] == 1
@@ -275,7 +279,7 @@ async def test_a_background_refresh_sends_exactly_the_clean_fields_and_the_valid
         request=[(b"Accept-Language", b"fr"), (b"Cookie", b"a=1"), (b"User-Agent", b"client/1")],
         response=[(b"Cache-Control", b"max-age=60"), (b"Vary", b"Accept-Language"), (b"ETag", b'"v1"')],
     )
-    assert parts.refresher.start(entry)
+    assert parts.refresher.start(await parts.put(entry))
     await parts.settle()
     assert upstream.calls == [
         (
@@ -301,15 +305,13 @@ async def test_a_refresh_answered_with_a_5xx_keeps_the_stored_entry(status):
     error_page = (b"content-type", b"text/plain")  # no caching fields of its own, as error pages go
     parts = Parts(RecordingUpstream(lambda: fetched(status, b"oops", error_page)))
     entry = admitted(request=[], response=[(b"Cache-Control", b"max-age=60")])
-    await parts.store.put(entry)
-    outcome = await parts.refresher.fetch(entry)
+    outcome = await parts.refresher.fetch(await parts.put(entry))
     stored = await parts.store.peek(KEY)
-    assert [(e.status, e.body) for e in stored] == [(200, b"good")], outcome
-    assert stored[0] is entry
-    assert parts.stored == []
+    assert [(s.entry.status, s.entry.body) for s in stored] == [(200, b"good")], outcome
+    assert stored[0].entry.version == entry.version  # nothing was stored in its place
     assert not parts.hit_for_miss.active(KEY, time.time())
     assert (outcome.kind, outcome.detail) == (Kind.FAILED, f"upstream-status-{status}")
-    assert (entry.refresh_failures, parts.counts["refresh_failed"]) == (1, 1)
+    assert (stored[0].meta.refresh_failures, parts.counts["refresh_failed"]) == (1, 1)
 
 
 # ---- credentials are never replayed ----
@@ -325,7 +327,7 @@ async def test_an_entry_that_varies_on_credentials_is_never_refreshed_without_a_
         request=[(field, b"secret")],
         response=[(b"Cache-Control", b"max-age=60, public"), (b"Vary", field)],
     )
-    assert not refresh.refreshable_in_background(entry)
-    assert not parts.refresher.start(entry)
+    assert not refreshable_in_background(entry)
+    assert not parts.refresher.start(await parts.put(entry))
     assert upstream.calls == []
     assert not any(name == field.lower() for name, _ in refresh_request_fields(entry))
