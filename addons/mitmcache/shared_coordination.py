@@ -5,9 +5,9 @@ hit-for-miss, and invalidations that reach every process.
   and a lock per URL in Redis for the processes: whoever claims it fetches (``claim``); the others
   wait for the ``done`` event its release publishes -- a notification, not polling (they look at
   the lock only when no event came: a leader that died lets it expire). The lock carries a random
-  token and a lifetime no longer than ``REQ_TIMEOUT``, extended while the fetch runs; a fetch that
-  stored its response leaves its outcome on the lock for a moment, so a process that looked up just
-  before the store and claims just after re-reads the store instead of fetching again.
+  token and a lifetime no longer than ``REQ_TIMEOUT``, extended while the fetch runs. A claim made
+  after the URL was written (a lookup that found nothing just before another process stored it)
+  is told so, and re-reads the store instead of fetching again.
 * ``SharedHitForMiss``: a URL found unshareable is remembered in every process.
 * ``SharedGenerations``: an invalidation bumps the URL's generation in every process, so a fetch
   under way anywhere does not store an answer that may predate it.
@@ -23,19 +23,16 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import msgpack
-
 from .coalesce import Failure, HitForMiss, Inflight, Kind, Outcome
 from .generations import Generation, LocalGenerations
 from .store import redis_lua
-from .store.redis import lock_key
+from .store.redis import hash_key, lock_key
 from .store.redis_link import CHANNEL, RedisLink
 from .store.tiered import Unavailable
 
 log = logging.getLogger("mitmcache")
 
 LOCK_SECONDS = 3.0  # the lock's lifetime (at most REQ_TIMEOUT), extended every third of it
-DONE_SECONDS = 1.0  # how long a stored outcome stays on the lock for late claimers
 WATCH_SECONDS = 0.25  # how often a follower that got no event looks at the lock
 
 
@@ -57,6 +54,7 @@ class SharedCoalescer:
         self._upstream_timeout = upstream_timeout
         self._local = Inflight()
         self._held: dict[str, tuple[str, asyncio.Task[None]]] = {}  # key -> (token, extender)
+        self._led_at: dict[str, float] = {}  # key -> when this process began leading it
         self._events: dict[str, asyncio.Future[Outcome]] = {}  # followed keys -> their done event
         self._tasks: set[asyncio.Task[Any]] = set()
         client = link.client
@@ -71,7 +69,10 @@ class SharedCoalescer:
     # -- the Coalescer interface -----------------------------------------------------------------
 
     def lead(self, key: str) -> bool:
-        return self._local.lead(key)
+        if not self._local.lead(key):
+            return False
+        self._led_at[key] = time.time()  # just after its lookup read the store
+        return True
 
     def busy(self, key: str) -> bool:
         return self._local.busy(key)
@@ -83,14 +84,16 @@ class SharedCoalescer:
         return len(self._local)
 
     async def claim(self, key: str) -> bool:
+        since = self._led_at.pop(key, time.time())
         if not self._link.up:
             return True  # alone: local coalescing only
         # Listen before asking, so that a done event published right after the claim is not missed.
         event = self._events.setdefault(key, asyncio.get_running_loop().create_future())
         token = uuid.uuid4().hex
         lifetime_ms = max(int(self._lifetime() * 1000), 1)
+        args = [token, lifetime_ms, int(since * 1000)]
         try:
-            held = await self._link.run(lambda: self._claim(keys=[lock_key(key)], args=[token, lifetime_ms]))
+            held = await self._link.run(lambda: self._claim(keys=[lock_key(key), hash_key(key)], args=args))
         except Unavailable:
             self._events.pop(key, None)
             return True
@@ -98,15 +101,16 @@ class SharedCoalescer:
             self._events.pop(key, None)
             self._held[key] = (token, self._spawn(self._keep_extended(key, token, lifetime_ms)))
             return True
-        if held.startswith(b"done:"):
+        if held == b"stored":
             self._events.pop(key, None)
-            self._local.finish(key, decode_outcome(msgpack.unpackb(held[5:])))
+            self._local.finish(key, Outcome(Kind.STORED))
             return False
         self._spawn(self._follow(key, event))
         return False
 
     def finish(self, key: str, outcome: Outcome) -> None:
         self._local.finish(key, outcome)
+        self._led_at.pop(key, None)
         held = self._held.pop(key, None)
         if held is not None:
             token, extender = held
@@ -128,10 +132,7 @@ class SharedCoalescer:
                 return
 
     async def _release_lock(self, key: str, token: str, outcome: Outcome) -> None:
-        encoded = encode_outcome(outcome)
-        kept = b"done:" + msgpack.packb(encoded) if outcome.kind is Kind.STORED else b""
-        event = self._link.event("done", key, encoded)
-        args = [token, kept, int(DONE_SECONDS * 1000), CHANNEL, event]
+        args = [token, CHANNEL, self._link.event("done", key, encode_outcome(outcome))]
         with contextlib.suppress(Unavailable):  # the lock then ends with its lifetime
             await self._link.run(lambda: self._release(keys=[lock_key(key)], args=args))
 
@@ -154,12 +155,8 @@ class SharedCoalescer:
                     break
                 except TimeoutError:
                     pass
-                held = await self._link.run(lambda: self._link.client.get(lock_key(key)))
-                if held is None:
-                    break  # the leader is gone without a word: look again, someone leads anew
-                if held.startswith(b"done:"):
-                    outcome = decode_outcome(msgpack.unpackb(held[5:]))
-                    break
+                if not await self._link.run(lambda: self._link.client.exists(lock_key(key))):
+                    break  # released (its event lost) or its leader died: look again
         except Unavailable:
             pass
         finally:

@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Self
+from typing import Any, BinaryIO, Self
 
 import pytest
 
@@ -43,6 +43,7 @@ class RedisServer:
         self.port = free_port()
         self._owns_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="redis-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.workdir / "redis.log"
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -85,17 +86,27 @@ class RedisServer:
 
     def ping(self) -> bool:
         try:
-            return self.command("PING") == "+PONG"
+            return self.command("PING") == "PONG"
         except OSError:
             return False
 
-    def command(self, *words: str | bytes) -> str:
-        """One command over a plain socket (RESP), the first line of the reply: enough for tests."""
+    def command(self, *words: str | bytes) -> Any:
+        """One command over a plain socket, its reply parsed (RESP2): text for simple strings,
+        bytes for bulk strings, int, list, None; an error reply raises ``RedisReplyError``."""
         parts = [w.encode() if isinstance(w, str) else w for w in words]
         payload = b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
-        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
             sock.sendall(payload)
-            return sock.recv(65536).split(b"\r\n", 1)[0].decode(errors="replace")
+            return _Reply(sock.makefile("rb")).read()
+
+    def keys(self, pattern: str = "*") -> list[str]:
+        """Every key matching ``pattern`` (SCAN: tests may, the cache never needs to)."""
+        found, cursor = [], b"0"
+        while True:
+            cursor, names = self.command("SCAN", cursor, "MATCH", pattern, "COUNT", "1000")
+            found += [n.decode() for n in names]
+            if cursor == b"0":
+                return sorted(found)
 
     def kill(self) -> None:
         """SIGKILL: Redis gone at once, as in a crash."""
@@ -126,3 +137,30 @@ class RedisServer:
 
     def __exit__(self, *exc: object) -> None:
         self.remove()
+
+
+class RedisReplyError(Exception):
+    pass
+
+
+class _Reply:
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+
+    def read(self) -> Any:
+        line = self._stream.readline().rstrip(b"\r\n")
+        kind, rest = line[:1], line[1:]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            raise RedisReplyError(rest.decode())
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            if int(rest) < 0:
+                return None
+            data = self._stream.read(int(rest) + 2)
+            return data[:-2]
+        if kind == b"*":
+            return None if int(rest) < 0 else [self.read() for _ in range(int(rest))]
+        raise RedisReplyError(f"unexpected reply {line!r}")

@@ -127,6 +127,7 @@ class RedisStore:
             MAX_VARIANTS_PER_KEY,
             CHANNEL,
             self.link.event("drop", key),
+            _ms(time.time()),
         ]
         await self.link.run(lambda: self._put(keys=[hash_key(key), URLS, DUE], args=args))
         return True
@@ -139,7 +140,7 @@ class RedisStore:
         keys: list[str] = [URLS, DUE]
         args: list[Any] = [CHANNEL, event]
         for url in urls:
-            keys += [hash_key(url), lock_key(url)]
+            keys.append(hash_key(url))
             args += [url, tag(url)]
         return int(await self.link.run(lambda: self._delete(keys=keys, args=args)))
 

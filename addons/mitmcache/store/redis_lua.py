@@ -2,7 +2,7 @@
 
 Layout (``P`` is the key prefix, ``T`` a URL's hash tag, ``V`` a variant's id; see ``store/redis.py``):
 
-* ``P{T}:v`` -- a hash per URL: ``url``, and per variant ``e:V`` (the entry, msgpack) and ``m:V``
+* ``P{T}:v`` -- a hash per URL: ``url``, ``w`` (when it was last written), and per variant ``e:V`` (the entry, msgpack) and ``m:V``
   (its metadata, a msgpack array ``[version, stored_at, last_access, hits, failures, retry_at,
   keep_until]``); it expires with its longest-lived variant.
 * ``P{T}:lock`` -- the URL's coalescing lock (``shared_coalesce.py``), in the same Cluster slot.
@@ -32,7 +32,7 @@ end
 """
 
 # KEYS: hash, urls, due. ARGV: url, tag, vid, entry, meta, keep_ms, check_at, max_variants, channel,
-# message.
+# message, written_ms (when it was written: a claim made after a lookup that saw nothing re-reads).
 PUT = (
     _HELPERS
     + """
@@ -65,7 +65,7 @@ if redis.call('HEXISTS', h, 'm:' .. vid) == 0 then
     end
   end
 end
-redis.call('HSET', h, 'url', url, 'e:' .. vid, ARGV[4], 'm:' .. vid, ARGV[5])
+redis.call('HSET', h, 'url', url, 'e:' .. vid, ARGV[4], 'm:' .. vid, ARGV[5], 'w', ARGV[11])
 redis.call('ZADD', KEYS[2], 0, url)
 redis.call('ZADD', KEYS[3], ARGV[7], tag .. ':' .. vid .. ':' .. url)
 local until_ms = tonumber(ARGV[6])
@@ -86,7 +86,7 @@ if not is_hash(h) or redis.call('HGET', h, 'url') ~= url then return 0 end
 if not meta_of(h, vid, ARGV[4]) then return 0 end
 redis.call('HDEL', h, 'e:' .. vid, 'm:' .. vid)
 redis.call('ZREM', KEYS[3], tag .. ':' .. vid .. ':' .. url)
-if redis.call('HLEN', h) <= 1 then
+if redis.call('HLEN', h) <= 2 then
   redis.call('DEL', h)
   redis.call('ZREM', KEYS[2], url)
 end
@@ -95,15 +95,14 @@ return 1
 """
 )
 
-# KEYS: urls, due, then (hash, lock) per URL. ARGV: channel, message ('' for none), then (url, tag)
-# per URL. Drops every variant of each URL and a finished fetch's outcome kept on its lock.
+# KEYS: urls, due, then one hash per URL. ARGV: channel, message ('' for none), then (url, tag) per URL.
 DELETE = (
     _HELPERS
     + """
 local dropped = 0
-for i = 3, #KEYS, 2 do
-  local h, lock = KEYS[i], KEYS[i + 1]
-  local url, tag = ARGV[i], ARGV[i + 1]
+for i = 3, #KEYS do
+  local h = KEYS[i]
+  local url, tag = ARGV[2 * i - 3], ARGV[2 * i - 2]
   if is_hash(h) and redis.call('HGET', h, 'url') == url then
     for _, f in ipairs(redis.call('HKEYS', h)) do
       if string.sub(f, 1, 2) == 'm:' then
@@ -114,8 +113,6 @@ for i = 3, #KEYS, 2 do
     redis.call('DEL', h)
   end
   redis.call('ZREM', KEYS[1], url)
-  local held = redis.call('GET', lock)
-  if held and string.sub(held, 1, 5) == 'done:' then redis.call('DEL', lock) end
 end
 if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
 return dropped
@@ -216,16 +213,19 @@ return 1
 """
 )
 
-# Coalescing (shared_coalesce.py). KEYS: lock. ARGV: token, lifetime_ms. Returns 'lead' when this
-# caller now holds the lock, else what the lock holds: another leader's token, or 'done:...' (the
-# outcome of a fetch that finished a moment ago).
+# Coalescing (shared_coordination.py). KEYS: lock, hash. ARGV: token, lifetime_ms, since_ms. Returns
+# 'lead' when this caller now holds the lock; 'stored' when the URL was written after ``since`` (the
+# caller's lookup found nothing just before another process stored it: re-read, don't fetch again);
+# else the current leader's token.
 CLAIM = """
 local held = redis.call('GET', KEYS[1])
-if not held then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 'lead'
+if held then return held end
+if redis.call('TYPE', KEYS[2])['ok'] == 'hash' then
+  local written = tonumber(redis.call('HGET', KEYS[2], 'w') or '0') or 0
+  if written > tonumber(ARGV[3]) then return 'stored' end
 end
-return held
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 'lead'
 """
 
 # KEYS: lock. ARGV: token, lifetime_ms. 1 while this caller still holds it.
@@ -237,15 +237,9 @@ end
 return 0
 """
 
-# KEYS: lock. ARGV: token, what the lock keeps ('' to delete it), for how long (ms), channel, message.
+# KEYS: lock. ARGV: token, channel, message (the outcome, for the processes waiting for it).
 RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  if ARGV[2] ~= '' then
-    redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-  else
-    redis.call('DEL', KEYS[1])
-  end
-end
-redis.call('PUBLISH', ARGV[4], ARGV[5])
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
 """
