@@ -116,6 +116,15 @@ class RedisServer:
             self._proc.wait()
         self._proc = None
 
+    def pause(self) -> None:
+        """SIGSTOP: Redis still accepts connections but answers nothing, as a stalled server."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
