@@ -17,6 +17,9 @@ Sections (``--only`` takes section names, scenario names or throughput configura
   for cached keys.
 * ``coalescing`` (``bench_coalescing.py``): ``herd`` (200 and 1000 clients on one cold key),
   ``hotkey`` (one key polled for 30 s; then the cold-key phase: refreshes stop, entry dropped).
+* ``shared`` (``bench_shared.py``): the Redis store -- ``shared-hits`` (hits from the in-process
+  tier and from Redis against the memory store), ``shared-herd`` (1000 clients over 2 processes),
+  ``shared-purge`` (propagation to another process), ``shared-outage`` (Redis killed under load).
 
 A configuration is a name, a proxy command line and a workload: adding one (say the lean launcher of
 issue 6) is one entry in ``CONFIGS``; processes with the same command line are shared.
@@ -35,6 +38,7 @@ from pathlib import Path
 
 import bench_coalescing
 import bench_memory
+import bench_shared
 import benchlib as bl
 from benchlib import Budget, Section, fmt, median, table
 
@@ -91,6 +95,10 @@ RATIOS = (
     ("lean-hit-1k / hit-1k req/s", "lean-hit-1k", "hit-1k", "rps", None),
     ("lean-ceiling-1k / ceiling-1k req/s", "lean-ceiling-1k", "ceiling-1k", "rps", None),
     ("lean-hit-1k / lean-ceiling-1k CPU per request", "lean-hit-1k", "lean-ceiling-1k", "cpu", None),
+    ("shared-tier-hit-1k / hit-1k CPU per request", "shared-tier-hit-1k", "hit-1k", "cpu", ("<=", 1.1)),
+    ("shared-tier-hit-1k / hit-1k req/s", "shared-tier-hit-1k", "hit-1k", "rps", None),
+    ("shared-redis-hit-1k / hit-1k CPU per request", "shared-redis-hit-1k", "hit-1k", "cpu", None),
+    ("shared-redis-hit-1k / hit-1k req/s", "shared-redis-hit-1k", "hit-1k", "rps", None),
 )
 
 
@@ -409,7 +417,7 @@ def connections(quick: bool) -> Section:
 
 # -- main ----------------------------------------------------------------------------------------
 
-SECTIONS = ("throughput", "memory", "connections", "coalescing")
+SECTIONS = ("throughput", "memory", "connections", "coalescing", "shared")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -421,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="run only these (comma-separated, repeatable): sections "
         f"({', '.join(SECTIONS)}), scenarios ({', '.join(bench_memory.SCENARIOS)}, "
-        f"{', '.join(bench_coalescing.SCENARIOS)}) or throughput configurations "
+        f"{', '.join(bench_coalescing.SCENARIOS)}, {', '.join(bench_shared.SCENARIOS)}) or throughput "
+        "configurations "
         f"({', '.join(c.name for c in CONFIGS)})",
     )
     parser.add_argument("--json", type=Path, help="also write every measurement to this JSON file")
@@ -434,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
 
     only = {name.strip() for item in args.only for name in item.split(",") if name.strip()}
     known = set(SECTIONS) | set(bench_memory.SCENARIOS) | set(bench_coalescing.SCENARIOS)
+    known |= set(bench_shared.SCENARIOS)
     known |= {c.name for c in CONFIGS}
     if unknown := only - known:
         parser.error(f"unknown --only names: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
@@ -462,6 +472,20 @@ def main(argv: list[str] | None = None) -> int:
         plan.append(("connections", lambda: [connections(args.quick)]))
     if coal := wanted("coalescing", bench_coalescing.SCENARIOS):
         plan.append(("coalescing", lambda: bench_coalescing.run(coal, args.quick)))
+    if shared := wanted("shared", bench_shared.SCENARIOS):
+        plan.append(
+            (
+                "shared",
+                lambda: bench_shared.run(
+                    shared,
+                    args.quick,
+                    lambda specs: throughput(
+                        [Config(n, proxy, path, expect=x, about=about) for n, proxy, path, x, about in specs],
+                        timing,
+                    ),
+                ),
+            )
+        )
 
     machine = bl.machine_info()
     started = time.monotonic()
