@@ -33,6 +33,10 @@ log = logging.getLogger("mitmcache")
 
 TIMEOUT_SECONDS = 0.5  # one command, connecting included: a slow Redis is a down Redis
 PROBE_SECONDS = 1.0  # how often a down link is tried again
+MAX_CONNECTIONS = 64  # per process; Redis answers each command in microseconds
+POOL_WAIT_SECONDS = 2.0  # the longest a command waits for a free connection
+MAX_WAIT_SECONDS = 5.0  # the longest a command waits for Redis while this process's loop lags
+LAG_TICK_SECONDS = 0.05
 RESUBSCRIBE_SECONDS = 0.5
 KEY_PREFIX = "mitmcache:"
 CHANNEL = KEY_PREFIX + "events"
@@ -52,20 +56,26 @@ class RedisLink:
     def __init__(self, url: str, shown: str) -> None:
         self.shown = shown  # the URL with its password redacted: the only form ever logged
         self.origin = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.client = redis.Redis.from_url(
+        # A bounded pool that callers wait for (briefly): a burst of lookups queues for a connection
+        # instead of failing, which would look like Redis being down.
+        pool = redis.BlockingConnectionPool.from_url(
             url,
-            socket_timeout=TIMEOUT_SECONDS,
+            max_connections=MAX_CONNECTIONS,
+            timeout=POOL_WAIT_SECONDS,
+            socket_timeout=None,  # run() times commands out
             socket_connect_timeout=TIMEOUT_SECONDS,
             retry=Retry(NoBackoff(), 0),
             retry_on_timeout=False,
             client_name="mitmcache",
         )
+        self.client = redis.Redis(connection_pool=pool)
         self._up = True
         self._since = time.time()
         self._handlers: dict[str, Handler] = {}
         self._on_restored: list[Callable[[], None]] = []
         self._on_lost: list[Callable[[], None]] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._lagged_until = 0.0
         self.unreadable = 0  # values found that this cache cannot read (corrupt, foreign, other version)
 
     # -- health ----------------------------------------------------------------------------------
@@ -86,16 +96,44 @@ class RedisLink:
         self._on_lost.append(callback)
 
     async def run[T](self, command: Callable[[], Awaitable[T]]) -> T:
-        """Run one Redis command (or script, or pipeline) under the breaker."""
+        """Run one Redis command (or script, or pipeline) under the breaker.
+
+        Its timeout is measured here rather than by the client's sockets: a timeout measured on a
+        busy event loop (a herd of a thousand requests) fires although Redis answered in time, so
+        it is extended while this process's own loop is lagging, up to ``MAX_WAIT_SECONDS``."""
         if not self._up:
             raise Unavailable(self.shown)
+        task = asyncio.ensure_future(command())
         try:
-            return await command()
+            waited = 0.0
+            while True:
+                done, _ = await asyncio.wait((task,), timeout=TIMEOUT_SECONDS)
+                if done:
+                    return task.result()
+                waited += TIMEOUT_SECONDS
+                if not self._lagging() or waited >= MAX_WAIT_SECONDS:
+                    raise TimeoutError(f"no answer within {waited:g}s")
         except ResponseError:
             raise  # Redis answered: a bug or a foreign value, not an outage
         except (RedisError, OSError, TimeoutError) as e:
             self._went_down(e)
             raise Unavailable(self.shown) from None
+        finally:
+            if not task.done():
+                task.cancel()  # the client drops that connection
+
+    def _lagging(self) -> bool:
+        return time.monotonic() < self._lagged_until
+
+    async def _watch_lag(self) -> None:
+        """Note when this process's event loop runs late (it is busy), so that its lateness is not
+        taken for a slow Redis."""
+        while True:
+            started = time.monotonic()
+            await asyncio.sleep(LAG_TICK_SECONDS)
+            late = time.monotonic() - started - LAG_TICK_SECONDS
+            if late > LAG_TICK_SECONDS:
+                self._lagged_until = time.monotonic() + TIMEOUT_SECONDS + late
 
     def _went_down(self, error: BaseException) -> None:
         if self._up:
@@ -122,7 +160,7 @@ class RedisLink:
             if self._up:
                 continue
             try:
-                await self.client.ping()
+                await asyncio.wait_for(self.client.ping(), TIMEOUT_SECONDS)
             except (RedisError, OSError, TimeoutError):
                 continue
             self._came_back()
@@ -178,7 +216,7 @@ class RedisLink:
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._listen()), loop.create_task(self._probe())]
+        self._tasks = [loop.create_task(t) for t in (self._listen(), self._probe(), self._watch_lag())]
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -186,5 +224,6 @@ class RedisLink:
         self._tasks = []
         try:
             await self.client.aclose()
+            await self.client.connection_pool.disconnect()
         except (RedisError, OSError, TimeoutError):
             pass

@@ -16,6 +16,7 @@ store with its own schedule -- and nothing fails; ``lost`` re-arms its schedule 
 it holds are checked (refreshed or dropped) as any memory store's are.
 """
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ class TieredStore:
         self.shared = shared
         self._available = available
         self._changes = 0  # drops seen: a shared read that overlapped one is not kept here
+        self._reading: dict[str, asyncio.Future[Sequence[Stored]]] = {}
 
     # -- notifications ---------------------------------------------------------------------------
 
@@ -83,6 +85,13 @@ class TieredStore:
         held = await self.local.variants(key)
         if held and _fresh(held, time.time()) or not self._available():
             return held
+        reading = self._reading.get(key)
+        if reading is None:  # one read of a URL at a time: a herd on a cold key is one round trip
+            reading = self._reading[key] = asyncio.ensure_future(self._read_shared(key, held))
+            reading.add_done_callback(lambda _: self._reading.pop(key, None))
+        return await asyncio.shield(reading)
+
+    async def _read_shared(self, key: str, held: Sequence[Stored]) -> Sequence[Stored]:
         changes = self._changes
         try:
             found = await self.shared.variants(key)
