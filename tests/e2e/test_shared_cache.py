@@ -11,6 +11,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.e2e.test_mitmweb import MITMWEB, PASSWORD, Web
+from tests.support.harness import Proxy, free_port
 from tests.support.redis_server import RedisServer
 
 KEY = "shared-secret"
@@ -319,3 +321,51 @@ def test_the_redis_password_is_never_shown(origin, proxy_factory, http, tmp_path
         assert "[redacted]" in stats and "[redacted]" in health
         for shown in (stats, health, proxy.log_text()):
             assert "pw-s3cret" not in shown
+
+
+def test_mitmwebs_options_editor_shows_the_store_url_redacted(origin, tmp_path, http):
+    with RedisServer(workdir=tmp_path / "redis") as server:
+        server.command("CONFIG", "SET", "requirepass", "pw-s3cret")
+        port = free_port()
+        command = [str(MITMWEB), "--set", "web_open_browser=false", "--set", f"web_password={PASSWORD}"]
+        command += ["--set", f"web_port={port}"]
+        url = f"redis://:pw-s3cret@127.0.0.1:{server.port}/0"
+        with Proxy(origin, {"cache_store": url}, command=command, cwd=tmp_path / "cwd") as proxy:
+            web = Web(proxy, port)
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    options = web.api.get("/options")
+                    if options.status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, "mitmweb's API never answered"
+                time.sleep(0.1)
+            shown = options.json()["cache_store"]
+            assert (shown["value"], shown["default"]) == (
+                f"redis://:[redacted]@127.0.0.1:{server.port}/0",
+                "memory",
+            )
+            origin.route("/w", headers={"Cache-Control": "max-age=60"}, body="x")
+            http.get(f"{proxy.url}/w")
+            assert x_cache(http, f"{proxy.url}/w") == "HIT"
+            assert http.get(f"{proxy.url}/__cache/health").json()["store"]["state"] == "up"  # authenticated
+            assert "pw-s3cret" not in options.text + proxy.log_text()
+
+
+def test_a_stalled_redis_fails_no_request_and_the_proxy_says_degraded(origin, shared, redis_server, http):
+    origin.route("/st", headers={"Cache-Control": "max-age=60"}, body="body st")
+    proxy = shared()
+    http.get(f"{proxy.url}/st")
+    redis_server.pause()  # accepts connections, answers nothing
+    try:
+        origin.route("/new", headers={"Cache-Control": "max-age=60"}, body="body new")
+        started = time.monotonic()
+        answers = [http.get(f"{proxy.url}/st"), http.get(f"{proxy.url}/new"), http.get(f"{proxy.url}/new")]
+        assert [a.status_code for a in answers] == [200, 200, 200]
+        assert time.monotonic() - started < 3
+        assert wait_for_store_state(http, proxy, "down")["status"] == "degraded"
+    finally:
+        redis_server.resume()
+    wait_for_store_state(http, proxy, "up")
