@@ -2,7 +2,7 @@
 the settings, and the one way an entry is written (with its lifetime and first check time).
 
 ``Engine`` (engine.py) is the facade the addon, the control plane and the commands call; its parts
-(``Lookup``, ``Refresher``, ``ExpiryScheduler``, ``UsageLog``) each get this ``Core``.
+(``Lookup``, ``Refresher``, ``ExpiryScheduler``) each get this ``Core``.
 """
 
 import asyncio
@@ -19,7 +19,7 @@ from .entry import Entry, Meta, Stored
 from .generations import InvalidationBus, LocalGenerations
 from .policy.fields import Fields
 from .policy.key import matches
-from .policy.lifecycle import first_check, keep_until
+from .policy.lifecycle import first_check, keep_until, kept_while_asked
 from .store.base import Store, Use
 from .upstream import Upstream
 
@@ -45,7 +45,8 @@ def run_eagerly[T](coro: Coroutine[Any, Any, T]) -> T | None:
 def select(variants: Sequence[Stored], request_fields: Fields) -> Stored | None:
     """The stored response for a request: RFC 9111 §4.1, of several matching ones the most recent."""
     for stored in reversed(variants):
-        if matches(stored.entry.vary, request_fields):
+        vary = stored.entry.vary
+        if not vary or matches(vary, request_fields):
             return stored
     return None
 
@@ -59,7 +60,8 @@ class Core:
     hit_for_miss: HitForMiss = field(default_factory=HitForMiss)
     bus: InvalidationBus = field(default_factory=LocalGenerations)
     counters: Counters = field(default_factory=Counters)
-    uses: list[Use] = field(default_factory=list)  # written behind the hit path (UsageLog)
+    # (stored, at, hit) of each answer from the store, written behind the hit path (flush_uses)
+    uses: list[tuple[Stored, float, bool]] = field(default_factory=list)
 
     async def write(self, entry: Entry, meta: Meta) -> bool:
         """Store a version with the lifetime policy gives it and its first check time."""
@@ -69,15 +71,22 @@ class Core:
         return await self.store.put(entry, meta, keep_until=keep, check_at=check)
 
     def note_use(self, stored: Stored, now: float, *, hit: bool) -> None:
-        """A client was answered from ``stored``: recorded without an await (``UsageLog`` writes it)."""
-        entry = stored.entry
-        keep = now + self.settings().refresh_window
-        self.uses.append(Use(entry.key, entry.vary, entry.version, now, hit, keep))
+        """A client was answered from ``stored``: noted without an await or an allocation beyond a
+        tuple (a hit's budget), written to the store by ``flush_uses``."""
+        self.uses.append((stored, now, hit))
 
     async def flush_uses(self) -> None:
-        if self.uses:
-            uses, self.uses = self.uses, []
-            await self.store.record_uses(uses)
+        """Write the uses noted since the last flush: each keeps its entry stored through the
+        refresh window after it (policy.lifecycle.kept_while_asked)."""
+        if not self.uses:
+            return
+        noted, self.uses = self.uses, []
+        lifecycle = self.settings().lifecycle
+        uses = [
+            Use(s.entry.key, s.entry.vary, s.entry.version, at, hit, kept_while_asked(at, lifecycle))
+            for s, at, hit in noted
+        ]
+        await self.store.record_uses(uses)
 
     @staticmethod
     def meta_after(previous: Meta | None, now: float) -> Meta:
