@@ -12,7 +12,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .coalesce import Coalescer, HitForMiss, Inflight
+from .coalesce import Coalescer, HitForMiss, HitForMissMemory, Inflight
 from .config import Settings
 from .counters import Counters
 from .entry import Entry, Meta, Stored
@@ -57,7 +57,7 @@ class Core:
     store: Store
     upstream: Upstream
     coalescer: Coalescer = field(default_factory=Inflight)
-    hit_for_miss: HitForMiss = field(default_factory=HitForMiss)
+    hit_for_miss: HitForMissMemory = field(default_factory=HitForMiss)
     bus: InvalidationBus = field(default_factory=LocalGenerations)
     counters: Counters = field(default_factory=Counters)
     # (stored, at, hit) of each answer from the store, written behind the hit path (flush_uses)
