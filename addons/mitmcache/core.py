@@ -7,7 +7,6 @@ the settings, and the one way an entry is written (with its lifetime and first c
 
 import asyncio
 import random
-import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,7 +93,3 @@ class Core:
         if previous is None:
             return Meta(stored_at=now, last_access=now)
         return Meta(stored_at=now, last_access=previous.last_access, hits=previous.hits)
-
-    @staticmethod
-    def now() -> float:
-        return time.time()
