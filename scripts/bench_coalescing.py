@@ -229,7 +229,11 @@ def _hot_variant(origin: bl.Origin, name: str, extra: tuple[str, ...], quick: bo
         delay=HOT_DELAY,
         sequence=[{"body": f"version {i:06d}\n".ljust(1024)} for i in range(400)],
     )
-    proxy = bl.cache_proxy(f"cache_ttl={ttl}", f"cache_refresh_window={window}", *extra)
+    # No stale-if-error allowance: the cold phase measures the refresh window alone (an entry is
+    # otherwise kept past it for as long as it may stand in for a failing upstream).
+    proxy = bl.cache_proxy(
+        f"cache_ttl={ttl}", f"cache_refresh_window={window}", "cache_stale_if_error=0", *extra
+    )
     with bl.Server(f"hot-{name}", proxy, origin.url) as server:
         records = asyncio.run(_poll(server.url, path, clients, seconds, pause))
         stop = max(r["received"] for r in records)

@@ -86,7 +86,7 @@ class HookTimerReport:
             "hooks": totals,
             "gc": collections,
             "tracked_objects": len(gc.get_objects()),
-            "entries": self.cache.store.usage().entries if self.cache else 0,
+            "entries": run_eagerly(self.cache.engine.read_usage()).entries if self.cache else 0,
         }
         Path(os.environ.get("HOOK_TIMER_OUT", "hook-times.json")).write_text(json.dumps(report))
 
@@ -95,15 +95,20 @@ gc.callbacks.append(_on_gc)
 cache = None
 if os.environ.get("HOOK_TIMER_CACHE", "1") != "0":
     from mitmcache import addon as cache_module
+    from mitmcache import answers, engine, forwarding
+    from mitmcache.core import run_eagerly
 
     cache = cache_module.Cache()
     for hook in ("requestheaders", "request", "responseheaders", "response", "error"):
         setattr(cache, hook, timed(hook, getattr(cache, hook)))
-    for step in ("admit", "annotate", "cache_key"):
-        setattr(cache_module, step, timed(step, getattr(cache_module, step)))
+    engine.admit = timed("admit", engine.admit)
+    annotate = timed("annotate", answers.annotate)
+    answers.annotate = forwarding.annotate = cache_module.annotate = annotate
+    cache_module.cache_key = timed("cache_key", cache_module.cache_key)
     cache_module.responses.add_status = timed("add_status", cache_module.responses.add_status)
-    cache.store.put = timed("store.put", cache.store.put)
-    cache.store.variants = timed("store.variants", cache.store.variants)
-    cache.expiry.track = timed("expiry.track", cache.expiry.track)
+    store = cache.engine.core.store
+    store.put = timed("store.put", store.put)
+    store.variants = timed("store.variants", store.variants)
+    cache.engine.lookup = timed("engine.lookup", cache.engine.lookup)
 
 addons = [a for a in (cache, HookTimerReport(cache)) if a is not None]

@@ -27,6 +27,7 @@ from .lookup import Answer, Forward, Refuse, Serve
 from .policy.cache_status import Status, XCache
 from .policy.fields import get_first
 from .policy.reuse import NO_DIRECTIVES, request_directives
+from .policy.validators import ORIGIN_PRECONDITIONS
 from .request_key import authority, cache_key
 from .retention import FlowRetention
 from .shared_tier import SharedTier
@@ -39,9 +40,6 @@ TLS_OPTIONS = {"ssl_insecure", "ssl_verify_upstream_trusted_ca", "ssl_verify_ups
 log = logging.getLogger("mitmcache")
 
 TIMEOUT_TICK_SECONDS = 0.1  # how often forwarded flows are checked against REQ_TIMEOUT
-
-# Request fields a cache does not evaluate (RFC 9111 §4.3.2): they are for the origin.
-_ORIGIN_PRECONDITIONS = frozenset({b"if-match", b"if-unmodified-since"})
 
 
 class Cache:
@@ -208,7 +206,7 @@ class Cache:
             self.engine.upstream_fetch()  # passed by (varnish MAIN.backend_req)
             return
         key = cache_key(request)
-        if not names.isdisjoint(_ORIGIN_PRECONDITIONS):
+        if not names.isdisjoint(ORIGIN_PRECONDITIONS):
             # RFC 9111 §4.3.2: "the If-Match and If-Unmodified-Since conditional header fields are
             # not applicable to a cache": they are for the origin to evaluate.
             self.forwarding.send(flow, key, self.engine.forward(key, "bypass", "origin-precondition"))

@@ -11,11 +11,10 @@ from .counters import Counters
 from .entry import Entry
 from .lookup import Refuse, Relay, Serve
 from .policy.cache_status import Status
-from .policy.dates import parse_http_date
 from .policy.fields import get_all, get_first, has_any
 from .policy.ranges import Kind as RangeKind
 from .policy.ranges import plan as range_plan
-from .policy.validators import answer_not_modified
+from .policy.validators import stored_not_modified
 
 CLIENT_VALIDATORS = frozenset({b"if-none-match", b"if-modified-since"})
 RANGE = frozenset({b"range"})
@@ -23,14 +22,8 @@ CONDITIONAL_OR_RANGE = CLIENT_VALIDATORS | RANGE
 
 
 def not_modified(if_none_match: Sequence[str], if_modified_since: str | None, entry: Entry) -> bool:
-    """Whether the client's own conditions let us answer 304 from ``entry`` (RFC 9110 §13.2.2);
-    If-Modified-Since compares with Last-Modified, else the stored Date (RFC 9111 §4.3.2)."""
-    if not if_none_match and not if_modified_since:
-        return False
-    modified = parse_http_date(entry.last_modified)
-    return answer_not_modified(
-        if_none_match, if_modified_since, entry.etag, modified if modified is not None else entry.date
-    )
+    """Whether the client's own conditions let us answer 304 from ``entry``."""
+    return stored_not_modified(if_none_match, if_modified_since, entry.etag, entry.last_modified, entry.date)
 
 
 def serve(

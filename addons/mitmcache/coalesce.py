@@ -106,8 +106,20 @@ class Inflight:
         return len(self._futures)
 
 
+class HitForMissMemory(Protocol):
+    """Keys whose responses could not be shared, for a while: in this process (``HitForMiss``), or
+    shared by processes."""
+
+    def remember(self, key: str, now: float, seconds: float) -> None: ...
+
+    def forget(self, key: str) -> None: ...
+
+    def active(self, key: str, now: float) -> bool: ...
+
+
 class HitForMiss:
-    """Keys recently found unshareable, and until when."""
+    """Keys recently found unshareable, and until when (bounded: past ``limit`` keys, the ones that
+    ran out are swept, and if that is not enough all are forgotten)."""
 
     def __init__(self, limit: int = 100_000) -> None:
         self._until: dict[str, float] = {}

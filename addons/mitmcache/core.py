@@ -2,24 +2,23 @@
 the settings, and the one way an entry is written (with its lifetime and first check time).
 
 ``Engine`` (engine.py) is the facade the addon, the control plane and the commands call; its parts
-(``Lookup``, ``Refresher``, ``ExpiryScheduler``, ``UsageLog``) each get this ``Core``.
+(``Lookup``, ``Refresher``, ``ExpiryScheduler``) each get this ``Core``.
 """
 
 import asyncio
 import random
-import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .coalesce import Coalescer, HitForMiss, Inflight
+from .coalesce import Coalescer, HitForMiss, HitForMissMemory, Inflight
 from .config import Settings
 from .counters import Counters
 from .entry import Entry, Meta, Stored
 from .generations import InvalidationBus, LocalGenerations
 from .policy.fields import Fields
 from .policy.key import matches
-from .policy.lifecycle import first_check, keep_until
+from .policy.lifecycle import first_check, keep_until, kept_while_asked
 from .store.base import Store, Use
 from .upstream import Upstream
 
@@ -45,7 +44,8 @@ def run_eagerly[T](coro: Coroutine[Any, Any, T]) -> T | None:
 def select(variants: Sequence[Stored], request_fields: Fields) -> Stored | None:
     """The stored response for a request: RFC 9111 §4.1, of several matching ones the most recent."""
     for stored in reversed(variants):
-        if matches(stored.entry.vary, request_fields):
+        vary = stored.entry.vary
+        if not vary or matches(vary, request_fields):
             return stored
     return None
 
@@ -56,10 +56,11 @@ class Core:
     store: Store
     upstream: Upstream
     coalescer: Coalescer = field(default_factory=Inflight)
-    hit_for_miss: HitForMiss = field(default_factory=HitForMiss)
+    hit_for_miss: HitForMissMemory = field(default_factory=HitForMiss)
     bus: InvalidationBus = field(default_factory=LocalGenerations)
     counters: Counters = field(default_factory=Counters)
-    uses: list[Use] = field(default_factory=list)  # written behind the hit path (UsageLog)
+    # (stored, at, hit) of each answer from the store, written behind the hit path (flush_uses)
+    uses: list[tuple[Stored, float, bool]] = field(default_factory=list)
     # Which tier of a tiered store a lookup's answer came from (store.tiered), for Cache-Status.
     tier: Callable[[Stored], str | None] = lambda stored: None
 
@@ -71,15 +72,22 @@ class Core:
         return await self.store.put(entry, meta, keep_until=keep, check_at=check)
 
     def note_use(self, stored: Stored, now: float, *, hit: bool) -> None:
-        """A client was answered from ``stored``: recorded without an await (``UsageLog`` writes it)."""
-        entry = stored.entry
-        keep = now + self.settings().refresh_window
-        self.uses.append(Use(entry.key, entry.vary, entry.version, now, hit, keep))
+        """A client was answered from ``stored``: noted without an await or an allocation beyond a
+        tuple (a hit's budget), written to the store by ``flush_uses``."""
+        self.uses.append((stored, now, hit))
 
     async def flush_uses(self) -> None:
-        if self.uses:
-            uses, self.uses = self.uses, []
-            await self.store.record_uses(uses)
+        """Write the uses noted since the last flush: each keeps its entry stored through the
+        refresh window after it (policy.lifecycle.kept_while_asked)."""
+        if not self.uses:
+            return
+        noted, self.uses = self.uses, []
+        lifecycle = self.settings().lifecycle
+        uses = [
+            Use(s.entry.key, s.entry.vary, s.entry.version, at, hit, kept_while_asked(at, lifecycle))
+            for s, at, hit in noted
+        ]
+        await self.store.record_uses(uses)
 
     @staticmethod
     def meta_after(previous: Meta | None, now: float) -> Meta:
@@ -87,7 +95,3 @@ class Core:
         if previous is None:
             return Meta(stored_at=now, last_access=now)
         return Meta(stored_at=now, last_access=previous.last_access, hits=previous.hits)
-
-    @staticmethod
-    def now() -> float:
-        return time.time()

@@ -23,8 +23,7 @@ from .lookup import Forward, Serve, lifetime_detail
 from .policy.cache_status import Status, XCache
 from .policy.fields import Fields, get_first
 from .policy.freshness import current_age
-from .policy.reuse import may_serve_stale_on_error, stale_on_error_limit
-from .refresh import ERROR_STATUSES
+from .policy.reuse import ERROR_STATUSES, may_serve_stale_on_error, stale_on_error_limit
 from .request_key import authority
 from .tee import BodyTee
 

@@ -22,6 +22,7 @@ from .policy.lifecycle import Step, refresh_on_hit, refreshable_in_background, w
 from .policy.reuse import (
     NO_DIRECTIVES,
     RequestDirectives,
+    Use,
     decide,
     may_serve_stale_on_error,
     stale_on_error_limit,
@@ -108,7 +109,10 @@ class Lookup:
             variants = await core.store.variants(key)
             stored = select(variants, fields) if variants else None
             if stored is not None:
-                return await self._with_entry(method, key, fields, stored, directives, now, deadline)
+                answer = self._with_entry(method, key, stored, directives, now)
+                if isinstance(answer, str):  # the fwd reason of the revalidation it needs
+                    return await self._revalidate(key, fields, stored, directives, answer, deadline)
+                return answer
             fwd = "vary-miss" if variants else "uri-miss"
             hit_for_miss = core.hit_for_miss.active(key, now)
             step = without_entry(
@@ -143,16 +147,11 @@ class Lookup:
         answer = await self.from_outcome(key, fields, outcome, stale=None, fwd=fwd, collapsed=True)
         return answer or self.forward(key, fwd, detail=outcome.detail or outcome.kind.value)
 
-    async def _with_entry(
-        self,
-        method: str,
-        key: str,
-        fields: Fields,
-        stored: Stored,
-        directives: RequestDirectives,
-        now: float,
-        deadline: float,
-    ) -> Answer:
+    def _with_entry(
+        self, method: str, key: str, stored: Stored, directives: RequestDirectives, now: float
+    ) -> Answer | str:
+        """The answer from a stored copy, or the Cache-Status ``fwd`` of the revalidation it needs
+        (a plain function: the common hit costs no coroutine of its own)."""
         core, entry = self._core, stored.entry
         settings = core.settings()
         decision = decide(
@@ -166,14 +165,11 @@ class Lookup:
             error_limit=settings.stale_if_error,
         )
         core.note_use(stored, now, hit=True)
-        step = with_entry(
-            decision.use,
-            only_if_cached=directives.only_if_cached,
-            head=method == "HEAD",
-            busy=core.coalescer.busy(key),
-        )
+        use = decision.use
+        busy = use is Use.REVALIDATE and core.coalescer.busy(key)
+        step = with_entry(use, only_if_cached=directives.only_if_cached, head=method == "HEAD", busy=busy)
         if step is Step.SERVE or step is Step.SERVE_STALE:
-            if refresh_on_hit(decision.use, decision.ttl, settings.lifecycle):
+            if refresh_on_hit(use, decision.ttl, settings.lifecycle):
                 self._refresher.start_in_background(stored, now)
             if step is Step.SERVE:
                 detail = with_tier(lifetime_detail(entry), core.tier(stored))
@@ -190,7 +186,7 @@ class Lookup:
             forward = self.forward(key, fwd)
             forward.stale = entry
             return forward
-        return await self._revalidate(key, fields, stored, directives, fwd, deadline)
+        return fwd
 
     async def _revalidate(
         self,

@@ -1,6 +1,6 @@
 """The cache's statistics, modelled on Varnish's counters (``varnishstat``), as JSON and Prometheus.
 
-Every module counts what it does in one shared ``Counter[str]`` (``Cache.counts``); this module is
+The engine's parts count what they do in one ``Counters`` (counters.py: ``Count`` names them); this module is
 the one place that gives those raw counts meaning. ``snapshot`` reads them, together with the
 store's usage, into a ``Stats``; the admin ``stats`` endpoint and the ``cache.stats`` command show
 it as JSON, and ``CacheCollector`` exposes the same numbers to ``prometheus_client``. The
@@ -22,8 +22,9 @@ Raw count keys and what they mean (the Varnish counter each one is modelled on i
 ``_expired``/``_control``              expiry, at expiry, by the control plane
 ``refresh_revalidated``/``_replaced``  refresh fetches: 304 [fetch_304], new response,
 ``/_failed``/``_unshareable``          upstream failure, response no longer storable
-``stored``, ``expired``                responses stored, cold entries dropped at expiry
-                                       [n_expired]
+``stored``, ``expired``                responses stored, entries dropped at the end of their
+                                       store lifetime [n_expired]
+``not_stored_invalidated``             fetches not stored: their URL was invalidated meanwhile
 ``purges``; ``purged``, ``cleared``,   purge operations [n_purges]; entries they dropped by
 ``clear_cache_dropped``,               purge, clear, the Clear-Cache header, and unsafe-method
 ``invalidated``                        invalidation [n_obj_purged]
@@ -263,8 +264,8 @@ class CacheCollector:
         )
         yield _counter(
             "expirations",
-            "Entries dropped at expiry because nobody asked for them within the refresh window "
-            "(varnish MAIN.n_expired).",
+            "Entries dropped when their store lifetime ended: expired, not asked for within the refresh "
+            "window, and past their stale allowances (varnish MAIN.n_expired).",
             s.expirations,
         )
         yield _counter(

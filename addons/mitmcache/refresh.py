@@ -35,7 +35,6 @@ from .upstream import Fetched, TooLarge, UpstreamError
 log = logging.getLogger("mitmcache")
 
 MAX_BACKOFF_SECONDS = 60.0
-ERROR_STATUSES = frozenset({500, 502, 503, 504})  # RFC 5861 §4: what counts as an error
 # Refusals that say something about the request a revalidation was made for, not about the URL.
 REQUEST_SPECIFIC_REFUSALS = frozenset({"request-no-store", "authorization"})
 

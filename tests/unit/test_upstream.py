@@ -44,6 +44,13 @@ class Origin:
             if path == "/slow":
                 await reader.read()  # until the client gives up
                 return
+            if path == "/upload":  # echo the request's method and its chunked body
+                body = await _read_chunked(reader)
+                writer.write(
+                    _message(201, [("X-Method", request_line.split(" ")[0])], body, reason="Created")
+                )
+                await writer.drain()
+                return
             writer.write(self._response(path))
             await writer.drain()
         finally:
@@ -61,6 +68,15 @@ class Origin:
         if path == "/unavailable":
             return _message(503, [("Retry-After", "5")], b"down", reason="Service Unavailable")
         return _message(200, [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")], b"ok")
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    chunks = []
+    while size := int((await reader.readline()).strip(), 16):
+        chunks.append(await reader.readexactly(size))
+        await reader.readline()
+    await reader.readline()
+    return b"".join(chunks)
 
 
 def _message(status: int, headers: list[tuple[str, str]], body: bytes, reason: str = "OK") -> bytes:
@@ -171,3 +187,17 @@ def test_tls_verification_trusts_exactly_the_configured_ca(tmp_path):
 def test_tls_verification_with_a_missing_ca_file_fails_loudly(tmp_path):
     with pytest.raises(FileNotFoundError):
         tls_verification(False, str(tmp_path / "missing.pem"), None)
+
+
+async def test_any_method_can_be_sent_with_a_body_streamed_in_chunks(origin, upstream):
+    """The write queue delivers writes through the same client: a method other than GET, with a body
+    that is streamed upstream as it is produced, never held whole."""
+
+    async def body() -> AsyncIterator[bytes]:
+        for part in (b"first ", b"second"):
+            yield part
+
+    sent = [(b"host", b"example.test"), (b"transfer-encoding", b"chunked")]
+    fetched = await upstream.send("PUT", origin.url + "/upload", sent, body(), 5, 1_000_000)
+    assert (fetched.status, fetched.body) == (201, b"first second")
+    assert (b"X-Method", b"PUT") in fetched.fields

@@ -3,7 +3,12 @@
 import pytest
 
 from mitmcache.policy.dates import format_http_date
-from mitmcache.policy.validators import answer_not_modified, generate_etag, parse_entity_tags
+from mitmcache.policy.validators import (
+    answer_not_modified,
+    generate_etag,
+    parse_entity_tags,
+    stored_not_modified,
+)
 
 LAST_MODIFIED = 1_700_000_000.0
 STORED_ETAG = '"v1"'
@@ -116,3 +121,13 @@ def test_an_unconditional_request_never_gets_304():
     """RFC 9110 §15.4.5: 304 answers a conditional request only."""
     assert not_modified() is False
     assert not_modified([], "") is False
+
+
+def test_a_stored_response_without_last_modified_is_compared_by_its_date():
+    """RFC 9111 §4.3.2: If-Modified-Since is compared with Last-Modified, else with the stored Date."""
+    since = format_http_date(LAST_MODIFIED)
+    assert stored_not_modified([], since, '"e"', None, LAST_MODIFIED - 5) is True
+    assert stored_not_modified([], since, '"e"', None, LAST_MODIFIED + 5) is False
+    assert (
+        stored_not_modified([], since, '"e"', format_http_date(LAST_MODIFIED + 5), LAST_MODIFIED - 5) is False
+    )

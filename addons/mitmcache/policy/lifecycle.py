@@ -136,9 +136,7 @@ class Step(Enum):
     REFUSE = "refuse"  # only-if-cached and nothing usable: 504 (RFC 9111 §5.2.1.7)
     LEAD = "lead"  # fetch it upstream, others wait for this fetch (if no fetch is under way)
     FORWARD = "forward"  # go upstream without leading (hit-for-miss, nothing to wait for)
-    WAIT = "wait"  # wait for the fetch under way
-    LOOKUP = "lookup"  # look again (the leader's client left)
-    REREAD = "reread"  # the fetch stored a response: read it from the store
+    WAIT = "wait"  # wait for the fetch under way (then: re-read the store, or look again)
 
 
 def with_entry(use: Use, *, only_if_cached: bool, head: bool, busy: bool) -> Step:

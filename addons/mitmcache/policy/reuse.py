@@ -9,6 +9,8 @@ from . import cache_control
 from .fields import split_list
 from .freshness import current_age
 
+ERROR_STATUSES = frozenset({500, 502, 503, 504})  # RFC 5861 §4: what counts as an error
+
 
 class Use(Enum):
     FRESH = "fresh"  # serve it

@@ -92,3 +92,24 @@ def answer_not_modified(
         if result is not None:
             return not result
     return False
+
+
+# Request fields a cache does not evaluate (RFC 9111 §4.3.2): they are for the origin.
+ORIGIN_PRECONDITIONS = frozenset({b"if-match", b"if-unmodified-since"})
+
+
+def stored_not_modified(
+    if_none_match: Sequence[str],
+    if_modified_since: str | None,
+    etag: str,
+    last_modified: str | None,
+    date: float,
+) -> bool:
+    """Whether a client's own conditions let a cache answer 304 from a stored response (RFC 9110
+    §13.2.2); If-Modified-Since compares with Last-Modified, else the stored Date (RFC 9111 §4.3.2)."""
+    if not if_none_match and not if_modified_since:
+        return False
+    modified = parse_http_date(last_modified)
+    return answer_not_modified(
+        list(if_none_match), if_modified_since, etag, modified if modified is not None else date
+    )

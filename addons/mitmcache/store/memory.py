@@ -51,8 +51,8 @@ class MemoryStore:
         self._urls.move_to_end(key)
         now = time.time()
         for record in group:
-            if record.keep_until <= now:
-                return self._drop_ended(key, group, now)
+            if record.keep_until <= now:  # the schedule drops (and counts) it: not served meanwhile
+                return [r for r in group if r.keep_until > now]
         return group
 
     async def peek(self, key: str) -> Sequence[Stored]:
@@ -159,15 +159,6 @@ class MemoryStore:
             if record.entry.version == version and record.entry.vary == vary:
                 return record
         return None
-
-    def _drop_ended(self, key: str, group: list[_Record], now: float) -> list[_Record]:
-        """Drop the variants whose lifetime ended (the engine's schedule drops them too, counted;
-        a lookup must not serve one in between)."""
-        for record in [r for r in group if r.keep_until <= now]:
-            self._remove(group, record)
-        if not group:
-            del self._urls[key]
-        return group
 
     def _remove(self, group: list[_Record], record: _Record) -> None:
         group.remove(record)

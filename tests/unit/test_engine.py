@@ -1,0 +1,111 @@
+"""The engine through its value-level entry points, on a store that hands out copies (as a networked
+store does): coalescing whose followers re-read the store, the invalidation bus, invalidation of
+the URLs a response names."""
+
+import asyncio
+import time
+
+from mitmcache import config
+from mitmcache.engine import Engine
+from mitmcache.generations import LocalGenerations
+from mitmcache.lookup import Forward, Serve
+from mitmcache.policy.cache_status import XCache
+from mitmcache.policy.reuse import NO_DIRECTIVES
+from tests.support.serialising_store import SerialisingStore
+
+KEY = "http://example.com/a"
+FIELDS = [(b"host", b"example.com")]
+RESPONSE = [(b"cache-control", b"max-age=60"), (b"content-length", b"4")]
+
+
+def engine() -> Engine:
+    settings = config.parse_settings({s.option: s.default for s in config.SETTINGS})
+    return Engine(lambda: settings, store=SerialisingStore())
+
+
+async def lookup(e: Engine, key: str = KEY):
+    return await e.lookup("GET", key, FIELDS, True, NO_DIRECTIVES, time.monotonic() + 5)
+
+
+async def store(e: Engine, forward: Forward, key: str = KEY, body: bytes = b"body"):
+    return await e.store_response(
+        key=key,
+        url=key,
+        host="example.com",
+        request_fields=FIELDS,
+        status=200,
+        reason=b"OK",
+        response_fields=RESPONSE,
+        body=body,
+        request_time=time.time(),
+        generation=forward.generation,
+        leader=forward.leader,
+    )
+
+
+async def test_a_miss_leads_and_its_stored_answer_is_the_next_hit():
+    e = engine()
+    forward = await lookup(e)
+    assert isinstance(forward, Forward) and forward.leader and forward.fwd == "uri-miss"
+    assert (await store(e, forward)).stored
+    hit = await lookup(e)
+    assert isinstance(hit, Serve) and hit.status.x_cache == XCache.HIT and hit.entry.body == b"body"
+
+
+async def test_followers_of_a_fetch_re_read_the_store_for_its_answer():
+    e = engine()
+    forward = await lookup(e)
+    follower = asyncio.get_running_loop().create_task(lookup(e))
+    await asyncio.sleep(0.01)
+    assert not follower.done()
+    await store(e, forward)
+    answer = await asyncio.wait_for(follower, 1)
+    assert isinstance(answer, Serve)
+    assert (answer.status.x_cache, answer.entry.body) == (XCache.COALESCED, b"body")
+
+
+async def test_a_fetch_that_began_before_its_url_was_invalidated_stores_nothing():
+    e = engine()
+    forward = await lookup(e)
+    await e.invalidate(KEY)  # a write to the URL while the GET is under way
+    admission = await store(e, forward)
+    assert (admission.stored, admission.detail) == (False, "invalidated")
+    assert isinstance(await lookup(e), Forward)
+    assert e.counters["not_stored_invalidated"] == 1
+
+
+async def test_a_clear_while_a_fetch_is_under_way_keeps_its_answer_out():
+    e = engine()
+    forward = await lookup(e)
+    await e.clear()
+    assert not (await store(e, forward)).stored
+
+
+async def test_invalidating_a_url_drops_the_urls_its_response_names_of_the_same_origin():
+    e = engine()
+    for path in ("/items", "/items/7", "/elsewhere"):
+        key = f"http://example.com{path}"
+        await store(e, await lookup(e, key), key)
+    fields = [(b"location", b"/items/7"), (b"content-location", b"http://other.example/items")]
+    dropped = await e.invalidate_url("http", "example.com", "/items", fields)
+    assert dropped == 2
+    assert await e.keys() == ["http://example.com/elsewhere"]
+
+
+def test_generations_change_with_an_invalidation_of_the_key_or_of_everything():
+    bus = LocalGenerations()
+    a, b = bus.generation("a"), bus.generation("b")
+    bus.invalidate("a")
+    assert not bus.current("a", a) and bus.current("b", b)
+    b = bus.generation("b")
+    bus.invalidate_all()
+    assert not bus.current("b", b)
+
+
+def test_the_generation_table_is_bounded():
+    bus = LocalGenerations(max_keys=3)
+    before = bus.generation("x")
+    for key in ("k1", "k2", "k3", "k4"):
+        bus.invalidate(key)
+    assert len(bus._keys) <= 3
+    assert not bus.current("x", before)  # past the bound: every fetch under way is treated as invalidated
