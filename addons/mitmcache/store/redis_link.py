@@ -13,6 +13,7 @@ Events are msgpack arrays ``[origin, kind, *args]``; a process ignores its own (
 """
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -23,6 +24,7 @@ from typing import Any
 
 import msgpack
 import redis.asyncio as redis
+from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
@@ -38,6 +40,7 @@ POOL_WAIT_SECONDS = 2.0  # the longest a command waits for a free connection
 MAX_WAIT_SECONDS = 5.0  # the longest a command waits for Redis while this process's loop lags
 LAG_TICK_SECONDS = 0.05
 RESUBSCRIBE_SECONDS = 0.5
+LISTEN_SECONDS = 0.25  # how often the subscription looks up from waiting for events
 KEY_PREFIX = "mitmcache:"
 CHANNEL = KEY_PREFIX + "events"
 
@@ -76,6 +79,7 @@ class RedisLink:
         self._on_lost: list[Callable[[], None]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._lagged_until = 0.0
+        self._resubscribe = asyncio.Event()
         self.unreadable = 0  # values found that this cache cannot read (corrupt, foreign, other version)
 
     # -- health ----------------------------------------------------------------------------------
@@ -148,6 +152,7 @@ class RedisLink:
                 callback()
 
     def _came_back(self) -> None:
+        """A new subscription: drop what lost notifications may have left stale, then go up."""
         for callback in self._on_restored:
             callback()
         if not self._up:
@@ -155,6 +160,8 @@ class RedisLink:
             log.warning("shared store %s is back: sharing resumes", self.shown)
 
     async def _probe(self) -> None:
+        """While down, ping once a second; an answer makes the subscription start anew, which
+        brings the link back up (notifications may have been lost meanwhile)."""
         while True:
             await asyncio.sleep(PROBE_SECONDS)
             if self._up:
@@ -163,7 +170,7 @@ class RedisLink:
                 await asyncio.wait_for(self.client.ping(), TIMEOUT_SECONDS)
             except (RedisError, OSError, TimeoutError):
                 continue
-            self._came_back()
+            self._resubscribe.set()
 
     # -- events ----------------------------------------------------------------------------------
 
@@ -187,18 +194,19 @@ class RedisLink:
             handler(origin, args)
 
     async def _listen(self) -> None:
-        """Stay subscribed; every (re)subscription first drops what lost notifications may have
-        left stale."""
+        """Stay subscribed. A new subscription is what brings the link (back) up: whatever was
+        published before it is lost, so the tiers that notifications keep are dropped first."""
         while True:
             pubsub = self.client.pubsub()
             try:
-                await pubsub.subscribe(CHANNEL)
-                await pubsub.get_message(timeout=TIMEOUT_SECONDS)  # the subscribe confirmation
-                self._came_back()  # a new subscription: whatever was sent before it is lost
-                while True:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                await asyncio.wait_for(self._subscribe(pubsub), TIMEOUT_SECONDS)
+                self._resubscribe.clear()
+                self._came_back()
+                while not self._resubscribe.is_set():
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=LISTEN_SECONDS)
                     if message is not None and message["type"] == "message":
                         self._dispatch(message["data"])
+                continue  # the probe found Redis answering again: subscribe anew at once
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError, TimeoutError) as e:
@@ -206,11 +214,15 @@ class RedisLink:
             except Exception:  # a handler's bug must not end the subscription
                 log.exception("shared store events: handler failed")
             finally:
-                try:
+                with contextlib.suppress(RedisError, OSError, TimeoutError):
                     await pubsub.aclose()
-                except (RedisError, OSError, TimeoutError):
-                    pass
             await asyncio.sleep(RESUBSCRIBE_SECONDS)
+
+    @staticmethod
+    async def _subscribe(pubsub: PubSub) -> None:
+        await pubsub.subscribe(CHANNEL)
+        while await pubsub.get_message(timeout=TIMEOUT_SECONDS) is None:  # the confirmation
+            pass
 
     # -- lifecycle -------------------------------------------------------------------------------
 
