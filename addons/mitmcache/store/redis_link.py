@@ -107,7 +107,18 @@ class RedisLink:
         it is extended while this process's own loop is lagging, up to ``MAX_WAIT_SECONDS``."""
         if not self._up:
             raise Unavailable(self.shown)
-        task = asyncio.ensure_future(command())
+        try:
+            return await self._timed(command())
+        except ResponseError:
+            raise  # Redis answered: a bug or a foreign value, not an outage
+        except (RedisError, OSError, TimeoutError) as e:
+            self._went_down(e)
+            raise Unavailable(self.shown) from None
+
+    async def _timed[T](self, awaitable: Awaitable[T]) -> T:
+        """``awaitable``'s result, or TimeoutError after ``TIMEOUT_SECONDS`` of no answer that this
+        process's own lateness does not explain."""
+        task = asyncio.ensure_future(awaitable)
         try:
             waited = 0.0
             while True:
@@ -117,11 +128,6 @@ class RedisLink:
                 waited += TIMEOUT_SECONDS
                 if not self._lagging() or waited >= MAX_WAIT_SECONDS:
                     raise TimeoutError(f"no answer within {waited:g}s")
-        except ResponseError:
-            raise  # Redis answered: a bug or a foreign value, not an outage
-        except (RedisError, OSError, TimeoutError) as e:
-            self._went_down(e)
-            raise Unavailable(self.shown) from None
         finally:
             if not task.done():
                 task.cancel()  # the client drops that connection
@@ -167,7 +173,7 @@ class RedisLink:
             if self._up:
                 continue
             try:
-                await asyncio.wait_for(self.client.ping(), TIMEOUT_SECONDS)
+                await self._timed(self.client.ping())
             except (RedisError, OSError, TimeoutError):
                 continue
             self._resubscribe.set()
@@ -199,7 +205,7 @@ class RedisLink:
         while True:
             pubsub = self.client.pubsub()
             try:
-                await asyncio.wait_for(self._subscribe(pubsub), TIMEOUT_SECONDS)
+                await self._timed(self._subscribe(pubsub))
                 self._resubscribe.clear()
                 self._came_back()
                 while not self._resubscribe.is_set():
