@@ -65,8 +65,10 @@ class RedisLink:
             url,
             max_connections=MAX_CONNECTIONS,
             timeout=POOL_WAIT_SECONDS,
-            socket_timeout=None,  # run() times commands out
-            socket_connect_timeout=TIMEOUT_SECONDS,
+            # _timed() times commands out, connecting included: a client-side timeout would fire
+            # while this process's own loop is merely busy (at startup, under a herd)
+            socket_timeout=None,
+            socket_connect_timeout=MAX_WAIT_SECONDS,
             retry=Retry(NoBackoff(), 0),
             retry_on_timeout=False,
             client_name="mitmcache",
