@@ -13,7 +13,13 @@ from mitmcache.policy.storable import Rules, admit
 from mitmcache.upstream import Upstream
 from tests.support.serialising_store import SerialisingStore
 
-STORED_AT = time.time()  # stores drop what is past its lifetime by the clock: entries are recent
+STORED_AT = 0.0  # each test's own "now" (stores drop what is past its lifetime by the clock)
+
+
+@pytest.fixture(autouse=True)
+def recent() -> None:
+    global STORED_AT
+    STORED_AT = time.time()
 
 
 class FakeRefresher:
@@ -58,12 +64,12 @@ def parts(**changes: str) -> tuple[Core, FakeRefresher, ExpiryScheduler]:
 
 
 async def at(
-    stored: Entry, now: float, *, asked: float | None = STORED_AT + 1, **changes: str
+    stored: Entry, now: float, *, asked: float | None = 1.0, **changes: str
 ) -> tuple[FakeRefresher, bool]:
-    """Store ``stored`` (a client last asked for it at ``asked``), run the schedule at ``now``; the
-    refresher, and whether the entry is still stored."""
+    """Store ``stored`` (a client last asked for it ``asked`` seconds after it was stored; None: not
+    since), run the schedule at ``now``; the refresher, and whether the entry is still stored."""
     core, refresher, scheduler = parts(**changes)
-    meta = Meta(stored_at=STORED_AT, last_access=STORED_AT if asked is None else asked)
+    meta = Meta(stored_at=STORED_AT, last_access=STORED_AT + (asked or 0.0))
     await core.write(stored, meta)
     await scheduler.run_due(now)
     return refresher, any(s.entry.version == stored.version for s in await core.store.peek(stored.key))
@@ -182,7 +188,8 @@ async def test_uses_written_behind_reach_the_store_before_the_schedule_is_read()
     await core.write(stored, Meta(stored_at=STORED_AT, last_access=STORED_AT))
     (found,) = await core.store.peek(stored.key)
     core.note_use(found, STORED_AT + 2, hit=True)  # a hit: no await
+    core.note_use(found, STORED_AT + 3, hit=False)  # a waiter answered from it: a use, not a hit
     await scheduler.run_due(STORED_AT + 11)
     assert refresher.started == [stored]
     (seen,) = await core.store.peek(stored.key)
-    assert (seen.meta.hits, seen.meta.last_access) == (1, STORED_AT + 2)
+    assert (seen.meta.hits, seen.meta.last_access) == (1, STORED_AT + 3)

@@ -54,6 +54,11 @@ def test_a_copy_is_kept_past_expiry_for_the_longest_allowance(fields, changes, k
     assert keep_until(entry(**fields), rules(**changes)) == EXPIRES + kept_for
 
 
+def test_a_response_that_arrived_stale_is_kept_from_its_arrival():
+    arrived_stale = entry(initial_age=500.0, upstream_etag='"v"')
+    assert keep_until(arrived_stale, RULES) == arrived_stale.response_time + 3600
+
+
 def test_the_first_check_is_at_expiry_or_ahead_of_it():
     assert first_check(entry(), 5000, RULES, jitter=1.0) == EXPIRES
     assert first_check(entry(), 5000, rules(refresh_ahead=10), jitter=0.8) == EXPIRES - 8

@@ -49,7 +49,8 @@ def keep_until(entry: Entry, rules: Lifecycle) -> float:
     own stale allowances (stale-while-revalidate, stale-if-error), the operator's stale-if-error,
     the refresh window, and -- for a copy the upstream can revalidate (ETag, Last-Modified) -- the
     keep time (as Varnish's ``keep``): until then a request may still revalidate it (RFC 9111
-    §4.3), stand it in for an unreachable upstream (§4.2.4) or serve it within ``max-stale``."""
+    §4.3), stand it in for an unreachable upstream (§4.2.4) or serve it within ``max-stale``. A
+    response that arrived stale already (its ``Age`` past its lifetime) counts from its arrival."""
     stale_use = max(
         entry.stale_while_revalidate,
         entry.stale_if_error,
@@ -57,7 +58,7 @@ def keep_until(entry: Entry, rules: Lifecycle) -> float:
         rules.refresh_window,
         rules.keep_stale if entry.has_validators else 0.0,
     )
-    return entry.expires_at + stale_use
+    return max(entry.expires_at, entry.response_time) + stale_use
 
 
 def kept_while_asked(at: float, rules: Lifecycle) -> float:

@@ -201,19 +201,20 @@ class RedisStore:
     # -- metadata --------------------------------------------------------------------------------
 
     async def record_uses(self, uses: Sequence[Use]) -> None:
-        """One script run for a batch of uses; uses of one version are summed first."""
-        summed: dict[tuple[str, Vary, int], list[float]] = {}
-        for use in uses:
-            item = summed.setdefault((use.key, use.vary, use.version), [0.0, 0, 0.0])
-            item[0] = max(item[0], use.at)
-            item[1] += use.hit
-            item[2] = max(item[2], use.keep_until)
-        if not summed:
+        """One script run for a batch of uses (the engine sends one per version and flush)."""
+        if not uses:
             return
         keys, args = [URLS, DUE], []
-        for (key, vary, version), (at, hits, keep) in summed.items():
-            keys.append(hash_key(key))
-            args += [key, variant_id(vary), str(version), repr(at), int(hits), repr(keep)]
+        for use in uses:
+            keys.append(hash_key(use.key))
+            args += [
+                use.key,
+                variant_id(use.vary),
+                str(use.version),
+                repr(use.at),
+                use.hits,
+                repr(use.keep_until),
+            ]
         await self.link.run(lambda: self._uses(keys=keys, args=args))
 
     async def note_refresh_failure(self, key: str, vary: Vary, version: int, retry_at: float) -> None:
