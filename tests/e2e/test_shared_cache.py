@@ -86,6 +86,17 @@ async def test_an_unshareable_answer_releases_the_waiters_of_every_process(origi
     assert all("detail=private" in r.headers["cache-status"] for r in later)
 
 
+async def test_hit_for_miss_reaches_every_process(origin, shared, http):
+    origin.route("/mine", headers={"Set-Cookie": "session=1"}, body="yours", delay=0.3)
+    one, two = shared(), shared()
+    http.get(f"{one.url}/mine")  # found unshareable by the first proxy only
+    await asyncio.sleep(PROPAGATION)
+    await gather_gets([f"{two.url}/mine"] * 4)
+    stats = http.get(f"{two.url}/__cache/stats", headers=AUTH).json()
+    assert stats["coalesced_waits"] == 0  # none queued behind another: hit-for-miss reached it
+    assert origin.count("/mine") == 5
+
+
 def test_a_key_is_refreshed_by_one_process_not_by_each(origin, shared, http):
     origin.route("/fresh", headers={"Cache-Control": "max-age=1"}, body="v")
     one, two = shared(), shared()
