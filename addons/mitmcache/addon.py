@@ -19,7 +19,7 @@ from typing import Any
 
 from mitmproxy import ctx, exceptions, http
 
-from . import config, interim, responses
+from . import config, interim, responses, startup
 from .abort import abort_upstream
 from .annotate import annotate
 from .coalesce import HitForMiss, Inflight, Kind, Outcome
@@ -146,14 +146,24 @@ class Cache:
         self._forwards: dict[str, Forward] = {}
         self._tls_verify: bool | ssl.SSLContext = True
         self._timeouts: asyncio.Task[None] | None = None
+        self._defaults: dict[str, config.Default] = {}  # load() fills it; errors name their source
+        self._running = False
 
     # -- options ---------------------------------------------------------------------------
 
     def load(self, loader) -> None:
-        defaults = config.defaults()  # a bad CACHE_ENV_FILE raises ValueError: loud at startup
+        try:
+            self._defaults = config.resolve_defaults()
+        except ValueError as e:  # a bad CACHE_ENV_FILE
+            if startup.loaded_by_mitmproxys_script_loader_before_running():
+                startup.stop(str(e))
+            raise
         for setting in config.SETTINGS:
             loader.add_option(
-                setting.option, str, defaults[setting.option], f"{setting.help} (env {setting.env})"
+                setting.option,
+                str,
+                self._defaults[setting.option].value,
+                f"{setting.help} (env {setting.env})",
             )
         interim.install()  # mitmproxy would take an upstream's 1xx for its final response
 
@@ -162,11 +172,13 @@ class Cache:
             self._tls_verify = self._upstream_tls_verification()
         if not updated & config.BY_OPTION.keys():
             return
+        values = {s.option: getattr(ctx.options, s.option) for s in config.SETTINGS}
+        changed = "an option change" if self._running else "--set"
         try:
-            settings = config.parse_settings(
-                {s.option: getattr(ctx.options, s.option) for s in config.SETTINGS}
-            )
+            settings = config.parse_settings(values, config.sources(values, self._defaults, changed))
         except ValueError as e:
+            if startup.loaded_by_mitmproxys_script_loader_before_running():
+                startup.stop(str(e))
             raise exceptions.OptionsError(str(e)) from None
         self.settings = settings
         self.store.resize(settings.max_bytes, settings.max_entries)
@@ -205,6 +217,8 @@ class Cache:
             ) from None
 
     def running(self) -> None:
+        self._running = True
+        startup.warn_about_unknown_options()
         self.upstream.start(
             verify_tls=self._tls_verify, max_connections=max(self.settings.refresh_concurrency, 1) * 2
         )
