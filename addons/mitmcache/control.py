@@ -1,6 +1,6 @@
 """The control plane: purge, refresh, clear and statistics, shared by three front ends.
 
-* The seed's private endpoint: a request to any path carrying ``Clear-Cache`` and
+* The ``Clear-Cache`` header of reverse-proxy-rust: a request to any path carrying ``Clear-Cache`` and
   ``Clear-Cache-Key`` refreshes that URL's variants a client asked for within the refresh window
   and drops the others (``clear_cache_header``).
 * The admin API under the reserved prefix (``/__cache`` by default): ``health`` (no key),
@@ -63,7 +63,7 @@ ENDPOINTS: dict[str, tuple[str, ...]] = {
     "refresh": ("POST",),
     "clear": ("POST",),
 }
-ALIASES = {"clear-cache": "clear"}  # the Python seed's POST /__admin/clear-cache
+ALIASES = {"clear-cache": "clear"}  # POST /__admin/clear-cache of caching-reverse-proxy (Python)
 PUBLIC = frozenset({"health"})
 
 
@@ -314,7 +314,7 @@ class Control:
         return answer
 
     async def clear_cache(self, key: str, by: str = "") -> dict[str, Any]:
-        """The seed's on-demand refresh-or-clear of one URL: each variant a client asked for within
+        """reverse-proxy-rust's on-demand refresh-or-clear of one URL: each variant a client asked for within
         the refresh window is refreshed in the background (its stale copy served meanwhile), the
         others -- and those that vary on credentials, which no refresh may replay -- are dropped."""
         cache, now = self._cache, time.time()
