@@ -152,5 +152,5 @@ def test_debug_cache_logging_logs_one_line_per_decision(origin, proxy_factory, h
     http.get(f"{proxy.url}/logged")
     http.get(f"{proxy.url}/logged")
     log = proxy.log_text()
-    assert "cache MISS uri-miss ttl=59s stored GET" in log
-    assert "cache HIT age=0s ttl=59s GET" in log
+    assert "cache MISS stored | fwd=uri-miss ttl=59s GET" in log
+    assert "cache HIT | age=0s ttl=59s GET" in log

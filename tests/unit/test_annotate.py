@@ -12,27 +12,25 @@ from mitmcache.policy.cache_status import Status, XCache
 @pytest.mark.parametrize(
     ("status", "age", "code", "text"),
     [
-        (Status(XCache.HIT, hit=True, ttl=59), 1.4, 200, "cache HIT age=1s ttl=59s"),
-        (Status(XCache.HIT, hit=True, ttl=59), 0.0, 304, "cache HIT 304 age=0s ttl=59s"),
+        (Status(XCache.HIT, hit=True, ttl=59), 1.4, 200, "HIT | age=1s ttl=59s"),
+        (Status(XCache.HIT, hit=True, ttl=59), 0.0, 304, "HIT 304 | age=0s ttl=59s"),
         (
             Status(XCache.MISS, fwd="uri-miss", stored=True, ttl=60),
             None,
             200,
-            "cache MISS uri-miss ttl=60s stored",
+            "MISS stored | fwd=uri-miss ttl=60s",
         ),
-        (Status(XCache.MISS, fwd="vary-miss", detail="private"), None, 200, "cache MISS vary-miss private"),
+        (Status(XCache.MISS, fwd="vary-miss", detail="private"), None, 200, "MISS private | fwd=vary-miss"),
         (
             Status(XCache.STALE, hit=True, ttl=-3, detail="refresh-window"),
             63.0,
             200,
-            "cache STALE refresh-window age=63s ttl=-3s",
+            "STALE refresh-window | age=63s ttl=-3s",
         ),
-        (Status(XCache.BYPASS, fwd="method", detail="invalidated"), None, 201, "cache BYPASS invalidated"),
+        (Status(XCache.BYPASS, fwd="method", detail="invalidated"), None, 201, "BYPASS invalidated"),
     ],
 )
-def test_the_comment_says_the_decision_why_the_upstream_was_asked_and_why_nothing_was_stored(
-    status, age, code, text
-):
+def test_the_comment_starts_with_the_decision_and_its_reason_then_the_rest_of_it(status, age, code, text):
     assert describe(status, age, code) == text
 
 
