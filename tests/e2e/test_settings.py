@@ -120,15 +120,29 @@ def test_a_missing_env_file_is_named_in_one_line(proxy_factory, tmp_path):
     )
 
 
-def test_mitmweb_stops_on_a_bad_setting_with_one_line(origin, tmp_path):
+@pytest.mark.parametrize("source", ["--set", "environment", ".env"])
+def test_mitmweb_stops_on_a_bad_setting_with_one_line(origin, tmp_path, source):
+    env_file = tmp_path / ".env"
+    named = {
+        "--set": "--set",
+        "environment": "environment variable CACHE_MAX_BYTES",
+        ".env": f"CACHE_MAX_BYTES in {env_file.resolve()}",
+    }[source]
+    if source == ".env":
+        env_file.write_text("CACHE_MAX_BYTES=lots\n")
     command = [str(MITMWEB), "--set", "web_open_browser=false", "--set", f"web_port={free_port()}"]
     returncode, output = Proxy.run_expecting_failure(
-        origin, {"cache_max_bytes": "lots"}, command=command, cwd=tmp_path, log_path=tmp_path / "web.log"
+        origin,
+        {"cache_max_bytes": "lots"} if source == "--set" else {},
+        {"CACHE_MAX_BYTES": "lots"} if source == "environment" else {},
+        command=command,
+        cwd=tmp_path,
+        log_path=tmp_path / "web.log",
     )
     assert_stopped_with_one_line(
         returncode,
         output,
-        "mitmweb: invalid value 'lots' for cache_max_bytes (from --set): "
+        f"mitmweb: invalid value 'lots' for cache_max_bytes (from {named}): "
         "expected a size such as 268435456, 512k, 64MB, 1g",
     )
 
