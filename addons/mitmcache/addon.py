@@ -151,13 +151,9 @@ class Cache:
 
     # -- options ---------------------------------------------------------------------------
 
+    @startup.one_line_at_startup
     def load(self, loader) -> None:
-        try:
-            self._defaults = config.resolve_defaults()
-        except ValueError as e:  # a bad CACHE_ENV_FILE
-            if startup.loaded_by_mitmproxys_script_loader_before_running():
-                startup.stop(str(e))
-            raise
+        self._defaults = config.resolve_defaults()  # a bad CACHE_ENV_FILE raises ValueError
         for setting in config.SETTINGS:
             loader.add_option(
                 setting.option,
@@ -167,6 +163,7 @@ class Cache:
             )
         interim.install()  # mitmproxy would take an upstream's 1xx for its final response
 
+    @startup.one_line_at_startup
     def configure(self, updated: set[str]) -> None:
         if updated & TLS_OPTIONS and "ssl_insecure" in ctx.options:
             self._tls_verify = self._upstream_tls_verification()
@@ -177,8 +174,6 @@ class Cache:
         try:
             settings = config.parse_settings(values, config.sources(values, self._defaults, changed))
         except ValueError as e:
-            if startup.loaded_by_mitmproxys_script_loader_before_running():
-                startup.stop(str(e))
             raise exceptions.OptionsError(str(e)) from None
         self.settings = settings
         self.store.resize(settings.max_bytes, settings.max_entries)

@@ -9,13 +9,14 @@ addon registers stay in ``OptManager.deferred``, silently ignored.
 """
 
 import difflib
+import functools
 import logging
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import NoReturn
 
-from mitmproxy import ctx
+from mitmproxy import ctx, exceptions
 
 log = logging.getLogger("mitmcache")
 
@@ -37,6 +38,23 @@ def stop(message: str) -> NoReturn:
     a bad built-in option (``mitmdump: ...``)."""
     print(f"{os.path.basename(sys.argv[0])}: {message}", file=sys.stderr, flush=True)
     raise SystemExit(1)  # raised in the script loader's task, asyncio re-raises it out of the loop
+
+
+def one_line_at_startup[**P, R](hook: Callable[P, R]) -> Callable[P, R]:
+    """For an addon's ``load`` and ``configure``: while mitmproxy's script loader starts the proxy,
+    a bad setting (``OptionsError``, or ``ValueError`` from reading the settings) stops it with one
+    line; otherwise (the production launcher, a running proxy) the error goes to the caller."""
+
+    @functools.wraps(hook)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return hook(*args, **kwargs)
+        except (exceptions.OptionsError, ValueError) as e:
+            if loaded_by_mitmproxys_script_loader_before_running():
+                stop(str(e))
+            raise
+
+    return guarded
 
 
 def unknown_options(deferred: Iterable[str], known: Iterable[str]) -> list[str]:

@@ -120,6 +120,17 @@ def test_a_missing_env_file_is_named_in_one_line(proxy_factory, tmp_path):
     )
 
 
+def test_an_unreadable_upstream_ca_stops_startup_with_one_line(proxy_factory, tmp_path):
+    missing = tmp_path / "ca.pem"
+    returncode, output = proxy_factory.run_expecting_failure({"ssl_verify_upstream_trusted_ca": str(missing)})
+    assert_stopped_with_one_line(
+        returncode,
+        output,
+        f"{PROGRAM[proxy_factory.launcher]}: ssl_verify_upstream_trusted_ca/ssl_verify_upstream_trusted_confdir: "
+        "cannot load the upstream's trusted CA: [Errno 2] No such file or directory",
+    )
+
+
 @pytest.mark.parametrize("source", ["--set", "environment", ".env"])
 def test_mitmweb_stops_on_a_bad_setting_with_one_line(origin, tmp_path, source):
     env_file = tmp_path / ".env"
