@@ -3,6 +3,7 @@
 from collections import Counter
 
 import pytest
+from mitmproxy import flowfilter, http
 from mitmproxy.test import tflow
 
 from mitmcache.annotate import annotate, describe
@@ -49,3 +50,20 @@ def test_a_flow_carries_the_decision_as_comment_marker_and_plain_metadata():
         "stored": False,
     }
     assert counts == Counter({"MISS": 1, "MISS:set-cookie": 1})
+
+
+def annotated(status: Status) -> http.HTTPFlow:
+    flow = tflow.tflow(resp=True)
+    annotate(flow, "http://example/a", status, Counter())
+    return flow
+
+
+def test_the_documented_filters_pick_the_flows_they_name():
+    """README and docs/control-plane.md: ~comment "^MISS", ~comment "^MISS private", ~marker red_circle."""
+    stored = annotated(Status(XCache.MISS, fwd="uri-miss", stored=True, ttl=60))
+    private = annotated(Status(XCache.MISS, fwd="uri-miss", detail="private"))
+    hit = annotated(Status(XCache.HIT, hit=True, ttl=59))
+    flows = [stored, private, hit]
+    assert [f for f in flows if flowfilter.match('~comment "^MISS"', f)] == [stored, private]
+    assert [f for f in flows if flowfilter.match('~comment "^MISS private"', f)] == [private]
+    assert [f for f in flows if flowfilter.match("~marker red_circle", f)] == [stored, private]
