@@ -172,7 +172,7 @@ class Cache:
         values = {s.option: getattr(ctx.options, s.option) for s in config.SETTINGS}
         changed = "an option change" if self._running else "--set"
         try:
-            settings = config.parse_settings(values, config.sources(values, self._defaults, changed))
+            settings = config.parse_settings(values, config.value_sources(values, self._defaults, changed))
         except ValueError as e:
             raise exceptions.OptionsError(str(e)) from None
         self.settings = settings

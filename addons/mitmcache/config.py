@@ -359,7 +359,9 @@ def defaults(environ: Mapping[str, str] | None = None, cwd: Path | None = None) 
     return {option: d.value for option, d in resolve_defaults(environ, cwd).items()}
 
 
-def sources(values: Mapping[str, str], registered: Mapping[str, Default], changed: str) -> dict[str, str]:
+def value_sources(
+    values: Mapping[str, str], registered: Mapping[str, Default], changed: str
+) -> dict[str, str]:
     """Where each option's value came from: its default's source while it still has its default
     value, else ``changed`` (``--set`` at startup; an option change while running)."""
     return {

@@ -14,7 +14,7 @@ from mitmcache.config import (
     parse_one,
     parse_settings,
     resolve_defaults,
-    sources,
+    value_sources,
 )
 
 TTL = BY_OPTION["cache_ttl"]  # the setting the precedence tests use
@@ -214,7 +214,7 @@ def test_a_value_equal_to_its_default_comes_from_the_default_s_source_any_other_
         "cache_ttl": Default("30", "environment variable X"),
         "cache_name": Default("a", "the built-in default"),
     }
-    assert sources({"cache_ttl": "30", "cache_name": "b"}, registered, "--set") == {
+    assert value_sources({"cache_ttl": "30", "cache_name": "b"}, registered, "--set") == {
         "cache_ttl": "environment variable X",
         "cache_name": "--set",
     }
