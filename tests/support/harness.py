@@ -74,7 +74,7 @@ LEAN = REPO_ROOT / "scripts" / "serve.sh"
 LAUNCHERS: dict[str, tuple[str, ...]] = {"mitmdump": (str(MITMDUMP),), "lean": (str(LEAN),)}
 
 # The cache's own settings, removed from the child's environment so a developer's shell never changes
-# what a test sees. Any variable starting with CACHE_ is removed too.
+# what a test sees. Any variable starting with CACHE_ or ASYNC_ is removed too.
 CACHE_ENV_VARS = frozenset(
     {
         "DEFAULT_CACHE_EXPIRY_TIME_SECS",
@@ -85,6 +85,7 @@ CACHE_ENV_VARS = frozenset(
     }
 )
 CACHE_ENV_PREFIX = "CACHE_"
+WRITE_QUEUE_ENV_PREFIX = "ASYNC_"
 
 POLL_INTERVAL = 0.05
 HEALTH_PATH = "/__cache/health"
@@ -116,7 +117,9 @@ def pattern_sha256(size: int) -> str:
 def clean_env(extra: Mapping[str, str | None] | None = None) -> dict[str, str]:
     """``os.environ`` without the cache's variables, then ``extra`` merged on top (None unsets)."""
     env = {
-        k: v for k, v in os.environ.items() if k not in CACHE_ENV_VARS and not k.startswith(CACHE_ENV_PREFIX)
+        k: v
+        for k, v in os.environ.items()
+        if k not in CACHE_ENV_VARS and not k.startswith((CACHE_ENV_PREFIX, WRITE_QUEUE_ENV_PREFIX))
     }
     for key, value in (extra or {}).items():
         if value is None:

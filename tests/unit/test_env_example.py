@@ -14,9 +14,20 @@ def test_env_example_lists_every_setting_with_its_default():
     assert {s.env: s.default for s in config.SETTINGS} == {s.env: values.get(s.env) for s in config.SETTINGS}
 
 
+def test_env_example_lists_every_write_queue_setting_with_its_default():
+    values = dotenv_values(EXAMPLE)
+    settings = config.WRITE_QUEUE_SETTINGS
+    assert {s.env: s.default for s in settings} == {s.env: values.get(s.env) for s in settings}
+
+
 def test_env_example_values_are_all_valid():
     values = {k: v for k, v in dotenv_values(EXAMPLE).items() if v is not None}
     config.parse_settings(config.defaults(values, cwd=EXAMPLE.parent / "nonexistent"))
+
+
+def test_write_queue_doc_documents_every_write_queue_setting():
+    doc = (EXAMPLE.parent / "docs" / "write-queue.md").read_text()
+    assert [s.env for s in config.WRITE_QUEUE_SETTINGS if f"`{s.env}`" not in doc] == []
 
 
 def test_readme_documents_every_setting():
