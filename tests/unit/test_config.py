@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 
 from mitmcache.config import (
+    ALL_SETTINGS,
     BY_OPTION,
     ENV_FILE_VARIABLE,
-    ALL_SETTINGS,
     SETTINGS,
     defaults,
     env_file_values,
