@@ -250,11 +250,15 @@ class Origin:
 
     Use as a context manager or call ``start()``/``stop()``. Control calls go over HTTP to the
     origin's ``/__origin/`` API. ``tls=True`` makes it an HTTPS origin with ``tls_certificate()``
-    (``url`` is then ``https://...``; ``certfile`` is the certificate to trust).
+    (``url`` is then ``https://...``; ``certfile`` is the certificate to trust). ``port`` listens on that
+    port (an upstream that comes back where a proxy expects it), rather than any free one.
     """
 
-    def __init__(self, *, host: str = "127.0.0.1", workdir: Path | None = None, tls: bool = False) -> None:
+    def __init__(
+        self, *, host: str = "127.0.0.1", workdir: Path | None = None, tls: bool = False, port: int = 0
+    ) -> None:
         self.host = host
+        self._listen_port = port  # 0: any free port
         self.certfile: Path | None = None
         self._keyfile: Path | None = None
         if tls:
@@ -287,7 +291,7 @@ class Origin:
                     "--host",
                     self.host,
                     "--port",
-                    "0",
+                    str(self._listen_port),
                     "--portfile",
                     str(portfile),
                     *tls_args,

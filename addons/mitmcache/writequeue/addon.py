@@ -7,6 +7,8 @@ decides early (a declared body too large gets 413 without a round trip upstream,
 is read whole instead of streamed); ``request`` commits it and answers.
 """
 
+import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -40,6 +42,7 @@ log = logging.getLogger("mitmcache")
 ROUTED = "writequeue"  # flow.metadata: this request is queued (True) or passed through (False)
 RETRY_AFTER_FULL = "5"
 RETRY_AFTER_UNAVAILABLE = "1"
+STARTUP_WAIT = 30.0  # seconds a write that arrives while the queue opens waits for it
 EXTRA_CONNECTIONS = 4  # PostgreSQL connections beyond one per worker: acceptance, control, renewals
 
 
@@ -52,9 +55,10 @@ class WriteQueue:
         self._deliverer: Deliverer | None = None
         self._recent: RecentRate | None = None
         self._started = False
+        self._ready = asyncio.Event()  # running() has opened the store (or found it off, or failed)
         self._client: HttpxDelivery | None = None
         self._invalidation = CacheInvalidation(cache)
-        self.admin = QueueAdmin(lambda: self.store, self.metrics, self._refresh_counts)
+        self.admin = QueueAdmin(lambda: self.store, self.metrics, self._refresh_counts, self._status)
         self.addons = [self.admin]  # its commands
         cache.control.mount(NAME, self.admin)
         cache.control.registry.register(QueueCollector(self.metrics))
@@ -93,6 +97,12 @@ class WriteQueue:
 
     async def running(self) -> None:
         self._started = True
+        try:
+            await self._start()
+        finally:
+            self._ready.set()
+
+    async def _start(self) -> None:
         settings = self.settings
         if settings is None or not settings.enabled:
             return
@@ -151,6 +161,12 @@ class WriteQueue:
             store, self.store = self.store, None
             await store.close()
 
+    def _status(self) -> str:
+        if self.store is not None:
+            return "open"
+        enabled = self.settings is not None and self.settings.enabled
+        return "starting" if enabled and not self._ready.is_set() else "off"
+
     async def _refresh_counts(self) -> None:
         if self._deliverer is not None:
             await self._deliverer.refresh_counts()
@@ -162,7 +178,7 @@ class WriteQueue:
         request = flow.request
         if settings is None or not settings.enabled or flow.response or request.method in ("GET", "HEAD"):
             return
-        if self._started and self.store is None:
+        if self._ready.is_set() and self.store is None:
             return  # the queue was off (or failed) at startup: routes set later wait for a restart
         if route_for(settings.routes, request.method, request.path.partition("?")[0]) is None:
             return
@@ -184,6 +200,9 @@ class WriteQueue:
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.metadata.get(ROUTED):
             return
+        if not self._ready.is_set():  # mitmproxy listens before its addons' running hooks are done
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ready.wait(), STARTUP_WAIT)
         settings, store = self.settings, self.store
         assert settings is not None
         request = flow.request

@@ -55,7 +55,9 @@ class QueueAdmin:
         store: Callable[[], QueueStore | None],
         metrics: QueueMetrics,
         refresh: Callable[[], Coroutine[Any, Any, None]],
+        status: Callable[[], str],
     ) -> None:
+        self._status = status  # open, starting or off
         self._store = store
         self._metrics = metrics
         self._refresh = refresh  # re-reads the queue's counts
@@ -74,7 +76,7 @@ class QueueAdmin:
 
     def health(self) -> dict[str, Any]:
         if self._store() is None:
-            return {"status": "off"}
+            return {"status": self._status()}
         if not self._metrics.reachable:
             return {"status": "unreachable"}
         return {"status": "ok", **self._metrics.summary()}
