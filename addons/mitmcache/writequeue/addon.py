@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http
+from mitmproxy.net.http import status_codes
 
 from .. import config
 from ..control import authorized
@@ -253,16 +254,16 @@ class WriteQueue:
             self.metrics.counts["accepted"] += 1
             await self._invalidation.invalidate(job.url, job.fields)
         status_url = f"{self._cache.settings.admin_prefix}/{NAME}/{accepted.id}"
-        body = {"id": accepted.id, "status_url": status_url}
-        response = http.Response.make(
+        body = json.dumps({"id": accepted.id, "status_url": status_url}).encode()
+        response = _response(
             settings.response_status,
-            json.dumps(body).encode(),
-            {
-                "content-type": "application/json",
-                "location": status_url,
-                "x-cache": "QUEUED",
-                "cache-control": "no-store",
-            },
+            body,
+            [
+                (b"content-type", b"application/json"),
+                (b"location", status_url.encode()),
+                (b"x-cache", b"QUEUED"),
+                (b"cache-control", b"no-store"),
+            ],
         )
         self._answer(
             flow, response, f"QUEUED id={accepted.id}" + (" (repeated)" if accepted.duplicate else "")
@@ -274,14 +275,13 @@ class WriteQueue:
         self, flow: http.HTTPFlow, code: int, reason: str, detail: str, headers: dict[str, str] | None = None
     ) -> None:
         self.metrics.counts[f"rejected:{reason}"] += 1
-        payload = {"error": reason.replace("_", " "), "detail": detail}
-        response = http.Response.make(
-            code, json.dumps(payload).encode(), {"content-type": "application/json", **(headers or {})}
-        )
+        payload = json.dumps({"error": reason.replace("_", " "), "detail": detail}).encode()
+        fields = [(b"content-type", b"application/json")]
+        fields += [(name.encode(), value.encode()) for name, value in (headers or {}).items()]
+        response = _response(code, payload, fields)
         self._answer(flow, response, f"QUEUE {code} {reason}")
 
     def _answer(self, flow: http.HTTPFlow, response: http.Response, comment: str) -> None:
-        response.timestamp_start = response.timestamp_end = time.time()
         flow.response = response
         flow.comment = comment
         flow.marked = ":inbox_tray:"
@@ -295,3 +295,12 @@ class WriteQueue:
             "age": None,
             "stored": False,
         }
+
+
+def _response(code: int, body: bytes, fields: list[tuple[bytes, bytes]]) -> http.Response:
+    """Built directly rather than with ``Response.make``, which re-encodes the body and type-checks
+    each field: the largest share of this hook's CPU (cProfile of the accept path)."""
+    fields.append((b"content-length", str(len(body)).encode()))
+    now = time.time()
+    reason = status_codes.RESPONSES.get(code, "").encode()
+    return http.Response(b"HTTP/1.1", code, reason, http.Headers(fields), body, None, now, now)

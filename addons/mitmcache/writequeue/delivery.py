@@ -56,7 +56,11 @@ class Deliverer:
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._lease_loop()), loop.create_task(self._watch())]
+        self._tasks = [
+            loop.create_task(self._lease_loop()),
+            loop.create_task(self._watch()),
+            loop.create_task(self._renew_leases()),
+        ]
 
     # -- leasing -----------------------------------------------------------------------------
 
@@ -102,7 +106,6 @@ class Deliverer:
 
     async def _deliver(self, job: Job) -> None:
         settings = self._settings()
-        renewing = asyncio.get_running_loop().create_task(self._renew(job.id, settings.lease_secs))
         fields = [*job.fields, (IDEMPOTENCY_KEY, job.delivery_key)]
         answer: Answer | None = None
         error: str | None = None
@@ -110,8 +113,6 @@ class Deliverer:
             answer = await self._client.send(job.method, job.url, fields, job.body, settings.request_timeout)
         except DeliveryFailed as e:
             error = str(e)
-        finally:
-            renewing.cancel()
         status = None if answer is None else answer.status
         now = time.time()
         outcome = verdict(status, job.attempts, settings.max_retries)
@@ -157,11 +158,15 @@ class Deliverer:
                 error or f"upstream answered {status}",
             )
 
-    async def _renew(self, job_id: str, lease_secs: float) -> None:
+    async def _renew_leases(self) -> None:
+        """Every in-flight job's lease, renewed in one statement a few times per lease period: a
+        delivery that runs long is never taken over while this process is alive."""
         while True:
+            lease_secs = self._settings().lease_secs
             await asyncio.sleep(lease_secs / RENEW_FRACTION)
-            with contextlib.suppress(StoreUnavailable):
-                await self._store.renew(self.owner, [job_id], time.time() + lease_secs)
+            if ids := list(self._inflight.values()):
+                with contextlib.suppress(StoreUnavailable):
+                    await self._store.renew(self.owner, ids, time.time() + lease_secs)
 
     # -- housekeeping ------------------------------------------------------------------------
 

@@ -83,8 +83,10 @@ class CacheInvalidation:
         # The cache keys by the Host the request carried (the client's with keep_host_header).
         host = next((value for name, value in request_fields if name.lower() == "host"), None) or parts.netloc
         target = url[len(parts.scheme) + 3 + len(parts.netloc) :] or "/"
+        # Accepted, not yet answered: the URL alone (no Location to follow yet).
+        paths = invalidated_targets(f"{parts.scheme}://{host}{target}", list(answer)) if answer else [target]
         dropped = 0
-        for path in invalidated_targets(f"{parts.scheme}://{host}{target}", list(answer)):
+        for path in paths:
             key = primary_key(parts.scheme, host, path)
             dropped += await self._drop(key)
         return dropped
