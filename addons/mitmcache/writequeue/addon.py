@@ -22,7 +22,6 @@ from mitmproxy import ctx, exceptions, http
 from mitmproxy.net.http import status_codes
 
 from .. import config
-from ..control import authorized
 from ..policy.fields import get_first
 from ..upstream import tls_verification
 from .admin import NAME, QueueAdmin
@@ -91,7 +90,7 @@ class WriteQueue:
         ):
             log.warning("write queue: a new ASYNC_QUEUE_URL takes effect at the next start")
             settings = replace(settings, queue_url=self.settings.queue_url)
-        elif self._started and self.store is None and settings.enabled:
+        elif self._started and self.store is None and settings.enabled and "async_routes" in updated:
             log.warning("write queue: ASYNC_ROUTES set while running: the queue opens at the next start")
         self.settings = settings
         self._recent = RecentRate(settings.enqueue_rate) if settings.enqueue_rate else None
@@ -181,8 +180,12 @@ class WriteQueue:
             return
         if self._ready.is_set() and self.store is None:
             return  # the queue was off (or failed) at startup: routes set later wait for a restart
-        if route_for(settings.routes, request.method, request.path.partition("?")[0]) is None:
-            return
+        path = request.path.partition("?")[0]
+        if (
+            path.startswith(self._cache.settings.admin_prefix)
+            or route_for(settings.routes, request.method, path) is None
+        ):
+            return  # the control plane's paths are never queued, whatever the routes say
         if self._recent is not None and self._recent.below():
             flow.metadata[ROUTED] = False  # quiet enough: forwarded now, the client gets the real answer
             return
@@ -224,8 +227,7 @@ class WriteQueue:
                 {"retry-after": RETRY_AFTER_UNAVAILABLE},
             )
             return
-        admin_key = self._cache.settings.admin_key
-        job = capture(request, bool(admin_key) and authorized(request, admin_key))
+        job = capture(request, self._cache.settings.admin_key)
         try:
             accepted = await store.accept(job, settings.max_queued)
         except QueueFull:

@@ -25,7 +25,10 @@ from .store import QueueStore, StoreUnavailable
 log = logging.getLogger("mitmcache")
 
 POLL_SECONDS = 0.25  # how often the queue is looked at when nothing says a job arrived
-WATCH_SECONDS = 1.0  # how often the queue's counts are read (metrics, health, stats command)
+# How often the queue's counts are read (metrics, health, the stats command; GET {prefix}/queue reads
+# them anew): counting every delivered job of the last ASYNC_KEEP_SECS is not free.
+WATCH_SECONDS = 2.0
+STOP_LEASING_SECONDS = 2.0
 PRUNE_SECONDS = 60.0
 RENEW_FRACTION = 3  # a lease is renewed this many times per lease period
 STORE_RETRY_SECONDS = 1.0
@@ -87,6 +90,9 @@ class Deliverer:
                 log.warning("write queue: cannot lease jobs: %s", e)
                 await asyncio.sleep(STORE_RETRY_SECONDS)
                 continue
+            if self._stopping:  # leased while stopping: straight back to the queue
+                await self._release([job.id for job in jobs])
+                return
             if not jobs:
                 await self._store.wait_for_jobs(POLL_SECONDS)
                 continue
@@ -196,8 +202,14 @@ class Deliverer:
     async def stop(self, timeout: float) -> None:
         """Take no more jobs; let deliveries in flight finish within ``timeout``; release the rest."""
         self._stopping = True
-        for task in self._tasks:
+        self._slot_freed.set()
+        leasing, *housekeeping = self._tasks
+        for task in housekeeping:
             task.cancel()
+        # The lease loop ends by itself within a poll; cancelled, a lease committed meanwhile (SQLite's
+        # statements run on in their thread) would hold its jobs until the lease runs out.
+        await asyncio.wait([leasing], timeout=STOP_LEASING_SECONDS)
+        leasing.cancel()
         if self._inflight:
             log.info(
                 "write queue: stopping: waiting up to %gs for %d deliveries", timeout, len(self._inflight)
@@ -208,12 +220,15 @@ class Deliverer:
             task.cancel()
         if unfinished:
             await asyncio.wait([task for task, _ in unfinished])
-            try:
-                await self._store.release(self.owner, [job_id for _, job_id in unfinished])
-                log.info("write queue: stopping: %d deliveries released for the next start", len(unfinished))
-            except StoreUnavailable as e:
-                log.warning(
-                    "write queue: stopping: could not release %d jobs (%s): their leases run out",
-                    len(unfinished),
-                    e,
-                )
+            await self._release([job_id for _, job_id in unfinished])
+
+    async def _release(self, ids: list[str]) -> None:
+        if not ids:
+            return
+        try:
+            await self._store.release(self.owner, ids)
+            log.info("write queue: stopping: %d deliveries released for the next start", len(ids))
+        except StoreUnavailable as e:
+            log.warning(
+                "write queue: stopping: could not release %d jobs (%s): their leases run out", len(ids), e
+            )

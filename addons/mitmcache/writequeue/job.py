@@ -2,6 +2,7 @@
 
 import enum
 import hashlib
+import hmac
 import json
 import time
 import uuid
@@ -104,10 +105,20 @@ def decode_fields(raw: str) -> Fields:
     return [(name, value) for name, value in json.loads(raw)]
 
 
-def capture(request: http.Request, admin_key_offered: bool) -> NewJob:
+def carries_admin_key(value: bytes, admin_key: str) -> bool:
+    """Whether an Authorization value is ``Bearer <admin key>`` (compared in constant time)."""
+    scheme, _, token = value.partition(b" ")
+    return (
+        bool(admin_key)
+        and scheme.lower() == b"bearer"
+        and hmac.compare_digest(token.strip(), admin_key.encode())
+    )
+
+
+def capture(request: http.Request, admin_key: str) -> NewJob:
     """What is kept of a routed request: method, target, the end-to-end fields (not those of this
-    hop, not the admin key's), the body. ``admin_key_offered``: its Authorization carries the admin
-    key, which is the control plane's, not the upstream's."""
+    hop, not the admin key's: an Authorization carrying it is the control plane's, not the
+    upstream's), the body."""
     fields: Fields = []
     connection_named = {
         token.strip().lower().encode("latin-1")
@@ -119,7 +130,7 @@ def capture(request: http.Request, admin_key_offered: bool) -> NewJob:
         lower = name.lower()
         if lower in HOP_BY_HOP or lower in CONTROL_FIELDS or lower in connection_named:
             continue
-        if lower == b"authorization" and admin_key_offered:
+        if lower == b"authorization" and carries_admin_key(value, admin_key):
             continue
         if lower == b"idempotency-key":
             client_key = value.decode("latin-1").strip() or None
