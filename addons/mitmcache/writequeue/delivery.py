@@ -69,38 +69,46 @@ class Deliverer:
 
     async def _lease_loop(self) -> None:
         while not self._stopping:
-            settings = self._settings()
-            if self._bucket.rate != settings.rate:
-                self._bucket = TokenBucket(settings.rate)
-            free = settings.workers - len(self._inflight)
-            if free <= 0:
-                self._slot_freed.clear()
-                await self._slot_freed.wait()
-                continue
-            want = min(free, self._bucket.available())
-            if want < 1:
-                await self._bucket.wait()
-                continue
-            now = time.time()
             try:
-                jobs = await self._store.lease(
-                    self.owner, want, now, now + settings.lease_secs, settings.ordered
-                )
-            except StoreUnavailable as e:
-                log.warning("write queue: cannot lease jobs: %s", e)
+                await self._lease_once()
+            except Exception:  # a bug must not stop every delivery for good: logged, then on
+                log.exception("write queue: leasing failed")
                 await asyncio.sleep(STORE_RETRY_SECONDS)
-                continue
-            if self._stopping:  # leased while stopping: straight back to the queue
-                await self._release([job.id for job in jobs])
-                return
-            if not jobs:
-                await self._store.wait_for_jobs(POLL_SECONDS)
-                continue
-            self._bucket.take(len(jobs))
-            for job in jobs:
-                task = asyncio.get_running_loop().create_task(self._deliver(job))
-                self._inflight[task] = job.id
-                task.add_done_callback(self._delivery_done)
+
+    async def _lease_once(self) -> None:
+        """Lease what the free workers and the rate allow, and start delivering it; or wait."""
+        settings = self._settings()
+        if self._bucket.rate != settings.rate:
+            self._bucket = TokenBucket(settings.rate)
+        free = settings.workers - len(self._inflight)
+        if free <= 0:
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
+            return
+        want = min(free, self._bucket.available())
+        if want < 1:
+            await self._bucket.wait()
+            return
+        now = time.time()
+        try:
+            jobs = await self._store.lease(self.owner, want, now, now + settings.lease_secs, settings.ordered)
+        except StoreUnavailable as e:
+            if self._metrics.reachable:  # said once, not every second (housekeeping says when it is back)
+                log.warning("write queue: cannot lease jobs: %s", e)
+                self._metrics.reachable = False
+            await asyncio.sleep(STORE_RETRY_SECONDS)
+            return
+        if self._stopping:  # leased while stopping: straight back to the queue
+            await self._release([job.id for job in jobs])
+            return
+        if not jobs:
+            await self._store.wait_for_jobs(POLL_SECONDS)
+            return
+        self._bucket.take(len(jobs))
+        for job in jobs:
+            task = asyncio.get_running_loop().create_task(self._deliver(job))
+            self._inflight[task] = job.id
+            task.add_done_callback(self._delivery_done)
 
     def _delivery_done(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task, None)
@@ -131,7 +139,7 @@ class Deliverer:
                 delay = backoff(job.attempts, retry_after)
                 if await self._store.postpone(self.owner, job.id, now + delay, status, error):
                     self._metrics.counts["retried"] += 1
-                    log.info(
+                    log.debug(
                         "write queue: %s %s (job %s) attempt %d: %s; retry in %.1fs",
                         job.method,
                         job.target,
@@ -180,6 +188,8 @@ class Deliverer:
         try:
             self._metrics.snapshot = await self._store.counts(time.time(), RATE_WINDOW)
             self._metrics.snapshot_at = time.time()
+            if not self._metrics.reachable:
+                log.info("write queue: the queue is reachable again")
             self._metrics.reachable = True
         except StoreUnavailable as e:
             if self._metrics.reachable:
@@ -189,15 +199,20 @@ class Deliverer:
     async def _watch(self) -> None:
         last_prune = 0.0
         while True:
-            await self.refresh_counts()
-            now = time.time()
-            if now - last_prune >= PRUNE_SECONDS and self._metrics.reachable:
-                last_prune = now
-                with contextlib.suppress(StoreUnavailable):
-                    pruned = await self._store.prune(now - self._settings().keep_secs)
-                    if pruned:
-                        log.info("write queue: pruned %d delivered or dead jobs", pruned)
+            try:
+                await self.refresh_counts()
+                now = time.time()
+                if now - last_prune >= PRUNE_SECONDS and self._metrics.reachable:
+                    last_prune = now
+                    await self._prune(now)
+            except Exception:  # as for leasing: logged, then on
+                log.exception("write queue: housekeeping failed")
             await asyncio.sleep(WATCH_SECONDS)
+
+    async def _prune(self, now: float) -> None:
+        with contextlib.suppress(StoreUnavailable):
+            if pruned := await self._store.prune(now - self._settings().keep_secs):
+                log.info("write queue: pruned %d delivered or dead jobs", pruned)
 
     async def stop(self, timeout: float) -> None:
         """Take no more jobs; let deliveries in flight finish within ``timeout``; release the rest."""

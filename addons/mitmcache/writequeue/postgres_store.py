@@ -132,12 +132,18 @@ class PostgresStore:
                 pool.terminate()
 
     @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[asyncpg.Connection]:
+    async def _transaction(self, *, single: bool = False) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection in a transaction; ``single``: for one statement, which is atomic on
+        its own (no BEGIN and COMMIT round trips)."""
         if self._pool is None:
             raise StoreUnavailable("postgresql: the queue is closed")
         try:
-            async with self._pool.acquire(timeout=CONNECT_TIMEOUT) as conn, conn.transaction():
-                yield conn
+            async with self._pool.acquire(timeout=CONNECT_TIMEOUT) as conn:
+                if single:
+                    yield conn
+                else:
+                    async with conn.transaction():
+                        yield conn
         except _FAILURES as e:
             raise StoreUnavailable(f"postgresql: {type(e).__name__}: {e}") from None
 
@@ -220,12 +226,12 @@ class PostgresStore:
             f"WHERE seq IN (SELECT j.seq FROM {TABLE} AS j WHERE {_DUE}{_IN_ORDER if ordered else ''} "
             "ORDER BY j.seq LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING *"
         )
-        async with self._transaction() as conn:
+        async with self._transaction(single=True) as conn:
             rows = await conn.fetch(sql, owner, until, now, limit)
         return [job_from_row(row, now) for row in sorted(rows, key=lambda row: row["seq"])]
 
     async def renew(self, owner: str, ids: list[str], until: float) -> None:
-        async with self._transaction() as conn:
+        async with self._transaction(single=True) as conn:
             await conn.execute(
                 f"UPDATE {TABLE} SET lease_until = $1 WHERE id = ANY($2) AND lease_owner = $3 AND state = 'delivering'",
                 until,
@@ -236,7 +242,7 @@ class PostgresStore:
     async def finish(
         self, owner: str, job_id: str, state: State, status: int | None, error: str | None, now: float
     ) -> bool:
-        async with self._transaction() as conn:
+        async with self._transaction(single=True) as conn:
             done = await conn.execute(
                 f"UPDATE {TABLE} SET state = $1, last_status = $2, last_error = $3, delivered_at = $4, "
                 "finished_at = $5, lease_owner = NULL, lease_until = NULL "
@@ -254,7 +260,7 @@ class PostgresStore:
     async def postpone(
         self, owner: str, job_id: str, next_attempt_at: float, status: int | None, error: str | None
     ) -> bool:
-        async with self._transaction() as conn:
+        async with self._transaction(single=True) as conn:
             done = await conn.execute(
                 f"UPDATE {TABLE} SET state = 'queued', next_attempt_at = $1, last_status = $2, last_error = $3, "
                 "lease_owner = NULL, lease_until = NULL WHERE id = $4 AND lease_owner = $5 AND state = 'delivering'",
@@ -267,7 +273,7 @@ class PostgresStore:
         return done.endswith(" 1")
 
     async def release(self, owner: str, ids: list[str]) -> None:
-        async with self._transaction() as conn:
+        async with self._transaction(single=True) as conn:
             await conn.execute(
                 f"UPDATE {TABLE} SET state = 'queued', attempts = greatest(attempts - 1, 0), lease_owner = NULL, "
                 "lease_until = NULL WHERE id = ANY($1) AND lease_owner = $2 AND state = 'delivering'",
@@ -278,7 +284,7 @@ class PostgresStore:
     # -- control -----------------------------------------------------------------------------
 
     async def get(self, job_id: str, now: float) -> Job | None:
-        async with self._transaction() as conn:
+        async with self._transaction(single=True) as conn:
             row = await conn.fetchrow(f"SELECT * FROM {TABLE} WHERE id = $1", job_id)
         return None if row is None else job_from_row(row, now)
 
@@ -335,7 +341,7 @@ class PostgresStore:
         return Change.DONE
 
     async def prune(self, before: float) -> int:
-        async with self._transaction() as conn:
+        async with self._transaction(single=True) as conn:
             done = await conn.execute(
                 f"DELETE FROM {TABLE} WHERE finished_at < $1 AND state IN ('delivered', 'dead')", before
             )
