@@ -210,6 +210,29 @@ def test_an_accepted_write_invalidates_the_cached_url(origin, tmp_path):
         assert httpx.get(f"{proxy.url}/items/7").headers["x-cache"] != "HIT"
 
 
+def test_a_delivered_write_invalidates_what_its_response_names(origin, tmp_path):
+    origin.route("/items/9/latest", status=200, body=b"v1", headers=[("Cache-Control", "max-age=600")])
+    origin.route("/items/9", status=201, headers=[("Location", "/items/9/latest")])
+    with Proxy(origin, queue_settings(), cwd=tmp_path) as proxy:
+        httpx.get(f"{proxy.url}/items/9/latest")
+        assert httpx.get(f"{proxy.url}/items/9/latest").headers["x-cache"] == "HIT"
+        job_id = json_body(httpx.put(f"{proxy.url}/items/9", content=b"v2"))["id"]
+        wait_for_state(proxy, job_id, "delivered")
+        assert httpx.get(f"{proxy.url}/items/9/latest").headers["x-cache"] != "HIT"
+
+
+def test_ordered_deliveries_to_one_url_keep_their_order_through_a_retry(origin, tmp_path):
+    origin.route("/items/5", sequence=[{"status": 503}, {"status": 200}])
+    with Proxy(origin, queue_settings(async_ordered="url"), cwd=tmp_path) as proxy:
+        ids = [
+            json_body(httpx.put(f"{proxy.url}/items/5", content=f"v{n}".encode()))["id"] for n in range(1, 4)
+        ]
+        for job_id in ids:
+            wait_for_state(proxy, job_id, "delivered")
+    bodies = [base64.b64decode(e["body_b64"]) for e in origin.requests("/items/5")]
+    assert bodies == [b"v1", b"v1", b"v2", b"v3"]
+
+
 def test_below_the_enqueue_rate_writes_are_forwarded_synchronously(origin, tmp_path):
     origin.route("/events/sync", status=201, body=b"created by origin")
     with Proxy(origin, queue_settings(async_enqueue_rate="5"), cwd=tmp_path) as proxy:
