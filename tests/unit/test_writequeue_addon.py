@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from mitmproxy import exceptions, http
+from mitmproxy import exceptions, hooks, http
 from mitmproxy.test import taddons, tflow, tutils
 
 from mitmcache.addon import Cache
@@ -130,3 +130,17 @@ async def test_the_commands_say_the_queue_is_off_without_routes(tmp_path, monkey
     with taddons.context(cache, writequeue):
         await writequeue.running()
         assert writequeue.admin.cmd_stats() == "queue=off"
+
+
+async def test_a_script_reload_may_call_running_and_done_synchronously(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cache = Cache()
+    writequeue = WriteQueue(cache)
+    with taddons.context(cache, writequeue) as tctx:
+        tctx.configure(writequeue, async_routes="POST /events/*")
+        tctx.master.addons.invoke_addon_sync(writequeue, hooks.RunningHook())  # as script.py does on reload
+        await asyncio.sleep(0.2)
+        assert writequeue.store is not None
+        tctx.master.addons.invoke_addon_sync(writequeue, hooks.DoneHook())  # as AddonManager.remove does
+        await asyncio.sleep(0.2)
+        assert writequeue.store is None

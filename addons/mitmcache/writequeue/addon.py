@@ -95,48 +95,60 @@ class WriteQueue:
         self.settings = settings
         self._recent = RecentRate(settings.enqueue_rate) if settings.enqueue_rate else None
 
-    async def running(self) -> None:
+    def running(self) -> asyncio.Task[None]:
+        """A plain function handing mitmproxy a task, like ``done``: at startup mitmproxy awaits it
+        (so an unreachable queue stops startup), and a script reload, which calls this hook
+        synchronously, leaves it to run on its own."""
         self._started = True
-        try:
-            await self._start()
-        finally:
-            self._ready.set()
+        return asyncio.get_running_loop().create_task(self._start())
 
     async def _start(self) -> None:
         settings = self.settings
-        if settings is None or not settings.enabled:
-            return
-        store = self._open_store(settings)
+        try:
+            if (
+                settings is None
+                or not settings.enabled
+                or (store := await self._open_store(settings)) is None
+            ):
+                return
+            self.store = store
+            self._client = HttpxDelivery(self._tls_verify(), settings.workers)
+            self._deliverer = Deliverer(
+                store, self._client, lambda: self.settings, self.metrics, self._invalidation.invalidate
+            )
+            self._deliverer.start()
+            routes = ", ".join(map(str, settings.routes))
+            log.info("write queue: queuing %s in %s", routes, settings.queue_url.redacted)
+        finally:
+            self._ready.set()
+
+    async def _open_store(self, settings: QueueSettings) -> QueueStore | None:
+        """The open store; None after logging the one line that stops startup (mitmproxy's errorcheck
+        exits on an error logged while its running hooks run)."""
+        url = settings.queue_url
+        store: QueueStore
+        if url.kind is Kind.POSTGRESQL:
+            store = PostgresStore(url.url, settings.workers + EXTRA_CONNECTIONS)
+        else:
+            assert url.path is not None
+            if url.path.parent == settings.data_dir.resolve():
+                try:
+                    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+                    os.chmod(settings.data_dir, 0o700)
+                except OSError as e:
+                    log.error("cache_data_dir (environment variable CACHE_DATA_DIR): cannot create it: %s", e)
+                    return None
+            store = SQLiteStore(url.path)
         try:
             await store.open()
         except StoreUnavailable as e:
-            # errorcheck stops startup on an error logged now, with this line.
             log.error(
-                "invalid value for async_queue_url (environment variable ASYNC_QUEUE_URL): cannot open the "
-                "queue %s: %s",
-                settings.queue_url.redacted,
+                "async_queue_url (environment variable ASYNC_QUEUE_URL): cannot open the queue %s: %s",
+                url.redacted,
                 e,
             )
-            return
-        self.store = store
-        client = HttpxDelivery(self._tls_verify(), settings.workers)
-        self._deliverer = Deliverer(
-            store, client, lambda: self.settings, self.metrics, self._invalidation.invalidate
-        )
-        self._client = client
-        self._deliverer.start()
-        routes = ", ".join(map(str, settings.routes))
-        log.info("write queue: queuing %s in %s", routes, settings.queue_url.redacted)
-
-    def _open_store(self, settings: QueueSettings) -> QueueStore:
-        url = settings.queue_url
-        if url.kind is Kind.POSTGRESQL:
-            return PostgresStore(url.url, settings.workers + EXTRA_CONNECTIONS)
-        assert url.path is not None
-        if url.path.parent == settings.data_dir.resolve():
-            settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.chmod(settings.data_dir, 0o700)
-        return SQLiteStore(url.path)
+            return None
+        return store
 
     @staticmethod
     def _tls_verify() -> bool | ssl.SSLContext:
@@ -152,11 +164,17 @@ class WriteQueue:
         except (OSError, ssl.SSLError):
             return True
 
-    async def done(self) -> None:
+    def done(self) -> asyncio.Task[None]:
+        """Graceful stop, as a task (see ``running``): mitmproxy awaits it at shutdown."""
+        return asyncio.get_running_loop().create_task(self._stop())
+
+    async def _stop(self) -> None:
         if self._deliverer is not None and self.settings is not None:
-            await self._deliverer.stop(self.settings.shutdown_timeout)
+            deliverer, self._deliverer = self._deliverer, None
+            await deliverer.stop(self.settings.shutdown_timeout)
         if self._client is not None:
-            await self._client.close()
+            client, self._client = self._client, None
+            await client.close()
         if self.store is not None:
             store, self.store = self.store, None
             await store.close()
