@@ -5,6 +5,7 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 from mitmcache import config
+from mitmcache.writequeue.settings import parse_queue_settings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
 
@@ -22,7 +23,9 @@ def test_env_example_lists_every_write_queue_setting_with_its_default():
 
 def test_env_example_values_are_all_valid():
     values = {k: v for k, v in dotenv_values(EXAMPLE).items() if v is not None}
-    config.parse_settings(config.defaults(values, cwd=EXAMPLE.parent / "nonexistent"))
+    raw = config.defaults(values, cwd=EXAMPLE.parent / "nonexistent")
+    settings = config.parse_settings(raw)
+    parse_queue_settings(raw, settings.upstream_timeout, EXAMPLE.parent)
 
 
 def test_write_queue_doc_documents_every_write_queue_setting():
