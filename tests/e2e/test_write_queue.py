@@ -309,15 +309,23 @@ def test_health_says_the_queue_is_off_without_routes(origin, tmp_path):
 @pytest.mark.parametrize(
     ("settings", "named"),
     [
-        ({"async_routes": "GET /events/*"}, "ASYNC_ROUTES"),
-        ({"async_routes": "POST"}, "ASYNC_ROUTES"),
-        ({"async_routes": "POST /e/*", "async_queue_url": "sqlite://queue.db"}, "ASYNC_QUEUE_URL"),
-        ({"async_routes": "POST /e/*", "async_response_status": "500"}, "ASYNC_RESPONSE_STATUS"),
+        ({"async_routes": "GET /events/*"}, "async_routes (from --set)"),
+        ({"async_routes": "POST"}, "async_routes (from --set)"),
+        (
+            {"async_routes": "POST /e/*", "async_queue_url": "sqlite://queue.db"},
+            "async_queue_url (from --set)",
+        ),
+        ({"async_routes": "POST /e/*", "async_response_status": "500"}, "async_response_status (from --set)"),
     ],
 )
 def test_bad_settings_stop_startup_naming_the_setting(origin, settings, named):
     code, output = Proxy.run_expecting_failure(origin, settings)
-    assert code != 0 and named in output
+    assert code != 0 and named in output and "listening" not in output
+
+
+def test_a_bad_setting_from_the_environment_is_named_as_such(origin):
+    code, output = Proxy.run_expecting_failure(origin, env={"ASYNC_ROUTES": "HEAD /x"})
+    assert code != 0 and "async_routes (from environment variable ASYNC_ROUTES)" in output
 
 
 def test_an_unreachable_postgresql_stops_startup_without_showing_its_password(origin):

@@ -33,6 +33,6 @@ def test_write_queue_doc_documents_every_write_queue_setting():
     assert [s.env for s in config.WRITE_QUEUE_SETTINGS if f"`{s.env}`" not in doc] == []
 
 
-def test_readme_documents_every_setting():
-    readme = (EXAMPLE.parent / "README.md").read_text()
-    assert [s.env for s in config.SETTINGS if f"`{s.env}`" not in readme] == []
+def test_the_settings_reference_documents_every_setting():
+    reference = (EXAMPLE.parent / "docs" / "settings.md").read_text()
+    assert [s.option for s in config.SETTINGS if f"| `{s.option}` | `{s.env}` |" not in reference] == []

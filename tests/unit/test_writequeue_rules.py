@@ -41,9 +41,17 @@ def test_unreadable_or_read_routes_are_refused(value):
         parse_routes(value)
 
 
+def from_env(option: str) -> dict[str, str]:
+    return {option: f"environment variable {option.upper()}"}
+
+
 def test_a_refused_route_stops_startup_naming_the_setting_and_the_item():
-    with pytest.raises(ValueError, match=r"async_routes \(environment variable ASYNC_ROUTES\).*'GET /a/\*'"):
-        parse_queue_settings(raw(async_routes="POST /x, GET /a/*"), 10, Path("/tmp"))
+    with pytest.raises(
+        ValueError, match=r"async_routes \(from environment variable ASYNC_ROUTES\).*'GET /a/\*'"
+    ):
+        parse_queue_settings(
+            raw(async_routes="POST /x, GET /a/*"), 10, Path("/tmp"), from_env("async_routes")
+        )
 
 
 # -- queue URL ----------------------------------------------------------------------------------
@@ -67,7 +75,9 @@ def test_a_postgresql_password_never_shows():
     assert url.kind is Kind.POSTGRESQL and "hunter2" not in url.redacted
     assert url.redacted == "postgresql://app:***@db.internal:5432/queue"
     with pytest.raises(ValueError) as refused:
-        parse_queue_settings(raw(async_queue_url="postgresql://app:hunter2@:x/"), 10, Path("/tmp"))
+        parse_queue_settings(
+            raw(async_queue_url="postgresql://app:hunter2@:x/"), 10, Path("/tmp"), from_env("async_queue_url")
+        )
     assert "hunter2" not in str(refused.value) and "ASYNC_QUEUE_URL" in str(refused.value)
 
 
@@ -102,8 +112,8 @@ def test_the_delivery_timeout_defaults_to_req_timeout_and_the_lease_outlives_it(
 )
 def test_bad_values_stop_startup_naming_the_setting(option, value):
     env = config.WRITE_QUEUE_SETTINGS[OPTIONS.index(option)].env
-    with pytest.raises(ValueError, match=f"{option} \\(environment variable {env}\\)"):
-        parse_queue_settings(raw(**{option: value}), 10, Path("/tmp"))
+    with pytest.raises(ValueError, match=f"{option} \\(from environment variable {env}\\)"):
+        parse_queue_settings(raw(**{option: value}), 10, Path("/tmp"), from_env(option))
 
 
 # -- retries ------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import Any
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.net.http import status_codes
 
-from .. import config
+from .. import config, startup
 from ..policy.fields import get_first
 from ..upstream import tls_verification
 from .admin import NAME, QueueAdmin
@@ -55,6 +55,7 @@ class WriteQueue:
         self._deliverer: Deliverer | None = None
         self._recent: RecentRate | None = None
         self._started = False
+        self._defaults: dict[str, config.Default] = {}  # load() fills it; errors name their source
         self._ready = asyncio.Event()  # running() has opened the store (or found it off, or failed)
         self._client: HttpxDelivery | None = None
         self._invalidation = CacheInvalidation(cache)
@@ -65,21 +66,29 @@ class WriteQueue:
 
     # -- options -------------------------------------------------------------------------------
 
+    @startup.one_line_at_startup
     def load(self, loader: Any) -> None:
-        defaults = config.defaults()
+        self._defaults = config.resolve_defaults()
         for setting in config.WRITE_QUEUE_SETTINGS:
             loader.add_option(
-                setting.option, str, defaults[setting.option], f"{setting.help} (env {setting.env})"
+                setting.option,
+                str,
+                self._defaults[setting.option].value,
+                f"{setting.help} (env {setting.env})",
             )
 
+    @startup.one_line_at_startup
     def configure(self, updated: set[str]) -> None:
         if not updated & {*OPTIONS, "cache_upstream_timeout"}:
             return
+        values = {option: getattr(ctx.options, option) for option in OPTIONS}
+        changed = "an option change" if self._started else "--set"
         try:
             settings = parse_queue_settings(
-                {option: getattr(ctx.options, option) for option in OPTIONS},
+                values,
                 self._cache.settings.upstream_timeout,
                 Path.cwd(),
+                config.value_sources(values, self._defaults, changed),
             )
         except ValueError as e:
             raise exceptions.OptionsError(str(e)) from None

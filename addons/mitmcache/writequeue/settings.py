@@ -41,18 +41,22 @@ class QueueSettings:
         return self.request_timeout + LEASE_MARGIN
 
 
-def parse_option(option: str, raw: str) -> object:
+def parse_option(option: str, raw: str, source: str | None = None) -> object:
     setting = BY_OPTION[option]
     try:
         return setting.parse(raw)
     except ValueError as e:
-        raise config.invalid(setting, raw, str(e) if option in _EXPLAINED else "") from None
+        raise config.invalid(setting, raw, source, str(e) if option in _EXPLAINED else "") from None
 
 
-def parse_queue_settings(raw: Mapping[str, str], upstream_timeout: float, cwd: Path) -> QueueSettings:
-    """Every option of the write queue; the first bad one raises ValueError naming it. An empty
-    ASYNC_REQUEST_TIMEOUT inherits REQ_TIMEOUT (``upstream_timeout``)."""
-    values = {option: parse_option(option, raw[option]) for option in OPTIONS}
+def parse_queue_settings(
+    raw: Mapping[str, str], upstream_timeout: float, cwd: Path, sources: Mapping[str, str] | None = None
+) -> QueueSettings:
+    """Every option of the write queue; the first bad one raises ValueError naming it and, given
+    ``sources``, where its value came from. An empty ASYNC_REQUEST_TIMEOUT inherits REQ_TIMEOUT
+    (``upstream_timeout``)."""
+    sources = sources or {}
+    values = {option: parse_option(option, raw[option], sources.get(option)) for option in OPTIONS}
     data_dir = cwd / str(values["cache_data_dir"] or "data")
     queue_url = values["async_queue_url"] or default_queue_url(data_dir)
     timeout = values["async_request_timeout"]
