@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from mitmproxy import command, http
 
+from .. import summary
 from .metrics import QueueMetrics
 from .store import Change, QueueStore, StoreUnavailable
 
@@ -42,11 +43,6 @@ class Answer(Protocol):
         detail: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None: ...
-
-
-def summary_line(values: dict[str, Any]) -> str:
-    """``queued=3 dead=1 oldest_queued_age=0.5``: a command's one-line result."""
-    return " ".join(f"{key}={'-' if value is None else value}" for key, value in values.items())
 
 
 class QueueAdmin:
@@ -121,7 +117,7 @@ class QueueAdmin:
                 await self._refresh()
                 if not self._metrics.reachable:
                     raise StoreUnavailable("the queue's store does not answer")
-                answer(flow, 200, self._metrics.summary(), name, detail=summary_line(self._jobs()))
+                answer(flow, 200, self._metrics.summary(), name, detail=summary.fields(self._jobs()))
             elif parts == [RETRY_DEAD]:
                 count = await store.requeue_dead(now)
                 log.info("write queue: %d dead jobs re-queued%s", count, _by(flow))
@@ -165,8 +161,8 @@ class QueueAdmin:
             answer(flow, 200, {"id": job_id, "result": done}, name, detail=done)
 
     def _jobs(self) -> dict[str, Any]:
-        summary = self._metrics.summary()
-        return {**(summary["jobs"] or {}), **{k: v for k, v in summary.items() if k != "jobs"}}  # type: ignore[dict-item]
+        current = self._metrics.summary()
+        return {**(current["jobs"] or {}), **{k: v for k, v in current.items() if k != "jobs"}}  # type: ignore[dict-item]
 
     # -- commands -------------------------------------------------------------------------------
 
@@ -177,7 +173,7 @@ class QueueAdmin:
             return "queue=off"
         if not self._metrics.reachable:
             return "queue=unreachable"
-        return summary_line(self._jobs())
+        return summary.fields(self._jobs())
 
     @command.command("cache.queue.retry")
     def cmd_retry(self, job_id: str) -> str:
@@ -186,7 +182,7 @@ class QueueAdmin:
         if store is None:
             return "queue=off"
         self._spawn(self._retry(store, job_id.strip()))
-        return f"id={job_id.strip()} retry=scheduled"
+        return summary.fields({"id": job_id.strip(), "retry": "scheduled"})
 
     @command.command("cache.queue.retry.dead")
     def cmd_retry_dead(self) -> str:
@@ -195,7 +191,7 @@ class QueueAdmin:
         if store is None:
             return "queue=off"
         self._spawn(self._retry_dead(store))
-        return "retry_dead=scheduled"
+        return summary.fields({"retry_dead": "scheduled"})
 
     async def _retry(self, store: QueueStore, job_id: str) -> None:
         try:
