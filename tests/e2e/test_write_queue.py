@@ -148,6 +148,26 @@ def test_retryable_statuses_are_retried_until_the_upstream_accepts(origin, tmp_p
         assert times[2] - times[1] >= 0.95  # Retry-After: 1
 
 
+def test_a_delivery_that_takes_longer_than_the_timeout_is_retried(origin, tmp_path):
+    origin.route("/events/hung", sequence=[{"status": 200, "delay": 3}, {"status": 200}])
+    with Proxy(origin, queue_settings(async_request_timeout="1"), cwd=tmp_path) as proxy:
+        job_id = json_body(httpx.post(f"{proxy.url}/events/hung", content=b"x"))["id"]
+        first = wait_until(lambda: (j := job(proxy, job_id))["last_error"] and j, what="the timeout")
+        assert first["last_error"] == "timeout after 1s"
+        assert wait_for_state(proxy, job_id, "delivered")["attempts"] == 2
+
+
+def test_no_more_deliveries_run_at_once_than_async_workers(origin, tmp_path):
+    origin.route("/events/slow", status=200, delay=1.0)
+    with Proxy(origin, queue_settings(async_workers="2", async_request_timeout="5"), cwd=tmp_path) as proxy:
+        ids = burst(proxy, 6, "/events/slow")
+        for job_id in ids:
+            wait_for_state(proxy, job_id, "delivered", timeout=20)
+    arrivals = sorted(e["time"] for e in origin.requests("/events/slow"))
+    assert len(arrivals) == 6
+    assert all(later - earlier >= 0.9 for earlier, later in zip(arrivals, arrivals[2:], strict=False))
+
+
 def test_out_of_retries_a_write_is_dead(origin, tmp_path):
     origin.route("/events/down", status=502)
     with Proxy(origin, queue_settings(async_max_retries="1"), cwd=tmp_path) as proxy:
