@@ -472,14 +472,20 @@ def test_a_postgresql_queue_that_goes_away_answers_503_and_loses_nothing(origin,
 
 def test_deliveries_keep_to_async_rate(origin, tmp_path):
     origin.route("/events/paced", status=200)
-    rate = 40
+    rate = 20  # far below what even a loaded machine delivers: the limiter decides, not the CPU
     with Proxy(origin, queue_settings(async_rate=str(rate)), cwd=tmp_path) as proxy:
-        burst(proxy, 240, "/events/paced")
-        backlog_from = time.time() + 0.5  # the queue has a backlog and the bucket is drained
-        wait_until(lambda: origin.count("/events/paced") >= 240, timeout=30, what="240 deliveries")
-    steady = sorted(e["time"] for e in origin.requests("/events/paced") if e["time"] >= backlog_from)
-    measured = (len(steady) - 1) / (steady[-1] - steady[0])
-    assert len(steady) >= 2 * rate and abs(measured - rate) / rate <= 0.05, measured
+        burst(proxy, 200, "/events/paced")
+        wait_until(lambda: origin.count("/events/paced") >= 200, timeout=30, what="200 deliveries")
+    times = sorted(e["time"] for e in origin.requests("/events/paced"))
+    # The bucket's promise: in any stretch of time, at most rate x its length, plus the one second's
+    # worth it holds (spent at once after a spell in which the proxy could not keep up). The origin
+    # stamps arrivals, not starts: a quarter of a second of slack for the way there on a busy machine.
+    worst = max(
+        j - i + 1 - rate * (times[j] - times[i]) for i in range(len(times)) for j in range(i, len(times))
+    )
+    assert worst <= rate + rate * 0.25 + 1
+    # ... and it is the limit that holds deliveries back: on the whole, they keep up with it.
+    assert (len(times) - rate) / (times[-1] - times[0]) >= 0.9 * rate
 
 
 def test_the_production_launcher_queues_too(origin, tmp_path):
