@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .coalesce import Coalescer, HitForMiss, HitForMissMemory, Inflight
+from .compression import THREAD_ABOVE_BYTES, encode_now, worth_coding
 from .config import Settings
-from .counters import Counters
+from .counters import Count, Counters
 from .entry import Entry, Meta, Stored
 from .generations import InvalidationBus, LocalGenerations
 from .policy.fields import Fields
@@ -63,12 +64,29 @@ class Core:
     # slot per version, updated in place, so a hot key's hits allocate nothing (flush_uses writes them).
     uses: dict[int, list] = field(default_factory=dict)
 
-    async def write(self, entry: Entry, meta: Meta) -> bool:
-        """Store a version with the lifetime policy gives it and its first check time."""
-        lifecycle = self.settings().lifecycle
+    async def write(self, entry: Entry, meta: Meta) -> Entry | None:
+        """Store a version (compressed, where ``cache_compress`` says so) with the lifetime policy
+        gives it and its first check time; returns the entry as stored, None when it was not."""
+        settings = self.settings()
+        lifecycle = settings.lifecycle
         keep = keep_until(entry, lifecycle)
         check = first_check(entry, keep, lifecycle, random.uniform(0.8, 1.0))
-        return await self.store.put(entry, meta, keep_until=keep, check_at=check)
+        entry = await self.encode(entry)
+        return entry if await self.store.put(entry, meta, keep_until=keep, check_at=check) else None
+
+    async def encode(self, entry: Entry) -> Entry:
+        """The entry as it is stored: compressed once here, so that no hit compresses anything."""
+        settings = self.settings()
+        coding = settings.coding
+        if coding is None or not worth_coding(entry, coding, settings.compress_min_bytes):
+            return entry
+        if len(entry.body) > THREAD_ABOVE_BYTES:
+            coded = await asyncio.to_thread(encode_now, entry, coding)
+        else:
+            coded = encode_now(entry, coding)
+        if coded.coding is not None:
+            self.counters.add(Count.STORED_COMPRESSED)
+        return coded
 
     def note_use(self, stored: Stored, now: float, *, hit: bool) -> None:
         """A client was answered from ``stored``: noted without an await (a hit's budget), written to

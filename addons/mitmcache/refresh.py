@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 
 from .coalesce import Failure, Kind, Outcome
+from .compression import as_sent
 from .core import Core
 from .counters import Count
 from .entry import Entry, Stored
@@ -182,6 +183,8 @@ class Refresher:
     async def _store(self, job: _Fetch, fetched: Fetched) -> Result:
         core, entry = self._core, job.stored.entry
         revalidated = fetched.status == 304 and await self._freshen_selected(entry, fetched)
+        if revalidated:
+            entry = as_sent(entry)  # re-admitted as the upstream sent it, coded again when stored
         admitted = admit(
             key=entry.key,
             url=entry.url,
@@ -229,7 +232,7 @@ class Refresher:
 
     async def _freshen(self, entry: Entry, not_modified: Fetched) -> None:
         """Freshen another stored variant that a 304 selected (RFC 9111 §4.3.4)."""
-        core = self._core
+        core, entry = self._core, as_sent(entry)
         admitted = admit(
             key=entry.key,
             url=entry.url,

@@ -13,6 +13,7 @@ from mitmcache.config import (
     parse_one,
     parse_settings,
 )
+from mitmcache.policy.codings import Coding
 
 TTL = BY_OPTION["cache_ttl"]  # the setting the precedence tests use
 
@@ -134,6 +135,8 @@ VALID: dict[str, list[tuple[str, object]]] = {
     "cache_web_max_flows": COUNT_VALID,
     "cache_name": [("mitmcache", "mitmcache"), ("edge-1.example_a", "edge-1.example_a")],
     "cache_log_level": [("debug", "debug"), ("WARNING", "warning")],
+    "cache_compress": [("gzip", "gzip"), ("BR", "br"), ("zstd", "zstd"), ("off", "off")],
+    "cache_compress_min_bytes": [("0", 0), ("512", 512), ("1k", 1024)],
 }
 INVALID: dict[str, list[str]] = {
     "cache_ttl": SECONDS_INVALID,
@@ -156,6 +159,8 @@ INVALID: dict[str, list[str]] = {
     "cache_web_max_flows": COUNT_INVALID,
     "cache_name": ["", "1cache", "my cache", "cache;x"],
     "cache_log_level": ["", "verbose"],
+    "cache_compress": ["", "deflate", "yes"],
+    "cache_compress_min_bytes": SIZES_INVALID,
 }
 
 
@@ -186,3 +191,10 @@ def test_parse_settings_reports_the_first_bad_option():
     raw = {s.option: s.default for s in SETTINGS} | {"cache_max_bytes": "lots"}
     with pytest.raises(ValueError, match="cache_max_bytes .*CACHE_MAX_BYTES"):
         parse_settings(raw)
+
+
+def test_compression_defaults_to_gzip_and_off_means_no_coding():
+    settings = parse_settings({s.option: s.default for s in SETTINGS})
+    assert (settings.coding, settings.compress_min_bytes) == (Coding.GZIP, 512)
+    off = parse_settings({**{s.option: s.default for s in SETTINGS}, "cache_compress": "off"})
+    assert off.coding is None
