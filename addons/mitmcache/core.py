@@ -64,18 +64,21 @@ class Core:
     # slot per version, updated in place, so a hot key's hits allocate nothing (flush_uses writes them).
     uses: dict[int, list] = field(default_factory=dict)
 
-    async def write(self, entry: Entry, meta: Meta) -> Entry | None:
-        """Store a version (compressed, where ``cache_compress`` says so) with the lifetime policy
-        gives it and its first check time; returns the entry as stored, None when it was not."""
-        settings = self.settings()
-        lifecycle = settings.lifecycle
+    async def write(self, entry: Entry, meta: Meta, *, encoded: bool = False) -> Entry | None:
+        """Store a version (compressed where ``cache_compress`` says so, unless the caller already
+        ``encode``d it) with the lifetime policy gives it and its first check time; returns the
+        entry as stored, None when it was not."""
+        lifecycle = self.settings().lifecycle
         keep = keep_until(entry, lifecycle)
         check = first_check(entry, keep, lifecycle, random.uniform(0.8, 1.0))
-        entry = await self.encode(entry)
+        if not encoded:
+            entry = await self.encode(entry)
         return entry if await self.store.put(entry, meta, keep_until=keep, check_at=check) else None
 
     async def encode(self, entry: Entry) -> Entry:
-        """The entry as it is stored: compressed once here, so that no hit compresses anything."""
+        """The entry as it is stored: compressed once here, so that no hit compresses anything. A
+        large body is compressed in a thread, which awaits: a caller that checks the key's
+        generation before writing encodes first, so that no invalidation slips in between."""
         settings = self.settings()
         coding = settings.coding
         if coding is None or not worth_coding(entry, coding, settings.compress_min_bytes):

@@ -172,11 +172,12 @@ class Engine:
             if admitted.reason not in REQUEST_SPECIFIC:
                 self.unshareable(key)
             return Admission(None, False, admitted.reason, Outcome(Kind.UNSHAREABLE, detail=admitted.reason))
+        admitted = await core.encode(admitted)
         if not core.bus.current(key, generation):
             # Invalidated while the fetch was under way: this answer may predate the change.
             core.counters.add(Count.NOT_STORED_INVALIDATED)
             return Admission(admitted, False, "invalidated", Outcome(Kind.UNSHAREABLE, detail="invalidated"))
-        stored = await core.write(admitted, core.meta_after(None, time.time()))
+        stored = await core.write(admitted, core.meta_after(None, time.time()), encoded=True)
         if stored is None:
             return Admission(admitted, False, "too-large", Outcome(Kind.UNSHAREABLE, detail="too-large"))
         core.hit_for_miss.forget(key)

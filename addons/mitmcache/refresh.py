@@ -205,10 +205,12 @@ class Refresher:
                 await self._unshareable(entry.key)
             core.counters.add(Count.REFRESH_UNSHAREABLE)
             return Outcome(Kind.UNSHAREABLE, detail=admitted.reason), unstored
+        meta = core.meta_after(await self._latest_meta(job.stored), time.time())
+        admitted = await core.encode(admitted)
         if not core.bus.current(entry.key, job.generation):
             core.counters.add(Count.NOT_STORED_INVALIDATED)
             return Outcome(Kind.UNSHAREABLE, detail="invalidated"), unstored
-        await core.write(admitted, core.meta_after(await self._latest_meta(job.stored), time.time()))
+        await core.write(admitted, meta, encoded=True)
         core.counters.add(Count.REFRESH_REVALIDATED if revalidated else Count.REFRESH_REPLACED)
         return Outcome(Kind.STORED, revalidated=revalidated), None
 

@@ -13,7 +13,9 @@ from mitmcache.compression import as_sent, compress, decode, decompress, encode_
 from mitmcache.counters import Count, Counters
 from mitmcache.engine import Engine
 from mitmcache.entry import Entry
+from mitmcache.lookup import Forward
 from mitmcache.policy.codings import Coding
+from mitmcache.policy.reuse import NO_DIRECTIVES
 from mitmcache.policy.storable import Rules, admit
 from mitmcache.store import codec
 from tests.support.serialising_store import SerialisingStore
@@ -158,3 +160,37 @@ async def test_a_large_body_is_compressed_off_the_event_loop_with_the_same_resul
     e = engine_with()
     stored = await e.core.write(admitted(body=big), e.core.meta_after(None, time.time()))
     assert stored is not None and stored.coding == "gzip" and gzip.decompress(stored.body) == big
+
+
+async def test_an_invalidation_while_a_body_is_compressed_keeps_the_answer_out():
+    """Compressing a large body awaits a worker thread: a POST that invalidates the URL meanwhile
+    must still keep the older answer out of the store."""
+    e = engine_with()
+    key = "http://example.com/a"
+    forward = await e.lookup(
+        "GET", key, [(b"host", b"example.com")], True, NO_DIRECTIVES, time.monotonic() + 5
+    )
+    assert isinstance(forward, Forward)
+    encode = e.core.encode
+
+    async def encode_while_invalidated(entry):
+        coded = await encode(entry)
+        await e.invalidate(key)
+        return coded
+
+    e.core.encode = encode_while_invalidated  # type: ignore[method-assign]
+    admission = await e.store_response(
+        key=key,
+        url=key,
+        host="example.com",
+        request_fields=[(b"host", b"example.com")],
+        status=200,
+        reason=b"OK",
+        response_fields=JSON_RESPONSE,
+        body=BODY * 100,
+        request_time=time.time(),
+        generation=forward.generation,
+        leader=forward.leader,
+    )
+    assert (admission.stored, admission.detail) == (False, "invalidated")
+    assert await e.core.store.peek(key) == []
