@@ -52,10 +52,10 @@ WORDS = [
 ]
 
 
-def json_body(size: int, seed: int) -> bytes:
+def json_body(size: int, number: int) -> bytes:
     """A JSON array of API-like records (ids, names, prices, dates, flags, tags), ``size`` bytes
-    or just over: distinct per seed, so no two entries compress against each other."""
-    rng = random.Random(seed)
+    or just over: distinct per number, so no two entries compress against each other."""
+    rng = random.Random(number)
     records, length = [], 2
     while length < size:
         record = {
@@ -93,7 +93,7 @@ def codecs(quick: bool) -> Section:
     samples = 5 if quick else 30
     rows, data = [], {}
     for size in (1024, 10 * 1024, 100 * 1024):
-        bodies = [json_body(size, seed) for seed in range(samples)]
+        bodies = [json_body(size, n) for n in range(samples)]
         sent = sum(len(b) for b in bodies)
         for name, (compress, coding) in _codecs().items():
             t0 = time.process_time()
