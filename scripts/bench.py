@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bench_coalescing
+import bench_compression
 import bench_memory
 import bench_shared
 import bench_writequeue
@@ -70,6 +71,7 @@ class Config:
     unique: bool = False  # every request a new key (?u=...): misses for a cache
     expect: str | None = None  # the X-Cache a warmed-up reply must carry (proves who answered)
     about: str = ""
+    headers: tuple[str, ...] = ()  # request header lines every request sends ("Accept-Encoding: gzip")
 
 
 # Pairs whose ratio is a budget sit next to each other, so that they run close together in every round.
@@ -83,6 +85,118 @@ CONFIGS: tuple[Config, ...] = (
     Config("lean-hit-1k", LEAN_CACHE, "/bench/hit-1k", expect="HIT", about="lean, our cache, hits"),
     Config("ceiling-100k", CEILING, "/bench/hit-100k", expect="HIT", about="ceiling addon, 100 KiB"),
     Config("hit-100k", CACHE, "/bench/hit-100k", expect="HIT", about="our cache, hits, 100 KiB"),
+)
+
+# The compression section (issue 17): hits on a 10 KiB JSON body stored compressed (gzip, the default)
+# for a client that accepts gzip and for one that accepts only identity, against the same body stored
+# as sent (cache_compress=off) and against the ceiling addon, on both launchers.
+JSON_ROUTES = {"/bench/json-10k": bench_compression.json_body(10 * 1024, 1)}
+JSON_HEADERS = [("Content-Type", "application/json"), ("Cache-Control", "max-age=3600")]
+GZIP_CLIENT = ("Accept-Encoding: gzip",)
+IDENTITY_CLIENT = ("Accept-Encoding: identity",)
+CACHE_PLAIN = bl.cache_proxy("cache_compress=off")
+LEAN_CACHE_PLAIN = bl.cache_proxy("cache_compress=off", tool=LEAN)
+JSON = "/bench/json-10k"
+COMPRESSION_CONFIGS: tuple[Config, ...] = (
+    Config(
+        "ceiling-json-10k", CEILING, JSON, expect="HIT", about="ceiling, gzip client", headers=GZIP_CLIENT
+    ),
+    Config(
+        "plain-json-10k",
+        CACHE_PLAIN,
+        JSON,
+        expect="HIT",
+        about="stored as sent, gzip client",
+        headers=GZIP_CLIENT,
+    ),
+    Config("gzip-json-10k", CACHE, JSON, expect="HIT", about="stored gzip, gzip client", headers=GZIP_CLIENT),
+    Config(
+        "identity-json-10k",
+        CACHE,
+        JSON,
+        expect="HIT",
+        about="stored gzip, identity client",
+        headers=IDENTITY_CLIENT,
+    ),
+    Config(
+        "lean-ceiling-json-10k",
+        LEAN_CEILING,
+        JSON,
+        expect="HIT",
+        about="lean, ceiling, gzip client",
+        headers=GZIP_CLIENT,
+    ),
+    Config(
+        "lean-plain-json-10k",
+        LEAN_CACHE_PLAIN,
+        JSON,
+        expect="HIT",
+        about="lean, as sent, gzip client",
+        headers=GZIP_CLIENT,
+    ),
+    Config(
+        "lean-gzip-json-10k",
+        LEAN_CACHE,
+        JSON,
+        expect="HIT",
+        about="lean, stored gzip, gzip client",
+        headers=GZIP_CLIENT,
+    ),
+    Config(
+        "lean-identity-json-10k",
+        LEAN_CACHE,
+        JSON,
+        expect="HIT",
+        about="lean, stored gzip, identity client",
+        headers=IDENTITY_CLIENT,
+    ),
+)
+COMPRESSION_RATIOS = (
+    (
+        "gzip-json-10k / plain-json-10k CPU per request",
+        "gzip-json-10k",
+        "plain-json-10k",
+        "cpu",
+        ("<=", 1.05),
+    ),
+    (
+        "identity-json-10k / plain-json-10k CPU per request",
+        "identity-json-10k",
+        "plain-json-10k",
+        "cpu",
+        None,
+    ),
+    ("gzip-json-10k / ceiling-json-10k req/s", "gzip-json-10k", "ceiling-json-10k", "rps", (">=", 0.9)),
+    ("identity-json-10k / ceiling-json-10k req/s", "identity-json-10k", "ceiling-json-10k", "rps", None),
+    ("plain-json-10k / ceiling-json-10k req/s", "plain-json-10k", "ceiling-json-10k", "rps", None),
+    (
+        "lean-gzip-json-10k / lean-plain-json-10k CPU per request",
+        "lean-gzip-json-10k",
+        "lean-plain-json-10k",
+        "cpu",
+        ("<=", 1.05),
+    ),
+    (
+        "lean-identity-json-10k / lean-plain-json-10k CPU per request",
+        "lean-identity-json-10k",
+        "lean-plain-json-10k",
+        "cpu",
+        None,
+    ),
+    (
+        "lean-gzip-json-10k / lean-ceiling-json-10k req/s",
+        "lean-gzip-json-10k",
+        "lean-ceiling-json-10k",
+        "rps",
+        (">=", 0.9),
+    ),
+    (
+        "lean-identity-json-10k / lean-ceiling-json-10k req/s",
+        "lean-identity-json-10k",
+        "lean-ceiling-json-10k",
+        "rps",
+        None,
+    ),
 )
 
 # (name, numerator, denominator, what, budget): ratios taken per round, then their median.
@@ -128,12 +242,16 @@ def _metric(run: dict, what: str) -> float | None:
     }[what]
 
 
-def throughput(configs: list[Config], timing: Timing) -> Section:
+def throughput(
+    configs: list[Config], timing: Timing, ratios=RATIOS, title: str = "Throughput and latency"
+) -> Section:
     origin = bl.start_origin()
     servers: dict[tuple[str, ...], bl.Server] = {}
     try:
         for path, size in ROUTES.items():
             origin.route(path, headers=ROUTE_HEADERS, size=size)
+        for path, body in JSON_ROUTES.items():
+            origin.route(path, headers=JSON_HEADERS, body=body)
         for config in configs:
             if config.proxy is not None and config.proxy not in servers:
                 servers[config.proxy] = bl.Server(config.name, config.proxy, origin.url).start()
@@ -149,8 +267,9 @@ def throughput(configs: list[Config], timing: Timing) -> Section:
             url, _ = target(config)
             host, port = url.removeprefix("http://").split(":")
             path = config.path + ("?u=warmup" if config.unique else "")
+            sent = dict(h.split(": ", 1) for h in config.headers)
             for _ in range(2):
-                status, headers, body = bl.http_get_once(host, int(port), path)
+                status, headers, body = bl.http_get_once(host, int(port), path, sent)
             if status != 200 or len(body) != ROUTES.get(config.path, len(body)):
                 raise RuntimeError(f"{config.name}: warm-up GET {path} -> {status}, {len(body)} bytes")
             if config.expect and config.expect != "MISS" and headers.get("x-cache") != config.expect:
@@ -161,6 +280,7 @@ def throughput(configs: list[Config], timing: Timing) -> Section:
                     connections=CONNECTIONS,
                     seconds=timing.warmup_seconds,
                     unique=config.unique,
+                    headers=config.headers,
                 )
 
         runs: dict[str, list[dict]] = {c.name: [] for c in configs}
@@ -178,9 +298,14 @@ def throughput(configs: list[Config], timing: Timing) -> Section:
                     seconds=timing.seconds,
                     unique=config.unique,
                     measure_pid=pid,
+                    headers=config.headers,
                 )
                 single = bl.run_wrk(
-                    url + config.path, connections=1, seconds=timing.latency_seconds, unique=config.unique
+                    url + config.path,
+                    connections=1,
+                    seconds=timing.latency_seconds,
+                    unique=config.unique,
+                    headers=config.headers,
                 )
                 if before is not None and config.expect:
                     after = server.stats()  # type: ignore[union-attr]
@@ -249,7 +374,7 @@ def throughput(configs: list[Config], timing: Timing) -> Section:
         ratio_rows = []
         ratio_data = {}
         names = {c.name for c in configs}
-        for label, num, den, what, budget in RATIOS:
+        for label, num, den, what, budget in ratios:
             if num not in names or den not in names:
                 continue
             per_round = []
@@ -270,7 +395,7 @@ def throughput(configs: list[Config], timing: Timing) -> Section:
         if problems:
             md += ["", "Problems seen:"] + [f"- {p}" for p in problems]
         return Section(
-            "Throughput and latency",
+            title,
             "\n".join(md),
             budgets,
             {
@@ -421,7 +546,7 @@ def connections(quick: bool) -> Section:
 
 # -- main ----------------------------------------------------------------------------------------
 
-SECTIONS = ("throughput", "memory", "connections", "coalescing", "writequeue", "shared")
+SECTIONS = ("throughput", "memory", "connections", "coalescing", "writequeue", "shared", "compression")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -434,9 +559,9 @@ def main(argv: list[str] | None = None) -> int:
         help="run only these (comma-separated, repeatable): sections "
         f"({', '.join(SECTIONS)}), scenarios ({', '.join(bench_memory.SCENARIOS)}, "
         f"{', '.join(bench_coalescing.SCENARIOS)}, {', '.join(bench_writequeue.SCENARIOS)}, "
-        f"{', '.join(bench_shared.SCENARIOS)}) or throughput "
+        f"{', '.join(bench_shared.SCENARIOS)}, {', '.join(bench_compression.SCENARIOS)}) or throughput "
         "configurations "
-        f"({', '.join(c.name for c in CONFIGS)})",
+        f"({', '.join(c.name for c in CONFIGS + COMPRESSION_CONFIGS)})",
     )
     parser.add_argument("--json", type=Path, help="also write every measurement to this JSON file")
     parser.add_argument("--rounds", type=int, help="throughput rounds (default 5, quick 1)")
@@ -448,9 +573,9 @@ def main(argv: list[str] | None = None) -> int:
 
     only = {name.strip() for item in args.only for name in item.split(",") if name.strip()}
     known = set(SECTIONS) | set(bench_memory.SCENARIOS) | set(bench_coalescing.SCENARIOS)
-    known |= set(bench_writequeue.SCENARIOS)
+    known |= set(bench_writequeue.SCENARIOS) | set(bench_compression.SCENARIOS)
     known |= set(bench_shared.SCENARIOS)
-    known |= {c.name for c in CONFIGS}
+    known |= {c.name for c in CONFIGS + COMPRESSION_CONFIGS}
     if unknown := only - known:
         parser.error(f"unknown --only names: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
 
@@ -494,6 +619,16 @@ def main(argv: list[str] | None = None) -> int:
                 ),
             )
         )
+    coded = [
+        c
+        for c in COMPRESSION_CONFIGS
+        if c.name in wanted("compression", tuple(c.name for c in COMPRESSION_CONFIGS))
+    ]
+    if coded:
+        title = "Hits on a compressed entry (10 KiB JSON)"
+        plan.append(("compression hits", lambda: [throughput(coded, timing, COMPRESSION_RATIOS, title)]))
+    if comp := wanted("compression", bench_compression.SCENARIOS):
+        plan.append(("compression", lambda: bench_compression.run(comp, args.quick)))
 
     machine = bl.machine_info()
     started = time.monotonic()

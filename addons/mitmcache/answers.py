@@ -7,11 +7,13 @@ from mitmproxy import http
 
 from . import responses
 from .annotate import annotate
+from .compression import decode, identity_view
 from .counters import Counters
 from .entry import Entry
 from .lookup import Refuse, Relay, Serve
 from .policy.cache_status import Status
-from .policy.fields import get_all, get_first, has_any
+from .policy.codings import accepts_value, client_accepts, normalise_values
+from .policy.fields import Fields, get_all, get_first, has_any
 from .policy.ranges import Kind as RangeKind
 from .policy.ranges import plan as range_plan
 from .policy.validators import stored_not_modified
@@ -22,8 +24,35 @@ CONDITIONAL_OR_RANGE = CLIENT_VALIDATORS | RANGE
 
 
 def not_modified(if_none_match: Sequence[str], if_modified_since: str | None, entry: Entry) -> bool:
-    """Whether the client's own conditions let us answer 304 from ``entry``."""
-    return stored_not_modified(if_none_match, if_modified_since, entry.etag, entry.last_modified, entry.date)
+    """Whether the client's own conditions let us answer 304 from ``entry``: for a representation
+    the cache coded, an ``If-None-Match`` naming either its ETag or the other representation's
+    (``identity_etag``) will do, since both name the same stored response (docs/compression.md)."""
+    if stored_not_modified(if_none_match, if_modified_since, entry.etag, entry.last_modified, entry.date):
+        return True
+    other = entry.identity_etag
+    return (
+        other is not None
+        and bool(if_none_match)
+        and stored_not_modified(if_none_match, None, other, entry.last_modified, entry.date)
+    )
+
+
+def accepts_coding(fields: Fields, names: set[bytes] | None, coding: str) -> bool:
+    """Whether the request accepts a response in ``coding``: one pass over its fields and a cached
+    verdict per distinct ``Accept-Encoding`` value, the only work a coded hit adds."""
+    if names is not None and b"accept-encoding" not in names:
+        return False
+    values = [v for k, v in fields if k.lower() == b"accept-encoding"]
+    if len(values) == 1:
+        return accepts_value(values[0], coding)
+    return client_accepts(fields, coding)
+
+
+def normalise_accept_encoding(request: http.Request) -> None:
+    """The request goes upstream with its ``Accept-Encoding`` reduced to what selects its variant."""
+    values = request.headers.get_all("accept-encoding")
+    if values:
+        request.headers["accept-encoding"] = normalise_values(values)
 
 
 def serve(
@@ -41,7 +70,9 @@ def serve(
     entry, status, age = answer.entry, answer.status, answer.age
     fields = request.headers.fields  # raw, as the stored ETag is: obs-text compares byte for byte
     head = request.method == "HEAD"
-    if names is not None and names.isdisjoint(CONDITIONAL_OR_RANGE):
+    if entry.coding is not None and not accepts_coding(fields, names, entry.coding):
+        flow.response = _identity(entry, fields, head, age, status, cache_name, counters)
+    elif names is not None and names.isdisjoint(CONDITIONAL_OR_RANGE):
         flow.response = responses.from_entry(entry, head=head, age=age, status=status, cache_name=cache_name)
     elif not_modified(get_all(fields, "if-none-match"), get_first(fields, "if-modified-since"), entry):
         flow.response = responses.not_modified(entry, age=age, status=status, cache_name=cache_name)
@@ -50,6 +81,22 @@ def serve(
     else:
         flow.response = responses.from_entry(entry, head=head, age=age, status=status, cache_name=cache_name)
     annotate(flow, key, status, counters, age)
+
+
+def _identity(
+    entry: Entry, fields: Fields, head: bool, age: float, status: Status, cache_name: str, counters: Counters
+) -> http.Response:
+    """A coded entry for a client that does not accept its coding: its identity representation,
+    decoded only when a body goes out (not for a 304 or a HEAD)."""
+    view = identity_view(entry, b"")
+    if not_modified(get_all(fields, "if-none-match"), get_first(fields, "if-modified-since"), view):
+        return responses.not_modified(view, age=age, status=status, cache_name=cache_name)
+    if head:
+        return responses.from_entry(view, head=True, age=age, status=status, cache_name=cache_name)
+    view = identity_view(entry, decode(entry, counters))
+    if view.status == 200 and has_any(fields, RANGE):
+        return _ranges(view, fields, age, status, cache_name)
+    return responses.from_entry(view, head=False, age=age, status=status, cache_name=cache_name)
 
 
 def _ranges(entry: Entry, fields, age: float, status: Status, cache_name: str) -> http.Response:

@@ -19,6 +19,7 @@ from typing import Any
 
 from dotenv import dotenv_values
 
+from .policy.codings import Coding
 from .policy.lifecycle import Lifecycle, RefreshMode
 from .policy.storable import Rules
 from .store.selection import StoreLocation, redacted, store_location
@@ -332,6 +333,25 @@ SETTINGS: tuple[Setting, ...] = (
         "shown redacted.",
         shown=redacted,
     ),
+    Setting(
+        "cache_compress",
+        "CACHE_COMPRESS",
+        "gzip",
+        choice("gzip", "br", "zstd", "off"),
+        "gzip, br, zstd or off",
+        "Store uncompressed text-like responses (text, JSON, XML, JavaScript, SVG) compressed with this "
+        "coding: served as stored to clients that accept it, decoded for the others. off: store bodies "
+        "as sent. Responses the upstream encoded, or marked no-transform, are always stored as sent.",
+    ),
+    Setting(
+        "cache_compress_min_bytes",
+        "CACHE_COMPRESS_MIN_BYTES",
+        "512",
+        byte_size,
+        "a size such as 512, 1k",
+        "Smallest body stored compressed (cache_compress): below it the saving is smaller than an "
+        "entry's own bookkeeping.",
+    ),
 )
 
 BY_OPTION = {s.option: s for s in SETTINGS}
@@ -488,6 +508,8 @@ class Settings:
     name: str
     log_level: str
     store: StoreLocation
+    compress: str
+    compress_min_bytes: int
     rules: Rules = field(init=False, compare=False)  # what storing needs, built once, not per response
     lifecycle: Lifecycle = field(init=False, compare=False)  # what an entry's life needs, likewise
 
@@ -508,6 +530,11 @@ class Settings:
             pure_rfc=self.pure_rfc,
         )
         object.__setattr__(self, "lifecycle", lifecycle)
+
+    @property
+    def coding(self) -> Coding | None:
+        """The coding stored bodies are compressed with (None: off)."""
+        return None if self.compress == "off" else Coding(self.compress)
 
     @property
     def serve_stale_in_window(self) -> bool:

@@ -113,7 +113,9 @@ class Control:
             "vary": dict(e.vary),
             "status": e.status,
             "state": "fresh" if ttl > 0 else "stale",
-            "size": e.size,
+            "size": e.size,  # bytes held (a compressed body as compressed)
+            "size_as_sent": e.sent_size,
+            "coding": e.coding,  # the coding the cache stored the body in (None: as sent)
             "age": int(age),
             "ttl": int(ttl),
             "hits": meta.hits,

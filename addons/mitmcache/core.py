@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .coalesce import Coalescer, HitForMiss, HitForMissMemory, Inflight
+from .compression import THREAD_ABOVE_BYTES, encode_now, worth_coding
 from .config import Settings
-from .counters import Counters
+from .counters import Count, Counters
 from .entry import Entry, Meta, Stored
 from .generations import InvalidationBus, LocalGenerations
 from .policy.fields import Fields
@@ -65,12 +66,32 @@ class Core:
     # Which tier of a tiered store a lookup's answer came from (store.tiered), for Cache-Status.
     tier: Callable[[Stored], str | None] = lambda stored: None
 
-    async def write(self, entry: Entry, meta: Meta) -> bool:
-        """Store a version with the lifetime policy gives it and its first check time."""
+    async def write(self, entry: Entry, meta: Meta, *, encoded: bool = False) -> Entry | None:
+        """Store a version (compressed where ``cache_compress`` says so, unless the caller already
+        ``encode``d it) with the lifetime policy gives it and its first check time; returns the
+        entry as stored, None when it was not."""
         lifecycle = self.settings().lifecycle
         keep = keep_until(entry, lifecycle)
         check = first_check(entry, keep, lifecycle, random.uniform(0.8, 1.0))
-        return await self.store.put(entry, meta, keep_until=keep, check_at=check)
+        if not encoded:
+            entry = await self.encode(entry)
+        return entry if await self.store.put(entry, meta, keep_until=keep, check_at=check) else None
+
+    async def encode(self, entry: Entry) -> Entry:
+        """The entry as it is stored: compressed once here, so that no hit compresses anything. A
+        large body is compressed in a thread, which awaits: a caller that checks the key's
+        generation before writing encodes first, so that no invalidation slips in between."""
+        settings = self.settings()
+        coding = settings.coding
+        if coding is None or not worth_coding(entry, coding, settings.compress_min_bytes):
+            return entry
+        if len(entry.body) > THREAD_ABOVE_BYTES:
+            coded = await asyncio.to_thread(encode_now, entry, coding)
+        else:
+            coded = encode_now(entry, coding)
+        if coded.coding is not None:
+            self.counters.add(Count.STORED_COMPRESSED)
+        return coded
 
     def note_use(self, stored: Stored, now: float, *, hit: bool) -> None:
         """A client was answered from ``stored``: noted without an await (a hit's budget), written to

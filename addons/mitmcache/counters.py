@@ -30,6 +30,9 @@ class Count(StrEnum):
     REFRESH_REPLACED = "refresh_replaced"
     REFRESH_FAILED = "refresh_failed"
     REFRESH_UNSHAREABLE = "refresh_unshareable"
+    STORED_COMPRESSED = "stored_compressed"  # of ``stored`` and refreshes: bodies the cache compressed
+    DECODES = "decodes"  # coded bodies decoded for clients that do not accept the coding
+    DECODE_MICROSECONDS = "decode_microseconds"  # the time those decodes took
 
 
 class Counters(Counter[str]):

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .coalesce import Failure, Kind, Outcome
+from .compression import as_sent
 from .config import Settings
 from .core import Core, run_eagerly
 from .counters import Count, Counters
@@ -49,8 +50,8 @@ CONTROL_REFRESH_ATTEMPTS = 10  # a control refresh waits behind fetches under wa
 
 @dataclass(slots=True)
 class Admission:
-    """What became of a forwarded response: the entry admitted (stored unless ``stored`` is False),
-    or the refusal, and the outcome its waiters were given."""
+    """What became of a forwarded response: the entry admitted (as stored, perhaps compressed,
+    unless ``stored`` is False), or the refusal, and the outcome its waiters were given."""
 
     entry: Entry | None
     stored: bool
@@ -171,15 +172,17 @@ class Engine:
             if admitted.reason not in REQUEST_SPECIFIC:
                 self.unshareable(key)
             return Admission(None, False, admitted.reason, Outcome(Kind.UNSHAREABLE, detail=admitted.reason))
+        admitted = await core.encode(admitted)
         if not core.bus.current(key, generation):
             # Invalidated while the fetch was under way: this answer may predate the change.
             core.counters.add(Count.NOT_STORED_INVALIDATED)
             return Admission(admitted, False, "invalidated", Outcome(Kind.UNSHAREABLE, detail="invalidated"))
-        if not await core.write(admitted, core.meta_after(None, time.time())):
+        stored = await core.write(admitted, core.meta_after(None, time.time()), encoded=True)
+        if stored is None:
             return Admission(admitted, False, "too-large", Outcome(Kind.UNSHAREABLE, detail="too-large"))
         core.hit_for_miss.forget(key)
         core.counters.add(Count.STORED)
-        return Admission(admitted, True, None, Outcome(Kind.STORED))
+        return Admission(stored, True, None, Outcome(Kind.STORED))
 
     async def head_response(
         self, key: str, request_fields: Fields, status: int, fields: Fields, request_time: float
@@ -201,7 +204,7 @@ class Engine:
         return detail
 
     async def _freshen_by_head(self, stored: Stored, fields: Fields, request_time: float) -> bool:
-        core, entry = self.core, stored.entry
+        core, entry = self.core, as_sent(stored.entry)
         admitted = admit(
             key=entry.key,
             url=entry.url,

@@ -49,10 +49,18 @@ class Entry:
     must_revalidate: bool  # must-revalidate, proxy-revalidate or s-maxage: never serve stale
     stale_while_revalidate: float  # RFC 5861 §3, seconds (0 when absent)
     stale_if_error: float  # RFC 5861 §4, seconds (0 when absent)
+    # When the cache stored the body compressed (compression.py): the coding it applied (None: the
+    # body is as the upstream sent it, encoded or not), the identity representation's ETag (``etag``
+    # and ``fields`` are the coded one's), and the length of the body as sent.
+    coding: str | None = None
+    identity_etag: str | None = None
+    sent_length: int = -1  # -1: len(body), set on creation
     size: int = 0
     version: int = field(default_factory=new_version)
 
     def __post_init__(self) -> None:
+        if self.sent_length < 0:
+            object.__setattr__(self, "sent_length", len(self.body))
         if not self.size:
             size = (
                 len(self.body)
@@ -60,6 +68,11 @@ class Entry:
                 + ENTRY_OVERHEAD
             )
             object.__setattr__(self, "size", size)  # derived once, as a frozen dataclass allows
+
+    @property
+    def sent_size(self) -> int:
+        """What the entry would cost stored as the upstream sent it (the compression ratio's base)."""
+        return self.size - len(self.body) + self.sent_length
 
     @property
     def has_validators(self) -> bool:

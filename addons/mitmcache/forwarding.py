@@ -12,9 +12,17 @@ from mitmproxy import http
 
 from . import responses
 from .annotate import annotate
-from .answers import client_conditions, has_client_conditions, not_modified, serve, stamp
+from .answers import (
+    client_conditions,
+    has_client_conditions,
+    normalise_accept_encoding,
+    not_modified,
+    serve,
+    stamp,
+)
 from .coalesce import Kind, Outcome
 from .compat import abort_upstream
+from .compression import identity_view
 from .config import Settings
 from .engine import Engine
 from .entry import Entry
@@ -76,6 +84,8 @@ class Forwarding:
         )
         if request.method == "GET" and has_client_conditions(request, names):
             sent.if_none_match, sent.if_modified_since = client_conditions(request)
+        if names is None or b"accept-encoding" in names:
+            normalise_accept_encoding(request)
         self._forwards[flow.id] = sent
         self._engine.upstream_fetch()
 
@@ -171,14 +181,16 @@ class Forwarding:
             ttl=ttl,
             detail=lifetime_detail(entry),
         )
+        # The client gets the response as the upstream sent it: the identity one, if it was coded.
+        shown = identity_view(entry, b"") if entry.coding is not None else entry
         if response.stream:  # headers are on the wire already
             pass
-        elif not_modified(sent.if_none_match, sent.if_modified_since, entry):
+        elif not_modified(sent.if_none_match, sent.if_modified_since, shown):
             flow.response = responses.not_modified(
-                entry, age=entry.initial_age, status=status, cache_name=name
+                shown, age=entry.initial_age, status=status, cache_name=name
             )
         else:
-            stamp(response, status, name, etag=entry.etag if entry.upstream_etag is None else None)
+            stamp(response, status, name, etag=shown.etag if entry.upstream_etag is None else None)
         annotate(flow, sent.key, status, self._engine.counters)
 
     async def head(self, flow: http.HTTPFlow, sent: Forwarded) -> None:

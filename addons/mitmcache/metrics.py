@@ -24,6 +24,8 @@ Raw count keys and what they mean (the Varnish counter each one is modelled on i
 ``/_failed``/``_unshareable``          upstream failure, response no longer storable
 ``stored``, ``expired``                responses stored, entries dropped at the end of their
                                        store lifetime [n_expired]
+``stored_compressed``                  of those and of refreshes, stored compressed
+``decodes``, ``decode_microseconds``   compressed bodies decoded for clients, and the time taken
 ``not_stored_invalidated``             fetches not stored: their URL was invalidated meanwhile
 ``purges``; ``purged``, ``cleared``,   purge operations [n_purges]; entries they dropped by
 ``clear_cache_dropped``,               purge, clear, the Clear-Cache header, and unsafe-method
@@ -114,6 +116,11 @@ class Stats:
     entries: int
     keys: int
     bytes: int
+    bytes_as_sent: int  # what the stored entries would take stored as the upstream sent them
+    compression_ratio: float | None  # bytes_as_sent / bytes; None when the store does not say
+    stored_compressed: int  # responses stored compressed (cache_compress)
+    decodes: int  # compressed bodies decoded for clients that do not accept the coding
+    decode_seconds: float  # the time those decodes took
     max_bytes: int
     max_entries: int
     inflight: int
@@ -160,6 +167,13 @@ def snapshot(
         entries=usage.entries,
         keys=usage.keys,
         bytes=usage.bytes,
+        bytes_as_sent=usage.sent_bytes,
+        compression_ratio=round(usage.sent_bytes / usage.bytes, 3)
+        if usage.bytes and usage.sent_bytes
+        else None,
+        stored_compressed=counts.get("stored_compressed", 0),
+        decodes=counts.get("decodes", 0),
+        decode_seconds=counts.get("decode_microseconds", 0) / 1e6,
         max_bytes=max_bytes,
         max_entries=max_entries,
         inflight=inflight,
@@ -281,6 +295,21 @@ class CacheCollector:
         yield _gauge("entries", "Stored entries (variants), (varnish MAIN.n_object).", s.entries)
         yield _gauge("keys", "Distinct URLs stored.", s.keys)
         yield _gauge("bytes", "Bytes the stored entries use (varnish SMA.g_bytes).", s.bytes)
+        yield _gauge(
+            "bytes_as_sent",
+            "Bytes the stored entries would use stored as the upstream sent them (against bytes: "
+            "what compression saves).",
+            s.bytes_as_sent,
+        )
+        yield _counter(
+            "stored_compressed", "Responses stored compressed (cache_compress).", s.stored_compressed
+        )
+        yield _counter(
+            "decodes", "Compressed bodies decoded for clients that do not accept the coding.", s.decodes
+        )
+        yield _counter(
+            "decode_seconds", "Time spent decoding compressed bodies for clients.", s.decode_seconds
+        )
         yield _gauge("max_bytes", "Upper bound of the bytes stored (cache_max_bytes).", s.max_bytes)
         yield _gauge(
             "max_entries", "Upper bound of the entries stored (cache_max_entries; 0: none).", s.max_entries

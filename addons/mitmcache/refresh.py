@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 
 from .coalesce import Failure, Kind, Outcome
+from .compression import as_sent
 from .core import Core
 from .counters import Count
 from .entry import Entry, Stored
@@ -189,6 +190,8 @@ class Refresher:
     async def _store(self, job: _Fetch, fetched: Fetched) -> Result:
         core, entry = self._core, job.stored.entry
         revalidated = fetched.status == 304 and await self._freshen_selected(entry, fetched)
+        if revalidated:
+            entry = as_sent(entry)  # re-admitted as the upstream sent it, coded again when stored
         admitted = admit(
             key=entry.key,
             url=entry.url,
@@ -209,10 +212,12 @@ class Refresher:
                 await self._unshareable(entry.key)
             core.counters.add(Count.REFRESH_UNSHAREABLE)
             return Outcome(Kind.UNSHAREABLE, detail=admitted.reason), unstored
+        meta = core.meta_after(await self._latest_meta(job.stored), time.time())
+        admitted = await core.encode(admitted)
         if not core.bus.current(entry.key, job.generation):
             core.counters.add(Count.NOT_STORED_INVALIDATED)
             return Outcome(Kind.UNSHAREABLE, detail="invalidated"), unstored
-        await core.write(admitted, core.meta_after(await self._latest_meta(job.stored), time.time()))
+        await core.write(admitted, meta, encoded=True)
         core.counters.add(Count.REFRESH_REVALIDATED if revalidated else Count.REFRESH_REPLACED)
         return Outcome(Kind.STORED, revalidated=revalidated), None
 
@@ -236,7 +241,7 @@ class Refresher:
 
     async def _freshen(self, entry: Entry, not_modified: Fetched) -> None:
         """Freshen another stored variant that a 304 selected (RFC 9111 §4.3.4)."""
-        core = self._core
+        core, entry = self._core, as_sent(entry)
         admitted = admit(
             key=entry.key,
             url=entry.url,

@@ -128,7 +128,10 @@ class SerialisingStore:
 
     async def usage(self) -> Usage:
         sizes = [len(e) for group in self._urls.values() for e, _, _, _ in group]
-        return Usage(entries=len(sizes), keys=len(self._urls), bytes=sum(sizes), evictions=0)
+        sent = [codec.decode_entry(e).sent_size for group in self._urls.values() for e, _, _, _ in group]
+        return Usage(
+            entries=len(sizes), keys=len(self._urls), bytes=sum(sizes), evictions=0, sent_bytes=sum(sent)
+        )
 
     async def resize(self, max_bytes: int, max_entries: int) -> None:
         self.max_bytes, self.max_entries = max_bytes, max_entries

@@ -18,6 +18,7 @@ from mitmcache.config import (
     value_sources,
 )
 from mitmcache.store.selection import MEMORY, Backend, StoreLocation
+from mitmcache.policy.codings import Coding
 
 TTL = BY_OPTION["cache_ttl"]  # the setting the precedence tests use
 
@@ -155,6 +156,8 @@ VALID: dict[str, list[tuple[str, object]]] = {
             StoreLocation(Backend.REDIS, "redis://user:s3cret@h:6379/2", "redis://user:[redacted]@h:6379/2"),
         ),
     ],
+    "cache_compress": [("gzip", "gzip"), ("BR", "br"), ("zstd", "zstd"), ("off", "off")],
+    "cache_compress_min_bytes": [("0", 0), ("512", 512), ("1k", 1024)],
 }
 INVALID: dict[str, list[str]] = {
     "cache_ttl": SECONDS_INVALID,
@@ -186,6 +189,8 @@ INVALID: dict[str, list[str]] = {
         "redis://h:6379/x",
         "redis://h/0?db=1",
     ],
+    "cache_compress": ["", "deflate", "yes"],
+    "cache_compress_min_bytes": SIZES_INVALID,
 }
 
 
@@ -260,3 +265,10 @@ def test_a_store_password_never_appears_in_an_error_message():
 def test_a_store_location_never_shows_its_password_in_its_repr():
     location = parse_one("cache_store", "redis://user:s3cret@h:6379/0")
     assert "s3cret" not in repr(location) and location.shown == "redis://user:[redacted]@h:6379/0"
+
+
+def test_compression_defaults_to_gzip_and_off_means_no_coding():
+    settings = parse_settings({s.option: s.default for s in SETTINGS})
+    assert (settings.coding, settings.compress_min_bytes) == (Coding.GZIP, 512)
+    off = parse_settings({**{s.option: s.default for s in SETTINGS}, "cache_compress": "off"})
+    assert off.coding is None

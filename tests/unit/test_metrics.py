@@ -90,3 +90,20 @@ def test_openmetrics_is_served_when_the_scraper_asks_for_it():
     body, content_type = exposition(registry, "application/openmetrics-text; version=1.0.0")
     assert content_type.startswith("application/openmetrics-text")
     assert "mitmcache_cache_hit" in {f.name for f in parse_openmetrics(body.decode())}
+
+
+def test_compression_is_reported_as_bytes_held_against_bytes_as_sent_and_decodes():
+    usage = Usage(entries=3, keys=2, bytes=1000, evictions=0, sent_bytes=4000)
+    counts = Counter({"stored_compressed": 2, "decodes": 5, "decode_microseconds": 1500})
+    stats = snapshot(counts, usage, max_bytes=2000, max_entries=10, inflight=0, started=0.0, now=1.0)
+    assert (stats.bytes_as_sent, stats.compression_ratio) == (4000, 4.0)
+    assert (stats.stored_compressed, stats.decodes, stats.decode_seconds) == (2, 5, 0.0015)
+    found = samples(exposition(registry_for(CacheCollector(lambda: stats)))[0].decode())
+    assert found[("mitmcache_bytes_as_sent", ())] == 4000
+    assert found[("mitmcache_decodes_total", ())] == 5
+    assert found[("mitmcache_decode_seconds_total", ())] == 0.0015
+    assert found[("mitmcache_stored_compressed_total", ())] == 2
+
+
+def test_a_store_that_does_not_track_bytes_as_sent_gives_no_ratio():
+    assert read(Counter()).compression_ratio is None

@@ -291,7 +291,7 @@ def test_an_encoded_body_varies_on_accept_encoding_even_without_vary():
         [("Cache-Control", "max-age=60"), ("Content-Encoding", "gzip"), ("Vary", "Accept-Language")],
         request=[("Accept-Encoding", "gzip, br"), ("Accept-Language", "en")],
     )
-    assert entry.vary == (("accept-encoding", "br,gzip"), ("accept-language", "en"))
+    assert entry.vary == (("accept-encoding", "br,gzip,identity"), ("accept-language", "en"))
     assert make_entry(request=[("Accept-Encoding", "gzip")]).vary == ()
 
 

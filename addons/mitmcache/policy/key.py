@@ -9,6 +9,7 @@ fields the response's ``Vary`` names, normalised as §4.1 allows.
 
 from collections.abc import Iterable, Sequence
 
+from .codings import normalise_values
 from .fields import Fields, get_all, split_list
 
 
@@ -37,10 +38,13 @@ def normalise(name: str, values: Sequence[str]) -> str:
 
     Repeated lines are combined, whitespace around list members is dropped, and for the
     content-negotiation fields, whose members are case-insensitive tokens, case and member order
-    are ignored.
+    are ignored. ``Accept-Encoding`` is reduced further, to the codings the cache can serve
+    (``codings.normalised``): the upstream is sent that value, so it cannot choose another.
     """
+    if name == "accept-encoding":
+        return normalise_values(values)  # reduced to the codings the cache can serve
     members = split_list(values)
-    if name in ("accept-encoding", "accept-language", "accept", "accept-charset"):
+    if name in ("accept-language", "accept", "accept-charset"):
         return ",".join(sorted(m.replace(" ", "").lower() for m in members))
     return ",".join(" ".join(m.split()) for m in members)
 

@@ -8,6 +8,7 @@ invalidates the stored ``GET`` responses it describes (§4.3.5).
 from collections.abc import Sequence
 
 from ..entry import Entry
+from .codings import upstream_accept_encoding
 from .dates import parse_http_date
 from .fields import Fields, get_all, get_first, split_list, without_hop_by_hop
 
@@ -39,8 +40,12 @@ _NOT_REVALIDATION_FIELDS = frozenset(
 def revalidation_request_fields(client_fields: Fields) -> list[tuple[bytes, bytes]]:
     """The request a revalidation sends for a client that waits for it (§4.3.1: "a cache ... starts
     with a request it is attempting to satisfy"): the client's end-to-end fields, without its
-    preconditions, Range and body framing; the entry's validators are added to it."""
-    return [(k, v) for k, v in without_hop_by_hop(client_fields) if k.lower() not in _NOT_REVALIDATION_FIELDS]
+    preconditions, Range and body framing, and with its Accept-Encoding normalised (as on every
+    request the cache sends upstream); the entry's validators are added to it."""
+    fields = [
+        (k, v) for k, v in without_hop_by_hop(client_fields) if k.lower() not in _NOT_REVALIDATION_FIELDS
+    ]
+    return upstream_accept_encoding(fields)
 
 
 def conditional_fields(entry: Entry) -> list[tuple[bytes, bytes]]:
@@ -123,7 +128,7 @@ def head_freshens(entry: Entry, head_fields: Fields) -> bool:
     if last_modified is not None and parse_http_date(last_modified) != parse_http_date(entry.last_modified):
         return False
     lengths = split_list(get_all(head_fields, "content-length"))
-    return not lengths or lengths[0] == str(len(entry.body))
+    return not lengths or lengths[0] == str(entry.sent_length)
 
 
 def _opaque(etag: str) -> str:

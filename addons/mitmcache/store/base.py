@@ -35,6 +35,9 @@ class Usage:
     keys: int  # distinct URLs
     bytes: int
     evictions: int  # entries dropped to respect the bounds
+    # What the entries would take stored as the upstream sent them (Entry.sent_size): against
+    # ``bytes``, what compression saves. 0 from a store that does not track it.
+    sent_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..entry import Entry, Meta
 
-FORMAT = b"mitmcache/1\n"
+FORMAT = b"mitmcache/2\n"  # 2: the coding fields (coding, identity_etag, sent_length)
 _LENGTH = struct.Struct(">I")
 _ENTRY_FIELDS = frozenset(f.name for f in fields(Entry)) - {"body"}
 _META_FIELDS = frozenset(f.name for f in fields(Meta))

@@ -33,6 +33,7 @@ class MemoryStore:
         self.max_entries = max_entries  # 0: no bound
         self._urls: OrderedDict[str, list[_Record]] = OrderedDict()
         self._bytes = 0
+        self._sent_bytes = 0
         self._entries = 0
         self._evictions = 0
         # (check_at, sequence, key, vary, version): names, not records, so that a dropped entry's
@@ -77,6 +78,7 @@ class MemoryStore:
         group.append(_Record(entry, replace(meta), keep_until, check_at))
         heapq.heappush(self._schedule, (check_at, next(self._sequence), entry.key, entry.vary, entry.version))
         self._bytes += entry.size
+        self._sent_bytes += entry.sent_size
         self._entries += 1
         self._evict()
         return True
@@ -105,7 +107,7 @@ class MemoryStore:
         dropped = self._entries
         self._urls.clear()
         self._schedule.clear()
-        self._bytes = self._entries = 0
+        self._bytes = self._entries = self._sent_bytes = 0
         return dropped
 
     async def keys(self) -> list[str]:
@@ -148,7 +150,11 @@ class MemoryStore:
 
     async def usage(self) -> Usage:
         return Usage(
-            entries=self._entries, keys=len(self._urls), bytes=self._bytes, evictions=self._evictions
+            entries=self._entries,
+            keys=len(self._urls),
+            bytes=self._bytes,
+            evictions=self._evictions,
+            sent_bytes=self._sent_bytes,
         )
 
     # -- bookkeeping -------------------------------------------------------------------------
@@ -166,6 +172,7 @@ class MemoryStore:
 
     def _forget(self, records: list[_Record]) -> None:
         self._bytes -= sum(r.entry.size for r in records)
+        self._sent_bytes -= sum(r.entry.sent_size for r in records)
         self._entries -= len(records)
 
     def _compact(self) -> None:
