@@ -18,6 +18,7 @@ from mitmproxy import ctx, exceptions, http
 
 from . import answers, config, responses
 from .annotate import annotate
+from .coalesce import Kind, Outcome
 from .compat import install_interim_reader
 from .control import Control
 from .engine import Engine
@@ -178,7 +179,12 @@ class Cache:
         answer = await self.engine.lookup(
             request.method, key, request.headers.fields, may_lead, directives, deadline
         )
-        self._answer(flow, key, answer, names)
+        try:
+            self._answer(flow, key, answer, names)
+        except BaseException:
+            if isinstance(answer, Forward) and answer.leader:  # nobody else would release the key
+                self.engine.release(key, Outcome(Kind.UNSHAREABLE, detail="internal-error"))
+            raise
 
     def _answer(self, flow: http.HTTPFlow, key: str, answer: Answer, names: set[bytes]) -> None:
         name, counters = self.settings.name, self.engine.counters

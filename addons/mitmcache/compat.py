@@ -130,6 +130,17 @@ def abort_upstream(flow: http.HTTPFlow) -> bool:
     return True
 
 
+def last_activity(flow: http.HTTPFlow) -> float | None:
+    """When ``flow``'s client connection last saw data either way (epoch seconds), from the proxy
+    server's connection handler (``proxy/server.py``: ``server_event`` registers every event with
+    the handler's ``TimeoutWatchdog``); None when it cannot tell. mitmproxy's addon API says
+    nothing while a response body is being read, and this is how a stalled upstream shows."""
+    proxyserver = ctx.master.addons.get("proxyserver")
+    handler = getattr(proxyserver, "connections", {}).get(flow.client_conn.id)
+    watchdog = getattr(handler, "timeout_watchdog", None)
+    return getattr(watchdog, "last_activity", None)
+
+
 # -- the production launcher's addon manager ------------------------------------------------------------
 
 

@@ -136,23 +136,27 @@ class Engine:
     ) -> Admission:
         """Store a forwarded GET's complete response if it may be, and release its waiters."""
         core = self.core
-        admitted = admit(
-            key=key,
-            url=url,
-            host=host,
-            method="GET",
-            request_fields=request_fields,
-            status=status,
-            reason=reason,
-            response_fields=response_fields,
-            body=body,
-            request_time=request_time,
-            response_time=time.time(),
-            rules=core.settings().rules,
-        )
-        admission = await self._admit(key, status, admitted, generation)
-        if leader:
-            core.coalescer.finish(key, admission.outcome)
+        outcome = Outcome(Kind.UNSHAREABLE, detail="store-failed")
+        try:  # the waiters are released whatever happens: no exception leaves the key wedged
+            admitted = admit(
+                key=key,
+                url=url,
+                host=host,
+                method="GET",
+                request_fields=request_fields,
+                status=status,
+                reason=reason,
+                response_fields=response_fields,
+                body=body,
+                request_time=request_time,
+                response_time=time.time(),
+                rules=core.settings().rules,
+            )
+            admission = await self._admit(key, status, admitted, generation)
+            outcome = admission.outcome
+        finally:
+            if leader:
+                core.coalescer.finish(key, outcome)
         return admission
 
     async def _admit(

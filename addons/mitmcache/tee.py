@@ -2,13 +2,17 @@
 
 mitmproxy calls a callable ``response.stream`` with every chunk on its way to the client and once
 more with ``b""`` at the end (addon guide §3), so a body of unknown length reaches the client
-without being buffered, and is kept for the cache only while it stays small enough.
+without being buffered, and is kept for the cache only while it stays small enough. Once it grows
+past that, ``on_overflow`` is called once: whoever waits for it to be stored can stop waiting.
 """
+
+from collections.abc import Callable
 
 
 class BodyTee:
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, on_overflow: Callable[[], None] | None = None) -> None:
         self._limit = limit
+        self._on_overflow = on_overflow
         self._chunks: list[bytes] | None = []
         self._size = 0
         self.complete = False
@@ -20,9 +24,16 @@ class BodyTee:
             self._size += len(chunk)
             if self._size > self._limit:
                 self._chunks = None  # too large to store: stop keeping it, keep streaming
+                if self._on_overflow is not None:
+                    self._on_overflow()
             else:
                 self._chunks.append(chunk)
         return chunk
+
+    @property
+    def keeping(self) -> bool:
+        """Whether the copy is still kept (the body may yet be stored)."""
+        return self._chunks is not None
 
     def body(self) -> bytes | None:
         """The whole body, or None if it was not complete or grew past the limit."""

@@ -134,6 +134,8 @@ VALID: dict[str, list[tuple[str, object]]] = {
     "cache_web_max_flows": COUNT_VALID,
     "cache_name": [("mitmcache", "mitmcache"), ("edge-1.example_a", "edge-1.example_a")],
     "cache_log_level": [("debug", "debug"), ("WARNING", "warning")],
+    "cache_body_idle_timeout": [("30", 30), ("0.5", 0.5)],
+    "cache_get_body": [("refuse", "refuse"), ("PASS", "pass")],
 }
 INVALID: dict[str, list[str]] = {
     "cache_ttl": SECONDS_INVALID,
@@ -156,6 +158,8 @@ INVALID: dict[str, list[str]] = {
     "cache_web_max_flows": COUNT_INVALID,
     "cache_name": ["", "1cache", "my cache", "cache;x"],
     "cache_log_level": ["", "verbose"],
+    "cache_body_idle_timeout": ["0", "-1", "never", "inf"],
+    "cache_get_body": ["", "cache", "allow"],
 }
 
 

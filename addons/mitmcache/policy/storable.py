@@ -84,6 +84,32 @@ def refusal(
     return None
 
 
+def refused_by_head(
+    status: int, request_fields: Fields, response_fields: Fields, rules: Rules, now: float
+) -> Refusal | None:
+    """Why a GET response cannot be stored, known from its head alone (before its body arrives),
+    so that clients waiting for it need not wait for a body that will not be stored; None when
+    only the complete response can tell (an incomplete body, a 5xx)."""
+    if status >= 500:
+        return None
+    head = [(k, v) for k, v in response_fields if k.lower() != b"content-length"]
+    admitted = admit(
+        key="",
+        url="",
+        host="",
+        method="GET",
+        request_fields=request_fields,
+        status=status,
+        reason=b"",
+        response_fields=head,
+        body=b"",
+        request_time=now,
+        response_time=now,
+        rules=rules,
+    )
+    return admitted if isinstance(admitted, Refusal) else None
+
+
 def admit(
     *,
     key: str,
