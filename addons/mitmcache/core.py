@@ -59,8 +59,9 @@ class Core:
     hit_for_miss: HitForMissMemory = field(default_factory=HitForMiss)
     bus: InvalidationBus = field(default_factory=LocalGenerations)
     counters: Counters = field(default_factory=Counters)
-    # (stored, at, hit) of each answer from the store, written behind the hit path (flush_uses)
-    uses: list[tuple[Stored, float, bool]] = field(default_factory=list)
+    # Answers from the store since the last flush, by stored version: [stored, last use, hits]. One
+    # slot per version, updated in place, so a hot key's hits allocate nothing (flush_uses writes them).
+    uses: dict[int, list] = field(default_factory=dict)
 
     async def write(self, entry: Entry, meta: Meta) -> bool:
         """Store a version with the lifetime policy gives it and its first check time."""
@@ -70,20 +71,25 @@ class Core:
         return await self.store.put(entry, meta, keep_until=keep, check_at=check)
 
     def note_use(self, stored: Stored, now: float, *, hit: bool) -> None:
-        """A client was answered from ``stored``: noted without an await or an allocation beyond a
-        tuple (a hit's budget), written to the store by ``flush_uses``."""
-        self.uses.append((stored, now, hit))
+        """A client was answered from ``stored``: noted without an await (a hit's budget), written to
+        the store by ``flush_uses``."""
+        slot = self.uses.get(id(stored))
+        if slot is None or slot[0] is not stored:
+            self.uses[id(stored)] = [stored, now, int(hit)]
+        else:
+            slot[1] = now
+            slot[2] += hit
 
     async def flush_uses(self) -> None:
         """Write the uses noted since the last flush: each keeps its entry stored through the
         refresh window after it (policy.lifecycle.kept_while_asked)."""
         if not self.uses:
             return
-        noted, self.uses = self.uses, []
+        noted, self.uses = self.uses, {}
         lifecycle = self.settings().lifecycle
         uses = [
-            Use(s.entry.key, s.entry.vary, s.entry.version, at, hit, kept_while_asked(at, lifecycle))
-            for s, at, hit in noted
+            Use(s.entry.key, s.entry.vary, s.entry.version, at, hits, kept_while_asked(at, lifecycle))
+            for s, at, hits in noted.values()
         ]
         await self.store.record_uses(uses)
 

@@ -115,7 +115,7 @@ class SerialisingStore:
 
             def used(meta: Meta, use: Use = use) -> None:
                 meta.last_access = max(meta.last_access, use.at)
-                meta.hits += use.hit
+                meta.hits += use.hits
 
             self._update(use.key, use.vary, use.version, used, use.keep_until)
 

@@ -188,7 +188,8 @@ async def test_uses_written_behind_reach_the_store_before_the_schedule_is_read()
     await core.write(stored, Meta(stored_at=STORED_AT, last_access=STORED_AT))
     (found,) = await core.store.peek(stored.key)
     core.note_use(found, STORED_AT + 2, hit=True)  # a hit: no await
+    core.note_use(found, STORED_AT + 3, hit=False)  # a waiter answered from it: a use, not a hit
     await scheduler.run_due(STORED_AT + 11)
     assert refresher.started == [stored]
     (seen,) = await core.store.peek(stored.key)
-    assert (seen.meta.hits, seen.meta.last_access) == (1, STORED_AT + 2)
+    assert (seen.meta.hits, seen.meta.last_access) == (1, STORED_AT + 3)

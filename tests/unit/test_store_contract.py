@@ -69,7 +69,7 @@ async def test_an_entry_past_its_lifetime_is_never_returned(store):
 
 async def test_metadata_changes_through_the_store_not_through_what_a_lookup_returned(store):
     entry = await put(store, keep_until=time.time() + 5)
-    await store.record_uses([Use(entry.key, entry.vary, entry.version, 2000.0, True, LATER)])
+    await store.record_uses([Use(entry.key, entry.vary, entry.version, 2000.0, 1, LATER)])
     await store.note_refresh_failure(entry.key, entry.vary, entry.version, 3000.0)
     (seen,) = await store.peek(entry.key)
     assert (seen.meta.last_access, seen.meta.hits, seen.meta.refresh_failures, seen.meta.retry_at) == (
@@ -84,7 +84,7 @@ async def test_metadata_changes_through_the_store_not_through_what_a_lookup_retu
 async def test_a_use_of_a_replaced_version_changes_nothing(store):
     old = await put(store)
     await put(store)
-    await store.record_uses([Use(old.key, old.vary, old.version, 2000.0, True, LATER)])
+    await store.record_uses([Use(old.key, old.vary, old.version, 2000.0, 1, LATER)])
     (seen,) = await store.peek(old.key)
     assert (seen.meta.last_access, seen.meta.hits) == (1000.0, 0)
 

@@ -39,14 +39,14 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class Use:
-    """A client was answered from this version at ``at`` (``hit``: straight from the store); the
-    store keeps it at least until ``keep_until``."""
+    """Clients were answered from this version, last at ``at`` (``hits`` of them straight from the
+    store, the others after waiting for a fetch); the store keeps it at least until ``keep_until``."""
 
     key: str
     vary: Vary
     version: int
     at: float
-    hit: bool
+    hits: int
     keep_until: float
 
 

@@ -137,7 +137,7 @@ class MemoryStore:
                 continue
             meta = record.meta
             meta.last_access = max(meta.last_access, use.at)
-            meta.hits += use.hit
+            meta.hits += use.hits
             record.keep_until = max(record.keep_until, use.keep_until)
 
     async def note_refresh_failure(self, key: str, vary: Vary, version: int, retry_at: float) -> None:
