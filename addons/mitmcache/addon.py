@@ -16,10 +16,10 @@ from typing import Any
 
 from mitmproxy import ctx, exceptions, http
 
-from . import answers, config, responses
+from . import answers, config, request_body, responses
 from .annotate import annotate
 from .coalesce import Kind, Outcome
-from .compat import install_interim_reader
+from .compat import install_interim_reader, install_request_body_discard
 from .control import Control
 from .engine import Engine
 from .forwarding import Forwarding, over
@@ -63,6 +63,7 @@ class Cache:
                 setting.option, str, defaults[setting.option], f"{setting.help} (env {setting.env})"
             )
         install_interim_reader()  # mitmproxy would take an upstream's 1xx for its final response
+        install_request_body_discard()  # a refused GET body is dropped as it arrives
 
     def configure(self, updated: set[str]) -> None:
         if updated & TLS_OPTIONS and "ssl_insecure" in ctx.options:
@@ -160,7 +161,7 @@ class Cache:
         if b"clear-cache" in names:  # reverse-proxy-rust's refresh-or-clear request
             await self.control.clear_cache_header(flow, settings)
             return
-        if request.method not in ("GET", "HEAD"):
+        if request.method not in ("GET", "HEAD") or flow.metadata.get(request_body.GET_BODY):
             self.engine.upstream_fetch()  # passed by (varnish MAIN.backend_req)
             return
         key = cache_key(request)
@@ -201,7 +202,13 @@ class Cache:
         """Uploads larger than the largest object we store, or chunked, stream upstream: the cache
         never reads a request body, and a large one must not sit in memory."""
         request = flow.request
-        if request.stream or request.method in ("GET", "HEAD"):
+        if request.method in ("GET", "HEAD"):
+            if request_body.carries_body(request.headers.fields):
+                request_body.handle(flow, self.settings.get_body, self.settings.name)
+                if flow.response is not None:
+                    annotate(flow, cache_key(request), request_body.STATUS, self.engine.counters)
+            return
+        if request.stream:
             return
         length = get_first(request.headers.fields, "content-length")
         if over(length, self.settings.max_object_bytes) or (
@@ -217,7 +224,9 @@ class Cache:
         if sent is not None:
             if flow.request.method == "GET" and response.status_code not in (204, 304):
                 self.forwarding.bound(sent, response)
-        elif flow.request.method not in ("GET", "HEAD") and response.status_code not in (204, 304):
+        elif (
+            flow.request.method not in ("GET", "HEAD") or flow.metadata.get(request_body.GET_BODY)
+        ) and response.status_code not in (204, 304):
             # Nothing of it is stored: only its memory is bounded. Its head goes out now, stamped.
             length = get_first(response.headers.fields, "content-length")
             if length is None or over(length, self.settings.max_object_bytes):
@@ -234,6 +243,9 @@ class Cache:
             return self._unsafe(flow)
         sent = self.forwarding.pop(flow)
         if sent is None or flow.response is None:
+            if flow.response is not None and flow.metadata.get(request_body.GET_BODY):
+                answers.stamp(flow.response, request_body.STATUS, self.settings.name)
+                annotate(flow, cache_key(flow.request), request_body.STATUS, self.engine.counters)
             return None  # a hit, or a flow the cache let by
         if flow.request.method == "HEAD":
             return self.forwarding.head(flow, sent)

@@ -112,6 +112,44 @@ def install_interim_reader() -> bool:
     return True
 
 
+# -- discarding a refused request's body ----------------------------------------------------------------
+
+_DISCARD = "_mitmcache_discard_request_body"  # flow.metadata: its request body is not kept
+
+
+def discard_request_body(flow: http.HTTPFlow) -> None:
+    """Let mitmproxy drop ``flow``'s request body as it arrives (its response is already set)."""
+    flow.metadata[_DISCARD] = True
+
+
+def install_request_body_discard() -> bool:
+    """A response set in the ``requestheaders`` hook is sent once the request body has been read,
+    and mitmproxy keeps that body whole meanwhile (``HttpStream.state_consume_request_body``): a
+    refused 150 MB GET body would take 150 MB. Wrapped, the body of a flow marked by
+    ``discard_request_body`` is read and dropped chunk by chunk; True when installed."""
+    check_version()
+    try:
+        from mitmproxy.proxy.layers.http import HttpStream, RequestData
+    except ImportError:  # pragma: no cover - another mitmproxy layout
+        return False
+    original = getattr(HttpStream, "state_consume_request_body", None)
+    if original is None:  # pragma: no cover - another mitmproxy
+        log.warning("mitmproxy's HTTP stream is not the one expected: refused request bodies are buffered")
+        return False
+    if getattr(original, _MARKER, False):
+        return True
+
+    def state_consume_request_body(self, event):
+        if isinstance(event, RequestData) and self.flow.metadata.get(_DISCARD):
+            return  # dropped: the response (set at the request's head) does not need it
+        yield from original(self, event)
+
+    setattr(state_consume_request_body, _MARKER, True)
+    state_consume_request_body.__doc__ = original.__doc__
+    HttpStream.state_consume_request_body = state_consume_request_body
+    return True
+
+
 # -- closing a hung upstream --------------------------------------------------------------------------
 
 
