@@ -28,7 +28,7 @@ from .policy.cache_status import Status, XCache
 from .policy.fields import get_first
 from .policy.reuse import NO_DIRECTIVES, request_directives
 from .policy.validators import ORIGIN_PRECONDITIONS
-from .request_key import authority, cache_key
+from .request_key import authority, cache_key, origin_form
 from .retention import FlowRetention
 from .upstream import tls_verification
 
@@ -202,6 +202,8 @@ class Cache:
         """Uploads larger than the largest object we store, or chunked, stream upstream: the cache
         never reads a request body, and a large one must not sit in memory."""
         request = flow.request
+        if request.data.authority and request.http_version.startswith("HTTP/1"):
+            origin_form(request)
         if request.method in ("GET", "HEAD"):
             if request_body.carries_body(request.headers.fields):
                 request_body.handle(flow, self.settings.get_body, self.settings.name)

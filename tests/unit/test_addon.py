@@ -284,3 +284,13 @@ async def test_a_head_that_cannot_be_stored_releases_the_waiters_before_the_body
         cache.responseheaders(leader)
         await asyncio.wait_for(waiting, 1)
         assert follower.response is None  # it goes upstream itself, without waiting for the body
+
+
+def test_an_absolute_form_target_is_sent_in_origin_form():
+    cache = Cache()
+    with taddons.context(cache):
+        flow = get("/home")
+        flow.request.authority = "evil.example"
+        cache.requestheaders(flow)
+        assert flow.request.authority == ""
+        assert flow.request.path == "/home"
