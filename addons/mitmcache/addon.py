@@ -135,7 +135,9 @@ class Cache:
         while True:
             await asyncio.sleep(TIMEOUT_TICK_SECONDS)
             try:
-                self.forwarding.time_out(time.time())
+                now = time.time()
+                self.forwarding.time_out(now)
+                self.engine.sweep(now)
             except Exception:  # housekeeping must survive a bad flow
                 log.exception("upstream timeout watch failed")
 

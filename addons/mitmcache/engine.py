@@ -45,6 +45,11 @@ log = logging.getLogger("mitmcache")
 # answers a Range request).
 REQUEST_SPECIFIC = frozenset({"request-no-store", "authorization", "partial"})
 CONTROL_REFRESH_ATTEMPTS = 10  # a control refresh waits behind fetches under way at most this often
+HIT_FOR_MISS_SHARE = 16  # hit-for-miss keys take at most this fraction (1/16) of cache_max_bytes
+
+
+def hit_for_miss_bytes(max_bytes: int) -> int:
+    return max_bytes // HIT_FOR_MISS_SHARE
 
 
 @dataclass(slots=True)
@@ -67,6 +72,7 @@ class Engine:
         self._lookup = Lookup(self.core, self.refresher)
         self.lookup = self._lookup.answer
         self._usage = Usage(0, 0, 0, 0)
+        self.core.hit_for_miss.bound(hit_for_miss_bytes(initial.max_bytes))
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -82,6 +88,11 @@ class Engine:
     def configure(self, settings: Settings) -> None:
         """New settings: the store's bounds apply at once (an in-memory store's before this returns)."""
         run_eagerly(self.core.store.resize(settings.max_bytes, settings.max_entries))
+        self.core.hit_for_miss.bound(hit_for_miss_bytes(settings.max_bytes))
+
+    def sweep(self, now: float) -> None:
+        """Periodic housekeeping that needs no I/O: forget hit-for-miss keys that ran out."""
+        self.core.hit_for_miss.sweep(now)
 
     def forget_unshareable(self, key: str) -> None:
         """Let requests for ``key`` wait for each other again (after an operator's refresh or clear)."""
