@@ -16,7 +16,7 @@ from typing import Any
 
 from mitmproxy import ctx, exceptions, http
 
-from . import answers, config, request_body, responses
+from . import answers, config, request_body, responses, startup
 from .annotate import annotate
 from .coalesce import Kind, Outcome
 from .compat import install_interim_reader, install_request_body_discard
@@ -53,27 +53,34 @@ class Cache:
         self.addons = [self.control, self.retention]
         self._tls_verify: bool | ssl.SSLContext = True
         self._timeouts: asyncio.Task[None] | None = None
+        self._defaults: dict[str, config.Default] = {}  # load() fills it; errors name their source
+        self._running = False
 
     # -- options ---------------------------------------------------------------------------
 
+    @startup.one_line_at_startup
     def load(self, loader) -> None:
-        defaults = config.defaults()  # a bad CACHE_ENV_FILE raises ValueError: loud at startup
+        self._defaults = config.resolve_defaults()  # a bad CACHE_ENV_FILE raises ValueError
         for setting in config.SETTINGS:
             loader.add_option(
-                setting.option, str, defaults[setting.option], f"{setting.help} (env {setting.env})"
+                setting.option,
+                str,
+                self._defaults[setting.option].value,
+                f"{setting.help} (env {setting.env})",
             )
         install_interim_reader()  # mitmproxy would take an upstream's 1xx for its final response
         install_request_body_discard()  # a refused GET body is dropped as it arrives
 
+    @startup.one_line_at_startup
     def configure(self, updated: set[str]) -> None:
         if updated & TLS_OPTIONS and "ssl_insecure" in ctx.options:
             self._tls_verify = self._upstream_tls_verification()
         if not updated & config.BY_OPTION.keys():
             return
+        values = {s.option: getattr(ctx.options, s.option) for s in config.SETTINGS}
+        changed = "an option change" if self._running else "--set"
         try:
-            settings = config.parse_settings(
-                {s.option: getattr(ctx.options, s.option) for s in config.SETTINGS}
-            )
+            settings = config.parse_settings(values, config.value_sources(values, self._defaults, changed))
         except ValueError as e:
             raise exceptions.OptionsError(str(e)) from None
         self.settings = settings
@@ -118,6 +125,8 @@ class Cache:
             ) from None
 
     def running(self) -> None:
+        self._running = True
+        startup.warn_about_unknown_options()
         self.engine.start(self._tls_verify)
         self._timeouts = asyncio.get_running_loop().create_task(self._watch_upstream_timeouts())
         if self.retention in self.addons and ctx.master.addons.get("view") is None:
