@@ -68,6 +68,7 @@ class Core:
         lifecycle = self.settings().lifecycle
         keep = keep_until(entry, lifecycle)
         check = first_check(entry, keep, lifecycle, random.uniform(0.8, 1.0))
+        await self.flush_uses()  # the store evicts by use: it must know the latest
         return await self.store.put(entry, meta, keep_until=keep, check_at=check)
 
     def note_use(self, stored: Stored, now: float, *, hit: bool) -> None:

@@ -5,6 +5,8 @@ import asyncio
 
 import httpx
 
+from mitmcache.store.memory import MAX_VARIANTS_PER_KEY
+
 KEY = "s3cret-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 LONG = "q" * 16_000
@@ -46,3 +48,19 @@ async def test_hit_for_miss_keys_are_bounded_by_bytes_the_oldest_forgotten_first
     oldest = [r["time"] for r in origin.requests("/private") if r["path"] == f"/private?{queries[0]}"][1:]
     assert max(newest) - min(newest) < 0.3  # still remembered: not serialised
     assert max(oldest) - min(oldest) >= 0.4  # forgotten: the others waited for the first's head
+
+
+def test_junk_vary_values_evict_the_least_recently_used_variant_not_the_popular_one(
+    origin, proxy_factory, http
+):
+    """32 junk values of a varied-on field (the cap of variants per URL) evicted the popular
+    variant, the oldest stored, though it was asked for between every two of them (item 20)."""
+    origin.route("/page", headers=[("Cache-Control", "max-age=60"), ("Vary", "X-Junk")], body="x")
+    proxy = proxy_factory()
+    popular = {"X-Junk": "popular"}
+    http.get(f"{proxy.url}/page", headers=popular)
+    for i in range(MAX_VARIANTS_PER_KEY):
+        assert http.get(f"{proxy.url}/page", headers=popular).headers["x-cache"] == "HIT"
+        http.get(f"{proxy.url}/page", headers={"X-Junk": f"junk{i}"})
+    assert http.get(f"{proxy.url}/page", headers=popular).headers["x-cache"] == "HIT"
+    assert http.get(f"{proxy.url}/page", headers={"X-Junk": "junk0"}).headers["x-cache"] == "MISS"
