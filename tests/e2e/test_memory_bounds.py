@@ -4,6 +4,7 @@ Vary values included, and hit-for-miss keys within a share of it; through both l
 import asyncio
 
 import httpx
+import pytest
 
 from mitmcache.store.memory import MAX_VARIANTS_PER_KEY
 
@@ -64,3 +65,19 @@ def test_junk_vary_values_evict_the_least_recently_used_variant_not_the_popular_
         http.get(f"{proxy.url}/page", headers={"X-Junk": f"junk{i}"})
     assert http.get(f"{proxy.url}/page", headers=popular).headers["x-cache"] == "HIT"
     assert http.get(f"{proxy.url}/page", headers={"X-Junk": "junk0"}).headers["x-cache"] == "MISS"
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_response_larger_than_the_whole_cache_is_not_reported_stored(origin, proxy_factory, http, chunked):
+    """Item 18: the store dropped it, but Cache-Status and the stats said ``stored``."""
+    origin.route("/huge", headers=[("Cache-Control", "max-age=60")], size=300_000, chunked=chunked)
+    proxy = proxy_factory(
+        {"cache_max_bytes": "100k", "cache_max_object_bytes": "1MB", "cache_admin_key": KEY}
+    )
+    first = http.get(f"{proxy.url}/huge")
+    second = http.get(f"{proxy.url}/huge")
+    assert len(first.content) == 300_000
+    assert "stored" not in first.headers["cache-status"]
+    assert second.headers["x-cache"] == "MISS"
+    stats = http.get(f"{proxy.url}/__cache/stats", headers=AUTH).json()
+    assert (stats["stored"], stats["entries"]) == (0, 0)
