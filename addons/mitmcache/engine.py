@@ -32,7 +32,7 @@ from .lookup import Forward, Lookup
 from .policy.fields import Fields
 from .policy.invalidation import invalidated_targets, invalidates
 from .policy.key import matches, primary_key
-from .policy.revalidation import freshened_fields, head_freshens
+from .policy.revalidation import freshened_fields, head_freshens, kept_against_forced_answer
 from .policy.storable import Refusal, admit
 from .refresh import Refresher, refresh_request_fields
 from .store.base import Store, Usage
@@ -144,8 +144,11 @@ class Engine:
         request_time: float,
         generation: Generation,
         leader: bool,
+        forced: bool = False,
     ) -> Admission:
-        """Store a forwarded GET's complete response if it may be, and release its waiters."""
+        """Store a forwarded GET's complete response if it may be, and release its waiters.
+        ``forced``: the request's own directives sent it upstream past a stored response, which
+        it replaces only if that one is not fresh (``kept_against_forced_answer``)."""
         core = self.core
         outcome = Outcome(Kind.UNSHAREABLE, detail="store-failed")
         try:  # the waiters are released whatever happens: no exception leaves the key wedged
@@ -163,7 +166,7 @@ class Engine:
                 response_time=time.time(),
                 rules=core.settings().rules,
             )
-            admission = await self._admit(key, status, admitted, generation)
+            admission = await self._admit(key, status, admitted, generation, forced)
             outcome = admission.outcome
         finally:
             if leader:
@@ -171,7 +174,7 @@ class Engine:
         return admission
 
     async def _admit(
-        self, key: str, status: int, admitted: Entry | Refusal, generation: Generation
+        self, key: str, status: int, admitted: Entry | Refusal, generation: Generation, forced: bool = False
     ) -> Admission:
         core = self.core
         if isinstance(admitted, Refusal):
@@ -190,11 +193,23 @@ class Engine:
             # Invalidated while the fetch was under way: this answer may predate the change.
             core.counters.add(Count.NOT_STORED_INVALIDATED)
             return Admission(admitted, False, "invalidated", Outcome(Kind.UNSHAREABLE, detail="invalidated"))
+        if forced and await self._fresh_variant(admitted):
+            return Admission(
+                admitted, False, "fresh-entry-kept", Outcome(Kind.UNSHAREABLE, detail="fresh-entry-kept")
+            )
         if not await core.write(admitted, core.meta_after(None, time.time())):
             return Admission(admitted, False, "too-large", Outcome(Kind.UNSHAREABLE, detail="too-large"))
         core.hit_for_miss.forget(key)
         core.counters.add(Count.STORED)
         return Admission(admitted, True, None, Outcome(Kind.STORED))
+
+    async def _fresh_variant(self, admitted: Entry) -> bool:
+        """Whether the store holds a fresh response for the variant ``admitted`` would replace."""
+        now = time.time()
+        return any(
+            s.entry.vary == admitted.vary and kept_against_forced_answer(s.entry, now)
+            for s in await self.core.store.peek(admitted.key)
+        )
 
     async def head_response(
         self, key: str, request_fields: Fields, status: int, fields: Fields, request_time: float

@@ -208,6 +208,7 @@ class Forwarding:
             request_time=sent.request_time,
             generation=sent.generation,
             leader=sent.leader,
+            forced=sent.fwd == "request",
         )
         sent.released = sent.leader
         entry = admission.entry
