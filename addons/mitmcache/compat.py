@@ -168,6 +168,18 @@ def abort_upstream(flow: http.HTTPFlow) -> bool:
     return True
 
 
+def upstream_reset(flow: http.HTTPFlow) -> bool:
+    """Whether ``flow``'s server connection ended with an error (a TCP reset) rather than a clean
+    close. mitmproxy's connection handler (``proxy/server.py``, ``handle_connection``) ends a
+    close-delimited body the same way for both; the stream reader still holds the error while the
+    end of the body is being processed. False when it cannot tell."""
+    proxyserver = ctx.master.addons.get("proxyserver")
+    handler = getattr(proxyserver, "connections", {}).get(flow.client_conn.id)
+    io = getattr(handler, "transports", {}).get(flow.server_conn)
+    reader = getattr(io, "reader", None)
+    return reader is not None and reader.exception() is not None
+
+
 def last_activity(flow: http.HTTPFlow) -> float | None:
     """When ``flow``'s client connection last saw data either way (epoch seconds), from the proxy
     server's connection handler (``proxy/server.py``: ``server_event`` registers every event with

@@ -14,7 +14,7 @@ from . import responses
 from .annotate import annotate
 from .answers import client_conditions, has_client_conditions, not_modified, serve, stamp
 from .coalesce import Failure, Kind, Outcome
-from .compat import abort_upstream, last_activity
+from .compat import abort_upstream, last_activity, upstream_reset
 from .config import Settings
 from .engine import REQUEST_SPECIFIC, Engine
 from .entry import Entry
@@ -50,6 +50,7 @@ class Forwarded:
     timed_out: bool = False  # REQ_TIMEOUT passed without a response head
     upstream_fields: Fields | None = None  # the response's fields before we stamped them early
     head_at: float = 0.0  # when the response head arrived (0: not yet, or a body is not awaited)
+    cut_short: bool = False  # a close-delimited body whose connection ended with an error
 
 
 def over(content_length: str | None, limit: int) -> bool:
@@ -169,10 +170,23 @@ class Forwarding:
         if length is None:
             # The head goes out now, so it is stamped now; what is stored are the upstream's fields.
             if not sent.released:
-                sent.tee = BodyTee(limit, lambda: self._unstorable(sent, "too-large"))
+                close_delimited = "transfer-encoding" not in response.headers
+                sent.tee = BodyTee(
+                    limit,
+                    lambda: self._unstorable(sent, "too-large"),
+                    (lambda: self._check_close(sent)) if close_delimited else None,
+                )
             response.stream = sent.tee or True
             sent.upstream_fields = response.headers.fields
             responses.add_status(response, self.miss_status(sent), settings.name)
+
+    @staticmethod
+    def _check_close(sent: Forwarded) -> None:
+        """A body that ends when its connection closes is complete only if it closed cleanly (RFC
+        9112 §6.3: an abortive close cannot be told from the end otherwise)."""
+        sent.cut_short = upstream_reset(sent.flow)
+        if sent.cut_short:
+            sent.detail = "incomplete"
 
     def _unstorable(self, sent: Forwarded, reason: str) -> None:
         """The response will not be stored: its waiters go upstream themselves, now."""
@@ -193,7 +207,7 @@ class Forwarding:
         request, response = flow.request, flow.response
         assert response is not None
         body = sent.tee.body() if sent.tee is not None else response.raw_content
-        if sent.released or body is None:
+        if sent.released or body is None or sent.cut_short:
             self.finish(flow, sent, Outcome(Kind.UNSHAREABLE, detail=sent.detail or "too-large"))
             return
         admission = await self._engine.store_response(

@@ -11,9 +11,15 @@ from collections.abc import Callable
 
 
 class BodyTee:
-    def __init__(self, limit: int, on_overflow: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        limit: int,
+        on_overflow: Callable[[], None] | None = None,
+        on_end: Callable[[], None] | None = None,
+    ) -> None:
         self._limit = limit
         self._on_overflow = on_overflow
+        self._on_end = on_end  # called at the end of the body, while its connection's state is known
         self._chunks: list[bytes] | None = []
         self._size = 0
         self.complete = False
@@ -21,6 +27,8 @@ class BodyTee:
     def __call__(self, chunk: bytes) -> bytes:
         if not chunk:
             self.complete = True
+            if self._on_end is not None:
+                self._on_end()
         elif self._chunks is not None:
             self._size += len(chunk)
             if self._size > self._limit:

@@ -156,3 +156,30 @@ async def test_waiters_go_upstream_once_a_body_of_unknown_length_outgrows_the_la
     # released when the second chunk (at ~1 s) passed the limit, not when the stream ended (~4 s)
     assert max(arrived for arrived, _, _ in waiters) < 2.5
     assert pattern_sha256(size)
+
+
+def test_a_close_delimited_body_ended_by_a_clean_close_is_stored(origin, proxy_factory, http):
+    origin.route("/cd", headers=[("Cache-Control", "max-age=60")], size=200_000, close_delimited=True)
+    proxy = proxy_factory()
+    first = http.get(f"{proxy.url}/cd")
+    second = http.get(f"{proxy.url}/cd")
+    assert len(first.content) == len(second.content) == 200_000
+    assert second.headers["x-cache"] == "HIT"
+
+
+def test_a_close_delimited_body_cut_short_by_a_reset_is_not_stored(origin, proxy_factory, http):
+    """Item 19: without Content-Length or chunked framing, a body ends when the connection closes;
+    one that ended with a TCP reset was stored as complete, and served cut to everyone."""
+    origin.route(
+        "/cut",
+        headers=[("Cache-Control", "max-age=60")],
+        sequence=[{"size": 200_000, "close_delimited": True, "fail": "partial-reset"}, {"body": "whole"}],
+    )
+    proxy = proxy_factory()
+    try:
+        http.get(f"{proxy.url}/cut")
+    except httpx.HTTPError:
+        pass  # the client may see the cut too
+    second = http.get(f"{proxy.url}/cut")
+    assert (second.text, second.headers["x-cache"]) == ("whole", "MISS")
+    assert origin.count("/cut") == 2

@@ -54,3 +54,12 @@ def test_a_body_within_the_limit_is_kept_and_never_overflows():
     tee = BodyTee(10, lambda: pytest.fail("overflowed"))
     tee(b"abc")
     assert tee.keeping is True
+
+
+def test_the_end_of_the_body_is_reported_once_when_it_comes():
+    ends = []
+    tee = BodyTee(10, on_end=lambda: ends.append(True))
+    tee(b"abc")
+    assert ends == []
+    tee(b"")
+    assert ends == [True]
