@@ -19,10 +19,15 @@ from mitmproxy import ctx, exceptions, http
 from . import answers, config, request_body, responses, startup
 from .annotate import annotate
 from .coalesce import Kind, Outcome
-from .compat import install_interim_reader, install_request_body_discard
+from .compat import (
+    answer_failure_with,
+    install_failure_answers,
+    install_interim_reader,
+    install_request_body_discard,
+)
 from .control import Control
 from .engine import Engine
-from .forwarding import Forwarding, over
+from .forwarding import Forwarded, Forwarding, over
 from .lookup import Answer, Forward, Refuse, Serve
 from .policy.cache_status import Status, XCache
 from .policy.fields import get_first
@@ -70,6 +75,7 @@ class Cache:
             )
         install_interim_reader()  # mitmproxy would take an upstream's 1xx for its final response
         install_request_body_discard()  # a refused GET body is dropped as it arrives
+        install_failure_answers()  # a failed flow's client gets the cache's JSON error, stamped
 
     @startup.one_line_at_startup
     def configure(self, updated: set[str]) -> None:
@@ -268,6 +274,22 @@ class Cache:
         sent = self.forwarding.pop(flow)
         if sent is not None:
             self.forwarding.failed(flow, sent)
+        self._answer_failure(flow, sent)
+
+    def _answer_failure(self, flow: http.HTTPFlow, sent: Forwarded | None) -> None:
+        """The client of a flow that failed upstream gets the cache's JSON error, stamped like any
+        answer (the JSON its waiters get), not mitmproxy's HTML page: a 504 when REQ_TIMEOUT or
+        CACHE_BODY_IDLE_TIMEOUT_SECS ran out, else a 502."""
+        if sent is not None:
+            code, detail = (504 if sent.timed_out else 502), sent.detail or "upstream-error"
+            status = Status(XCache.MISS, fwd=sent.fwd, detail=detail)
+        else:
+            code, detail = 502, f"upstream-error: {flow.error.msg if flow.error else 'unknown error'}"
+            fwd = "request" if flow.metadata.get(request_body.GET_BODY) else "method"
+            status = Status(XCache.BYPASS, fwd=fwd, detail=detail)
+        answer = responses.error(code, detail, status, self.settings.name)
+        answer.headers["connection"] = "close"
+        answer_failure_with(flow, answer)
 
     async def _unsafe(self, flow: http.HTTPFlow) -> None:
         """RFC 9111 §4.4: a non-error response to an unsafe request (any method not known to be

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mitmproxy import addonmanager, ctx, exceptions, flow, hooks, http, master
+from mitmproxy.connection import ConnectionState
 from mitmproxy.version import VERSION
 
 log = logging.getLogger("mitmcache")
@@ -109,6 +110,59 @@ def install_interim_reader() -> bool:
     setattr(read_headers, _MARKER, True)
     read_headers.__doc__ = original.__doc__
     client.read_headers = read_headers
+    return True
+
+
+# -- the cache's own answer when mitmproxy would send its error page -------------------------------------
+
+_FAILURE_ANSWER = "_mitmcache_failure_answer"  # on a flow's request: what to send if the flow fails
+
+
+def answer_failure_with(flow: http.HTTPFlow, response: http.Response) -> None:
+    """Send ``response`` instead of mitmproxy's HTML error page, should mitmproxy send one for this
+    failed flow (it does when the client has no response head yet)."""
+    setattr(flow.request, _FAILURE_ANSWER, response)
+
+
+def install_failure_answers() -> bool:
+    """mitmproxy answers a flow that failed upstream (refused, reset, closed, TLS) with an HTML page
+    it makes itself, in ``Http1Server.send`` on a ``ResponseProtocolError``, after the ``error``
+    hook ran; the hook cannot replace it (``proxy/layers/http/__init__.py``,
+    ``handle_protocol_error``). Wrapped, the answer the hook left on the flow's request (the same
+    object the HTTP/1 server parsed: ``answer_failure_with``) is sent instead. HTTP/2 clients still
+    get mitmproxy's page (``Http2Connection``). True when installed."""
+    check_version()
+    try:
+        from mitmproxy.net.http import http1
+        from mitmproxy.proxy import commands
+        from mitmproxy.proxy.layers.http import ResponseProtocolError, _http1
+    except ImportError:  # pragma: no cover - another mitmproxy layout
+        return False
+    server = getattr(_http1, "Http1Server", None)
+    original = getattr(server, "send", None)
+    if original is None:  # pragma: no cover - another mitmproxy
+        log.warning("mitmproxy's HTTP/1 server is not the one expected: its error pages stay unstamped")
+        return False
+    if getattr(original, _MARKER, False):
+        return True
+
+    def send(self, event):
+        answer = None
+        if isinstance(event, ResponseProtocolError) and self.response is None and self.request is not None:
+            answer = getattr(self.request, _FAILURE_ANSWER, None)
+        if (
+            answer is None
+            or event.code.http_status_code() is None
+            or not self.conn.state & ConnectionState.CAN_WRITE
+        ):
+            yield from original(self, event)
+            return
+        yield commands.SendData(self.conn, http1.assemble_response(answer))
+        yield commands.CloseConnection(self.conn)
+
+    setattr(send, _MARKER, True)
+    send.__doc__ = original.__doc__
+    server.send = send
     return True
 
 

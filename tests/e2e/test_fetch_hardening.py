@@ -183,3 +183,38 @@ def test_a_close_delimited_body_cut_short_by_a_reset_is_not_stored(origin, proxy
     second = http.get(f"{proxy.url}/cut")
     assert (second.text, second.headers["x-cache"]) == ("whole", "MISS")
     assert origin.count("/cut") == 2
+
+
+async def test_the_client_whose_request_timed_out_upstream_gets_the_same_json_504_as_its_waiters(
+    origin, proxy_factory
+):
+    """Issue 12 item 4: it got mitmproxy's HTML 502, without X-Cache, while its waiters got the
+    cache's JSON 504."""
+    origin.route("/late", headers=[("Cache-Control", "max-age=60")], body="late", delay=5)
+    proxy = proxy_factory({"cache_upstream_timeout": "1"})
+    async with client() as c:
+        leader = asyncio.ensure_future(c.get(f"{proxy.url}/late"))
+        await asyncio.sleep(0.2)
+        waiter = await c.get(f"{proxy.url}/late")
+        leader_response = await leader
+    for response in (leader_response, waiter):
+        assert response.status_code == 504
+        assert response.headers["content-type"] == "application/json"
+        assert response.json()["error"] == "gateway timeout"
+        assert response.headers["x-cache"] in ("MISS", "COALESCED")
+    assert leader_response.json()["detail"] == "upstream-timeout after 1s"
+    assert 'detail="upstream-timeout after 1s"' in leader_response.headers["cache-status"]
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_an_unreachable_upstream_gives_a_stamped_json_502(proxy_factory, http, method):
+    """Connection refused: mitmproxy's own error page carried no X-Cache or Cache-Status."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    proxy = proxy_factory(upstream=f"http://127.0.0.1:{port}")
+    response = http.request(method, f"{proxy.url}/x")
+    assert response.status_code == 502
+    assert "upstream-error" in response.json()["detail"]
+    assert response.headers["x-cache"] == ("MISS" if method == "GET" else "BYPASS")
+    assert "upstream-error" in response.headers["cache-status"]

@@ -63,12 +63,16 @@ def test_https_upstream_verified_against_a_trusted_ca(https_origin, proxy_factor
     assert https_origin.count("/tls") == 1
 
 
-def test_https_upstream_with_an_untrusted_certificate_gets_mitmproxys_502(https_origin, proxy_factory, http):
+def test_https_upstream_with_an_untrusted_certificate_gets_a_stamped_json_502(
+    https_origin, proxy_factory, http
+):
     fresh_route(https_origin, "/tls", body="over tls")
     proxy = proxy_factory(upstream=https_origin)
     response = http.get(f"{proxy.url}/tls")
     assert response.status_code == 502
-    assert "certificate" in response.text.lower()
+    assert "certificate" in response.json()["detail"].lower()
+    assert response.headers["x-cache"] == "MISS"
+    assert "upstream-error" in response.headers["cache-status"]
     assert https_origin.count("/tls") == 0
 
 

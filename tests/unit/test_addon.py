@@ -306,3 +306,16 @@ def test_an_absolute_form_target_is_sent_in_origin_form():
         cache.requestheaders(flow)
         assert flow.request.authority == ""
         assert flow.request.path == "/home"
+
+
+async def test_a_failed_flow_leaves_the_caches_json_error_for_its_client():
+    cache = Cache()
+    with taddons.context(cache):
+        flow = get()
+        await cache.request(flow)
+        flow.error = tflow.terr("Connection refused")
+        cache.error(flow)
+        answer = getattr(flow.request, "_mitmcache_failure_answer")
+        assert answer.status_code == 502
+        assert answer.headers["x-cache"] == "MISS"
+        assert "upstream-error: Connection refused" in answer.text
