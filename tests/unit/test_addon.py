@@ -315,7 +315,7 @@ async def test_a_failed_flow_leaves_the_caches_json_error_for_its_client():
         await cache.request(flow)
         flow.error = tflow.terr("Connection refused")
         cache.error(flow)
-        answer = getattr(flow.request, "_mitmcache_failure_answer")
+        answer = flow.request._mitmcache_failure_answer  # what compat.answer_failure_with left
         assert answer.status_code == 502
         assert answer.headers["x-cache"] == "MISS"
         assert "upstream-error: Connection refused" in answer.text
