@@ -178,8 +178,10 @@ class Cache:
         if b"clear-cache" in names:  # reverse-proxy-rust's refresh-or-clear request
             await self.control.clear_cache_header(flow, settings)
             return
-        if request.method not in ("GET", "HEAD") or flow.metadata.get(request_body.GET_BODY):
-            self.engine.upstream_fetch()  # passed by (varnish MAIN.backend_req)
+        if request.method not in ("GET", "HEAD") or request.stream:
+            # Passed by (varnish MAIN.backend_req): another method, or a GET/HEAD streaming its
+            # body upstream (request_body: CACHE_GET_BODY=pass).
+            self.engine.upstream_fetch()
             return
         key = cache_key(request)
         if not names.isdisjoint(ORIGIN_PRECONDITIONS):
@@ -197,19 +199,19 @@ class Cache:
         answer = await self.engine.lookup(
             request.method, key, request.headers.fields, may_lead, directives, deadline
         )
-        try:
-            self._answer(flow, key, answer, names)
-        except BaseException:
-            if isinstance(answer, Forward) and answer.leader:  # nobody else would release the key
-                self.engine.release(key, Outcome(Kind.UNSHAREABLE, detail="internal-error"))
-            raise
+        self._answer(flow, key, answer, names)
 
     def _answer(self, flow: http.HTTPFlow, key: str, answer: Answer, names: set[bytes]) -> None:
         name, counters = self.settings.name, self.engine.counters
         if isinstance(answer, Serve):
             answers.serve(flow, key, answer, name, counters, names)
         elif isinstance(answer, Forward):
-            self.forwarding.send(flow, key, answer, names)
+            try:
+                self.forwarding.send(flow, key, answer, names)
+            except BaseException:
+                if answer.leader:  # nobody else would release the key
+                    self.engine.release(key, Outcome(Kind.UNSHAREABLE, detail="internal-error"))
+                raise
         elif isinstance(answer, Refuse):
             answers.refuse(flow, key, answer, name, counters)
         else:
