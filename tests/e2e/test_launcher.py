@@ -237,11 +237,12 @@ def test_keep_host_header(origin, proxy_factory, http, keep):
     assert hosts == (["shop.example:8443"] if keep else [f"127.0.0.1:{origin.port}"])
 
 
-def test_an_unreachable_upstream_gets_mitmproxys_502_page(proxy_factory, http):
+def test_an_unreachable_upstream_gets_the_caches_json_502(proxy_factory, http):
     proxy = proxy_factory(upstream=f"http://127.0.0.1:{free_port()}")
     response = http.get(f"{proxy.url}/nothing-there")
     assert response.status_code == 502
-    assert "connect" in response.text.lower() or "refused" in response.text.lower()
+    assert "refused" in response.json()["detail"].lower()
+    assert response.headers["x-cache"] == "MISS"
 
 
 def test_alt_svc_points_at_the_proxy_on_misses_and_hits(origin, proxy_factory, http):
