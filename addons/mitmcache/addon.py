@@ -16,19 +16,25 @@ from typing import Any
 
 from mitmproxy import ctx, exceptions, http
 
-from . import answers, config, responses, startup
+from . import answers, config, request_body, responses, startup
 from .annotate import annotate
-from .compat import install_interim_reader
+from .coalesce import Kind, Outcome
+from .compat import (
+    answer_failure_with,
+    install_failure_answers,
+    install_interim_reader,
+    install_request_body_discard,
+)
 from .control import Control
 from .core import run_eagerly
 from .engine import Engine
-from .forwarding import Forwarding, over
+from .forwarding import Forwarded, Forwarding, over
 from .lookup import Answer, Forward, Refuse, Serve
 from .policy.cache_status import Status, XCache
 from .policy.fields import get_first
 from .policy.reuse import NO_DIRECTIVES, request_directives
 from .policy.validators import ORIGIN_PRECONDITIONS
-from .request_key import authority, cache_key
+from .request_key import authority, cache_key, origin_form
 from .retention import FlowRetention
 from .shared_tier import SharedTier
 from .store.selection import Backend
@@ -69,6 +75,8 @@ class Cache:
             default = self._conceal(setting, self._defaults[setting.option].value)
             loader.add_option(setting.option, str, default, f"{setting.help} (env {setting.env})")
         install_interim_reader()  # mitmproxy would take an upstream's 1xx for its final response
+        install_request_body_discard()  # a refused GET body is dropped as it arrives
+        install_failure_answers()  # a failed flow's client gets the cache's JSON error, stamped
 
     @startup.one_line_at_startup
     def configure(self, updated: set[str]) -> None:
@@ -181,7 +189,9 @@ class Cache:
         while True:
             await asyncio.sleep(TIMEOUT_TICK_SECONDS)
             try:
-                self.forwarding.time_out(time.time())
+                now = time.time()
+                self.forwarding.time_out(now)
+                self.engine.sweep(now)
             except Exception:  # housekeeping must survive a bad flow
                 log.exception("upstream timeout watch failed")
 
@@ -207,8 +217,10 @@ class Cache:
         if b"clear-cache" in names:  # reverse-proxy-rust's refresh-or-clear request
             await self.control.clear_cache_header(flow, settings)
             return
-        if request.method not in ("GET", "HEAD"):
-            self.engine.upstream_fetch()  # passed by (varnish MAIN.backend_req)
+        if request.method not in ("GET", "HEAD") or request.stream:
+            # Passed by (varnish MAIN.backend_req): another method, or a GET/HEAD streaming its
+            # body upstream (request_body: CACHE_GET_BODY=pass).
+            self.engine.upstream_fetch()
             return
         key = cache_key(request)
         if not names.isdisjoint(ORIGIN_PRECONDITIONS):
@@ -233,7 +245,12 @@ class Cache:
         if isinstance(answer, Serve):
             answers.serve(flow, key, answer, name, counters, names)
         elif isinstance(answer, Forward):
-            self.forwarding.send(flow, key, answer, names)
+            try:
+                self.forwarding.send(flow, key, answer, names)
+            except BaseException:
+                if answer.leader:  # nobody else would release the key
+                    self.engine.release(key, Outcome(Kind.UNSHAREABLE, detail="internal-error"))
+                raise
         elif isinstance(answer, Refuse):
             answers.refuse(flow, key, answer, name, counters)
         else:
@@ -243,7 +260,15 @@ class Cache:
         """Uploads larger than the largest object we store, or chunked, stream upstream: the cache
         never reads a request body, and a large one must not sit in memory."""
         request = flow.request
-        if request.stream or request.method in ("GET", "HEAD"):
+        if request.data.authority and request.http_version.startswith("HTTP/1"):
+            origin_form(request)
+        if request.method in ("GET", "HEAD"):
+            if request_body.carries_body(request.headers.fields):
+                request_body.handle(flow, self.settings.get_body, self.settings.name)
+                if flow.response is not None:
+                    annotate(flow, cache_key(request), request_body.STATUS, self.engine.counters)
+            return
+        if request.stream:
             return
         length = get_first(request.headers.fields, "content-length")
         if over(length, self.settings.max_object_bytes) or (
@@ -259,7 +284,9 @@ class Cache:
         if sent is not None:
             if flow.request.method == "GET" and response.status_code not in (204, 304):
                 self.forwarding.bound(sent, response)
-        elif flow.request.method not in ("GET", "HEAD") and response.status_code not in (204, 304):
+        elif (
+            flow.request.method not in ("GET", "HEAD") or flow.metadata.get(request_body.GET_BODY)
+        ) and response.status_code not in (204, 304):
             # Nothing of it is stored: only its memory is bounded. Its head goes out now, stamped.
             length = get_first(response.headers.fields, "content-length")
             if length is None or over(length, self.settings.max_object_bytes):
@@ -276,6 +303,9 @@ class Cache:
             return self._unsafe(flow)
         sent = self.forwarding.pop(flow)
         if sent is None or flow.response is None:
+            if flow.response is not None and flow.metadata.get(request_body.GET_BODY):
+                answers.stamp(flow.response, request_body.STATUS, self.settings.name)
+                annotate(flow, cache_key(flow.request), request_body.STATUS, self.engine.counters)
             return None  # a hit, or a flow the cache let by
         if flow.request.method == "HEAD":
             return self.forwarding.head(flow, sent)
@@ -285,6 +315,22 @@ class Cache:
         sent = self.forwarding.pop(flow)
         if sent is not None:
             self.forwarding.failed(flow, sent)
+        self._answer_failure(flow, sent)
+
+    def _answer_failure(self, flow: http.HTTPFlow, sent: Forwarded | None) -> None:
+        """The client of a flow that failed upstream gets the cache's JSON error, stamped like any
+        answer (the JSON its waiters get), not mitmproxy's HTML page: a 504 when REQ_TIMEOUT or
+        CACHE_BODY_IDLE_TIMEOUT_SECS ran out, else a 502."""
+        if sent is not None:
+            code, detail = (504 if sent.timed_out else 502), sent.detail or "upstream-error"
+            status = Status(XCache.MISS, fwd=sent.fwd, detail=detail)
+        else:
+            code, detail = 502, f"upstream-error: {flow.error.msg if flow.error else 'unknown error'}"
+            fwd = "request" if flow.metadata.get(request_body.GET_BODY) else "method"
+            status = Status(XCache.BYPASS, fwd=fwd, detail=detail)
+        answer = responses.error(code, detail, status, self.settings.name)
+        answer.headers["connection"] = "close"
+        answer_failure_with(flow, answer)
 
     async def _unsafe(self, flow: http.HTTPFlow) -> None:
         """RFC 9111 §4.4: a non-error response to an unsafe request (any method not known to be

@@ -9,6 +9,7 @@ Varnish calls it), so that later requests for it go upstream at once instead of 
 """
 
 import asyncio
+from collections import OrderedDict
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
@@ -116,30 +117,68 @@ class HitForMissMemory(Protocol):
 
     def active(self, key: str, now: float) -> bool: ...
 
+    def sweep(self, now: float) -> None:
+        """Forget the keys whose time ran out (called periodically: nobody may ask for them again)."""
+        ...
+
+    def bound(self, max_bytes: int) -> None:
+        """Hold at most about this many bytes."""
+        ...
+
+
+KEY_OVERHEAD = 120  # what one remembered key costs beyond its characters: a dict slot, str and float
+
 
 class HitForMiss:
-    """Keys recently found unshareable, and until when (bounded: past ``limit`` keys, the ones that
-    ran out are swept, and if that is not enough all are forgotten)."""
+    """Keys recently found unshareable, and until when, in the order they were remembered, bounded
+    by count and by bytes (the oldest are forgotten first: a forgotten key only waits behind one
+    fetch once more) and swept as they run out."""
 
-    def __init__(self, limit: int = 100_000) -> None:
-        self._until: dict[str, float] = {}
+    def __init__(self, limit: int = 100_000, max_bytes: int = 16 * 1024 * 1024) -> None:
+        self._until: OrderedDict[str, float] = OrderedDict()
         self._limit = limit
+        self._max_bytes = max_bytes
+        self.bytes = 0
+
+    def bound(self, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+        self._make_room(0)
 
     def remember(self, key: str, now: float, seconds: float) -> None:
-        if len(self._until) >= self._limit:
-            self._until = {k: t for k, t in self._until.items() if t > now}
-            if len(self._until) >= self._limit:
-                self._until.clear()
+        self.sweep(now)
+        self.forget(key)
+        cost = len(key) + KEY_OVERHEAD
+        self._make_room(cost)
         self._until[key] = now + seconds
+        self.bytes += cost
 
     def forget(self, key: str) -> None:
-        self._until.pop(key, None)
+        if self._until.pop(key, None) is not None:
+            self.bytes -= len(key) + KEY_OVERHEAD
 
     def active(self, key: str, now: float) -> bool:
         until = self._until.get(key)
         if until is None:
             return False
         if until <= now:
-            del self._until[key]
+            self.forget(key)
             return False
         return True
+
+    def sweep(self, now: float) -> None:
+        """Keys are remembered in order, for the same number of seconds (unless the setting changed
+        meanwhile), so the first one still running ends the sweep: O(1) per key forgotten."""
+        until = self._until
+        while until:
+            key, at = next(iter(until.items()))
+            if at > now:
+                return
+            self.forget(key)
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+    def _make_room(self, cost: int) -> None:
+        until = self._until
+        while until and (len(until) >= self._limit or self.bytes + cost > self._max_bytes):
+            self.forget(next(iter(until)))

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mitmproxy import addonmanager, ctx, exceptions, flow, hooks, http, master
+from mitmproxy.connection import ConnectionState
 from mitmproxy.version import VERSION
 
 log = logging.getLogger("mitmcache")
@@ -112,6 +113,97 @@ def install_interim_reader() -> bool:
     return True
 
 
+# -- the cache's own answer when mitmproxy would send its error page -------------------------------------
+
+_FAILURE_ANSWER = "_mitmcache_failure_answer"  # on a flow's request: what to send if the flow fails
+
+
+def answer_failure_with(flow: http.HTTPFlow, response: http.Response) -> None:
+    """Send ``response`` instead of mitmproxy's HTML error page, should mitmproxy send one for this
+    failed flow (it does when the client has no response head yet)."""
+    setattr(flow.request, _FAILURE_ANSWER, response)
+
+
+def install_failure_answers() -> bool:
+    """mitmproxy answers a flow that failed upstream (refused, reset, closed, TLS) with an HTML page
+    it makes itself, in ``Http1Server.send`` on a ``ResponseProtocolError``, after the ``error``
+    hook ran; the hook cannot replace it (``proxy/layers/http/__init__.py``,
+    ``handle_protocol_error``). Wrapped, the answer the hook left on the flow's request (the same
+    object the HTTP/1 server parsed: ``answer_failure_with``) is sent instead. HTTP/2 clients still
+    get mitmproxy's page (``Http2Connection``). True when installed."""
+    check_version()
+    try:
+        from mitmproxy.net.http import http1
+        from mitmproxy.proxy import commands
+        from mitmproxy.proxy.layers.http import ResponseProtocolError, _http1
+    except ImportError:  # pragma: no cover - another mitmproxy layout
+        return False
+    server = getattr(_http1, "Http1Server", None)
+    original = getattr(server, "send", None)
+    if original is None:  # pragma: no cover - another mitmproxy
+        log.warning("mitmproxy's HTTP/1 server is not the one expected: its error pages stay unstamped")
+        return False
+    if getattr(original, _MARKER, False):
+        return True
+
+    def send(self, event):
+        answer = None
+        if isinstance(event, ResponseProtocolError) and self.response is None and self.request is not None:
+            answer = getattr(self.request, _FAILURE_ANSWER, None)
+        if (
+            answer is None
+            or event.code.http_status_code() is None
+            or not self.conn.state & ConnectionState.CAN_WRITE
+        ):
+            yield from original(self, event)
+            return
+        yield commands.SendData(self.conn, http1.assemble_response(answer))
+        yield commands.CloseConnection(self.conn)
+
+    setattr(send, _MARKER, True)
+    send.__doc__ = original.__doc__
+    server.send = send
+    return True
+
+
+# -- discarding a refused request's body ----------------------------------------------------------------
+
+_DISCARD = "_mitmcache_discard_request_body"  # flow.metadata: its request body is not kept
+
+
+def discard_request_body(flow: http.HTTPFlow) -> None:
+    """Let mitmproxy drop ``flow``'s request body as it arrives (its response is already set)."""
+    flow.metadata[_DISCARD] = True
+
+
+def install_request_body_discard() -> bool:
+    """A response set in the ``requestheaders`` hook is sent once the request body has been read,
+    and mitmproxy keeps that body whole meanwhile (``HttpStream.state_consume_request_body``): a
+    refused 150 MB GET body would take 150 MB. Wrapped, the body of a flow marked by
+    ``discard_request_body`` is read and dropped chunk by chunk; True when installed."""
+    check_version()
+    try:
+        from mitmproxy.proxy.layers.http import HttpStream, RequestData
+    except ImportError:  # pragma: no cover - another mitmproxy layout
+        return False
+    original = getattr(HttpStream, "state_consume_request_body", None)
+    if original is None:  # pragma: no cover - another mitmproxy
+        log.warning("mitmproxy's HTTP stream is not the one expected: refused request bodies are buffered")
+        return False
+    if getattr(original, _MARKER, False):
+        return True
+
+    def state_consume_request_body(self, event):
+        if isinstance(event, RequestData) and self.flow.metadata.get(_DISCARD):
+            return  # dropped: the response (set at the request's head) does not need it
+        yield from original(self, event)
+
+    setattr(state_consume_request_body, _MARKER, True)
+    state_consume_request_body.__doc__ = original.__doc__
+    HttpStream.state_consume_request_body = state_consume_request_body
+    return True
+
+
 # -- closing a hung upstream --------------------------------------------------------------------------
 
 
@@ -128,6 +220,29 @@ def abort_upstream(flow: http.HTTPFlow) -> bool:
         return False
     close(server)
     return True
+
+
+def upstream_reset(flow: http.HTTPFlow) -> bool:
+    """Whether ``flow``'s server connection ended with an error (a TCP reset) rather than a clean
+    close. mitmproxy's connection handler (``proxy/server.py``, ``handle_connection``) ends a
+    close-delimited body the same way for both; the stream reader still holds the error while the
+    end of the body is being processed. False when it cannot tell."""
+    proxyserver = ctx.master.addons.get("proxyserver")
+    handler = getattr(proxyserver, "connections", {}).get(flow.client_conn.id)
+    io = getattr(handler, "transports", {}).get(flow.server_conn)
+    reader = getattr(io, "reader", None)
+    return reader is not None and reader.exception() is not None
+
+
+def last_activity(flow: http.HTTPFlow) -> float | None:
+    """When ``flow``'s client connection last saw data either way (epoch seconds), from the proxy
+    server's connection handler (``proxy/server.py``: ``server_event`` registers every event with
+    the handler's ``TimeoutWatchdog``); None when it cannot tell. mitmproxy's addon API says
+    nothing while a response body is being read, and this is how a stalled upstream shows."""
+    proxyserver = ctx.master.addons.get("proxyserver")
+    handler = getattr(proxyserver, "connections", {}).get(flow.client_conn.id)
+    watchdog = getattr(handler, "timeout_watchdog", None)
+    return getattr(watchdog, "last_activity", None)
 
 
 # -- the production launcher's addon manager ------------------------------------------------------------

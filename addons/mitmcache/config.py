@@ -352,6 +352,25 @@ SETTINGS: tuple[Setting, ...] = (
         "Smallest body stored compressed (cache_compress): below it the saving is smaller than an "
         "entry's own bookkeeping.",
     ),
+    Setting(
+        "cache_body_idle_timeout",
+        "CACHE_BODY_IDLE_TIMEOUT_SECS",
+        "30",
+        positive_seconds,
+        "a number of seconds > 0",
+        "Longest pause in an upstream response body that is being stored or that other clients wait "
+        "for; past it the upstream connection is closed and the waiters get a 504. A stream nobody "
+        "waits for and that is not stored is left alone.",
+    ),
+    Setting(
+        "cache_get_body",
+        "CACHE_GET_BODY",
+        "refuse",
+        choice("refuse", "pass"),
+        "refuse or pass",
+        "GET and HEAD requests with a body: refuse answers 400 (a body is not part of the cache key, so "
+        "one client's body would decide what others get); pass streams them upstream, never cached.",
+    ),
 )
 
 BY_OPTION = {s.option: s for s in SETTINGS}
@@ -510,6 +529,8 @@ class Settings:
     store: StoreLocation
     compress: str
     compress_min_bytes: int
+    body_idle_timeout: float
+    get_body: str
     rules: Rules = field(init=False, compare=False)  # what storing needs, built once, not per response
     lifecycle: Lifecycle = field(init=False, compare=False)  # what an entry's life needs, likewise
 

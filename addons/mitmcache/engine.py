@@ -33,7 +33,7 @@ from .lookup import Forward, Lookup
 from .policy.fields import Fields
 from .policy.invalidation import invalidated_targets, invalidates
 from .policy.key import matches, primary_key
-from .policy.revalidation import freshened_fields, head_freshens
+from .policy.revalidation import freshened_fields, head_freshens, kept_against_forced_answer
 from .policy.storable import Refusal, admit
 from .refresh import Refresher, refresh_request_fields
 from .store.base import Store, Usage
@@ -46,6 +46,11 @@ log = logging.getLogger("mitmcache")
 # answers a Range request).
 REQUEST_SPECIFIC = frozenset({"request-no-store", "authorization", "partial"})
 CONTROL_REFRESH_ATTEMPTS = 10  # a control refresh waits behind fetches under way at most this often
+HIT_FOR_MISS_SHARE = 16  # hit-for-miss keys take at most this fraction (1/16) of cache_max_bytes
+
+
+def hit_for_miss_bytes(max_bytes: int) -> int:
+    return max_bytes // HIT_FOR_MISS_SHARE
 
 
 @dataclass(slots=True)
@@ -68,6 +73,7 @@ class Engine:
         self._lookup = Lookup(self.core, self.refresher)
         self.lookup = self._lookup.answer
         self._usage = Usage(0, 0, 0, 0)
+        self.core.hit_for_miss.bound(hit_for_miss_bytes(initial.max_bytes))
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -83,6 +89,11 @@ class Engine:
     def configure(self, settings: Settings) -> None:
         """New settings: the store's bounds apply at once (an in-memory store's before this returns)."""
         run_eagerly(self.core.store.resize(settings.max_bytes, settings.max_entries))
+        self.core.hit_for_miss.bound(hit_for_miss_bytes(settings.max_bytes))
+
+    def sweep(self, now: float) -> None:
+        """Periodic housekeeping that needs no I/O: forget hit-for-miss keys that ran out."""
+        self.core.hit_for_miss.sweep(now)
 
     def forget_unshareable(self, key: str) -> None:
         """Let requests for ``key`` wait for each other again (after an operator's refresh or clear)."""
@@ -134,30 +145,37 @@ class Engine:
         request_time: float,
         generation: Generation,
         leader: bool,
+        forced: bool = False,
     ) -> Admission:
-        """Store a forwarded GET's complete response if it may be, and release its waiters."""
+        """Store a forwarded GET's complete response if it may be, and release its waiters.
+        ``forced``: the request's own directives sent it upstream past a stored response, which
+        it replaces only if that one is not fresh (``kept_against_forced_answer``)."""
         core = self.core
-        admitted = admit(
-            key=key,
-            url=url,
-            host=host,
-            method="GET",
-            request_fields=request_fields,
-            status=status,
-            reason=reason,
-            response_fields=response_fields,
-            body=body,
-            request_time=request_time,
-            response_time=time.time(),
-            rules=core.settings().rules,
-        )
-        admission = await self._admit(key, status, admitted, generation)
-        if leader:
-            core.coalescer.finish(key, admission.outcome)
+        outcome = Outcome(Kind.UNSHAREABLE, detail="store-failed")
+        try:  # the waiters are released whatever happens: no exception leaves the key wedged
+            admitted = admit(
+                key=key,
+                url=url,
+                host=host,
+                method="GET",
+                request_fields=request_fields,
+                status=status,
+                reason=reason,
+                response_fields=response_fields,
+                body=body,
+                request_time=request_time,
+                response_time=time.time(),
+                rules=core.settings().rules,
+            )
+            admission = await self._admit(key, status, admitted, generation, forced)
+            outcome = admission.outcome
+        finally:
+            if leader:
+                core.coalescer.finish(key, outcome)
         return admission
 
     async def _admit(
-        self, key: str, status: int, admitted: Entry | Refusal, generation: Generation
+        self, key: str, status: int, admitted: Entry | Refusal, generation: Generation, forced: bool = False
     ) -> Admission:
         core = self.core
         if isinstance(admitted, Refusal):
@@ -177,12 +195,24 @@ class Engine:
             # Invalidated while the fetch was under way: this answer may predate the change.
             core.counters.add(Count.NOT_STORED_INVALIDATED)
             return Admission(admitted, False, "invalidated", Outcome(Kind.UNSHAREABLE, detail="invalidated"))
+        if forced and await self._fresh_variant(admitted):
+            return Admission(
+                admitted, False, "fresh-entry-kept", Outcome(Kind.UNSHAREABLE, detail="fresh-entry-kept")
+            )
         stored = await core.write(admitted, core.meta_after(None, time.time()), encoded=True)
         if stored is None:
             return Admission(admitted, False, "too-large", Outcome(Kind.UNSHAREABLE, detail="too-large"))
         core.hit_for_miss.forget(key)
         core.counters.add(Count.STORED)
         return Admission(stored, True, None, Outcome(Kind.STORED))
+
+    async def _fresh_variant(self, admitted: Entry) -> bool:
+        """Whether the store holds a fresh response for the variant ``admitted`` would replace."""
+        now = time.time()
+        return any(
+            s.entry.vary == admitted.vary and kept_against_forced_answer(s.entry, now)
+            for s in await self.core.store.peek(admitted.key)
+        )
 
     async def head_response(
         self, key: str, request_fields: Fields, status: int, fields: Fields, request_time: float

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 
 # What one entry costs in memory beyond its bytes, so that cache_max_bytes bounds the process:
 # measured with tracemalloc (the Entry, its strings and tuples, the store's bookkeeping, allocator
-# slack under constant eviction) at about 2 KB per entry and 100 bytes per header field.
+# slack under constant eviction) at about 2 KB per entry and 100 bytes per header field. Every
+# string an entry holds counts too (its key, URL, Host, validators, Vary values): long URLs and
+# varied-on values cost what they weigh.
 ENTRY_OVERHEAD = 1536
 FIELD_OVERHEAD = 100
 
@@ -65,6 +67,12 @@ class Entry:
             size = (
                 len(self.body)
                 + sum(len(k) + len(v) + FIELD_OVERHEAD for k, v in self.fields)
+                + sum(len(n) + len(v or "") + FIELD_OVERHEAD for n, v in self.vary)
+                + len(self.key)
+                + len(self.url)
+                + len(self.host)
+                + len(self.etag)
+                + len(self.last_modified or "")
                 + ENTRY_OVERHEAD
             )
             object.__setattr__(self, "size", size)  # derived once, as a frozen dataclass allows

@@ -20,11 +20,11 @@ from .answers import (
     serve,
     stamp,
 )
-from .coalesce import Kind, Outcome
-from .compat import abort_upstream
+from .coalesce import Failure, Kind, Outcome
+from .compat import abort_upstream, last_activity, upstream_reset
 from .compression import identity_view
 from .config import Settings
-from .engine import Engine
+from .engine import REQUEST_SPECIFIC, Engine
 from .entry import Entry
 from .generations import Generation
 from .lookup import Forward, Serve, lifetime_detail
@@ -32,6 +32,7 @@ from .policy.cache_status import Status, XCache
 from .policy.fields import Fields, get_first
 from .policy.freshness import current_age
 from .policy.reuse import ERROR_STATUSES, may_serve_stale_on_error, stale_on_error_limit
+from .policy.storable import refused_by_head
 from .request_key import authority
 from .tee import BodyTee
 
@@ -56,6 +57,8 @@ class Forwarded:
     stale: Entry | None = None  # a HEAD written through to revalidate this stored GET response
     timed_out: bool = False  # REQ_TIMEOUT passed without a response head
     upstream_fields: Fields | None = None  # the response's fields before we stamped them early
+    head_at: float = 0.0  # when the response head arrived (0: not yet, or a body is not awaited)
+    cut_short: bool = False  # a close-delimited body whose connection ended with an error
 
 
 def over(content_length: str | None, limit: int) -> bool:
@@ -98,18 +101,31 @@ class Forwarding:
     # -- timeouts --------------------------------------------------------------------------------
 
     def time_out(self, now: float) -> None:
-        """Forwarded flows still without a response head REQ_TIMEOUT after they left: release the
-        waiters (stale copies or a 504) and the key, so the next request leads a new fetch, and
-        close the connection, so the client gets an answer (mitmproxy's 502) instead of waiting
-        on a hung upstream. One sweep, not a timer per flow: a timer costs every miss a handle
-        and a context for the garbage collector, and forwards are kept in the order they left."""
-        timeout = self._settings().upstream_timeout
-        late = []
+        """Forwarded flows still without a response head REQ_TIMEOUT after they left, or whose body
+        paused longer than CACHE_BODY_IDLE_TIMEOUT_SECS while it is being stored or waited for:
+        release the waiters (stale copies or a 504) and the key, so the next request leads a new
+        fetch, and close the connection, so the client gets an answer instead of waiting on a hung
+        upstream. One sweep, not a timer per flow: a timer costs every miss a handle and a context
+        for the garbage collector."""
+        settings = self._settings()
+        timeout, idle = settings.upstream_timeout, settings.body_idle_timeout
+        late, stalled = [], []
         for sent in self._forwards.values():
-            if sent.request_time + timeout > now:
-                break
-            if sent.flow.response is None and not sent.timed_out:
-                late.append(sent)
+            if sent.timed_out:
+                continue
+            if sent.flow.response is None:
+                if sent.request_time + timeout <= now:
+                    late.append(sent)
+            elif sent.head_at and self._awaited(sent) and self._idle_since(sent) + idle <= now:
+                stalled.append(sent)
+        for sent in stalled:
+            sent.timed_out = True
+            sent.detail = f"upstream-body-idle after {idle:g}s"
+            self.release(sent, Outcome(Kind.FAILED, status=504, detail=sent.detail, failure=Failure.TIMEOUT))
+            abort_upstream(sent.flow)
+            log.warning(
+                "upstream response body of %s paused for more than %gs: connection closed", sent.key, idle
+            )
         for sent in late:
             sent.timed_out = True
             sent.detail = f"upstream-timeout after {timeout:g}s"
@@ -122,33 +138,86 @@ class Forwarding:
                 ": connection closed" if closed else "",
             )
 
+    @staticmethod
+    def _awaited(sent: Forwarded) -> bool:
+        """Whether a response whose head arrived is being stored or has clients waiting for it."""
+        if sent.leader and not sent.released:
+            return True
+        stream = sent.flow.response.stream if sent.flow.response is not None else True
+        return not stream or (sent.tee is not None and sent.tee.keeping)
+
+    @staticmethod
+    def _idle_since(sent: Forwarded) -> float:
+        """When data last moved on the flow's connection (the head's arrival at the earliest)."""
+        return max(last_activity(sent.flow) or 0.0, sent.head_at)
+
     # -- the response ------------------------------------------------------------------------------
 
     def bound(self, sent: Forwarded, response: http.Response) -> None:
         """A miss larger than the largest object stored streams through and releases its waiters at
-        once; one of unknown length streams too, with a copy kept while it stays small enough."""
+        once; one of unknown length streams too, with a copy kept while it stays small enough (and
+        releases its waiters once it outgrows that); one whose head already says it cannot be stored
+        releases them at once: none of them waits for a body that will not be stored."""
         settings = self._settings()
+        sent.head_at = time.time()
         length = get_first(response.headers.fields, "content-length")
         limit = settings.max_object_bytes
         if over(length, limit):
             response.stream = True
-            sent.detail = "too-large"
-            self.release(sent, Outcome(Kind.UNSHAREABLE, detail="too-large"))
-            self._engine.unshareable(sent.key)
+            self._unstorable(sent, "too-large")
             responses.add_status(response, self.miss_status(sent), settings.name)
-        elif length is None:
+            return
+        if sent.leader:
+            refused = refused_by_head(
+                response.status_code,
+                sent.flow.request.headers.fields,
+                response.headers.fields,
+                settings.rules,
+                sent.head_at,
+            )
+            if refused is not None:
+                self._unstorable(sent, refused.reason)
+        if length is None:
             # The head goes out now, so it is stamped now; what is stored are the upstream's fields.
-            sent.tee = BodyTee(limit)
-            response.stream = sent.tee
+            if not sent.released:
+                close_delimited = "transfer-encoding" not in response.headers
+                sent.tee = BodyTee(
+                    limit,
+                    lambda: self._unstorable(sent, "too-large"),
+                    (lambda: self._check_close(sent)) if close_delimited else None,
+                )
+            response.stream = sent.tee or True
             sent.upstream_fields = response.headers.fields
             responses.add_status(response, self.miss_status(sent), settings.name)
 
+    @staticmethod
+    def _check_close(sent: Forwarded) -> None:
+        """A body that ends when its connection closes is complete only if it closed cleanly (RFC
+        9112 §6.3: an abortive close cannot be told from the end otherwise)."""
+        sent.cut_short = upstream_reset(sent.flow)
+        if sent.cut_short:
+            sent.detail = "incomplete"
+
+    def _unstorable(self, sent: Forwarded, reason: str) -> None:
+        """The response will not be stored: its waiters go upstream themselves, now."""
+        sent.detail = reason
+        self.release(sent, Outcome(Kind.UNSHAREABLE, detail=reason))
+        if reason not in REQUEST_SPECIFIC:
+            self._engine.unshareable(sent.key)
+
     async def store(self, flow: http.HTTPFlow, sent: Forwarded) -> None:
-        """A forwarded GET's complete response: stored (unless it may not be), then answered."""
+        """A forwarded GET's complete response: stored (unless it may not be), then answered. Its
+        waiters are released whatever happens, an exception included."""
+        try:
+            await self._store(flow, sent)
+        finally:
+            self.release(sent, Outcome(Kind.UNSHAREABLE, detail="store-failed"))
+
+    async def _store(self, flow: http.HTTPFlow, sent: Forwarded) -> None:
         request, response = flow.request, flow.response
         assert response is not None
         body = sent.tee.body() if sent.tee is not None else response.raw_content
-        if sent.released or body is None:
+        if sent.released or body is None or sent.cut_short:
             self.finish(flow, sent, Outcome(Kind.UNSHAREABLE, detail=sent.detail or "too-large"))
             return
         admission = await self._engine.store_response(
@@ -163,6 +232,7 @@ class Forwarding:
             request_time=sent.request_time,
             generation=sent.generation,
             leader=sent.leader,
+            forced=sent.fwd == "request",
         )
         sent.released = sent.leader
         entry = admission.entry
@@ -197,6 +267,12 @@ class Forwarding:
         """A HEAD that went upstream: its 200 freshens or invalidates the stored GET responses it
         could have been answered from (RFC 9111 §4.3.5); an error from a HEAD written through for
         a stale entry may be answered from that entry, where stale may stand in for an error."""
+        try:
+            await self._head(flow, sent)
+        finally:
+            self.release(sent, Outcome(Kind.UNSHAREABLE, detail="head"))
+
+    async def _head(self, flow: http.HTTPFlow, sent: Forwarded) -> None:
         response = flow.response
         assert response is not None
         if sent.stale is not None and response.status_code in ERROR_STATUSES:
@@ -221,16 +297,18 @@ class Forwarding:
     def failed(self, flow: http.HTTPFlow, sent: Forwarded) -> None:
         """mitmproxy's error hook for a forwarded flow: say why, and release its waiters."""
         message = flow.error.msg if flow.error else "unknown error"
-        client_gone = flow.response is None and message.startswith(
-            ("Client disconnected", "Connection killed")
-        )
+        # The client leaving (before or after the response head) is not an upstream failure: the
+        # waiters look again, and one of them leads a new fetch.
+        client_gone = message.startswith(("Client disconnected", "Connection killed"))
         if not sent.timed_out:
             sent.detail = "client-gone" if client_gone else f"upstream-error: {message}"
-        annotate(flow, sent.key, self.miss_status(sent), self._engine.counters)
-        if client_gone:
-            self.release(sent, Outcome(Kind.ABANDONED, detail="leader-gone"))
-        else:
-            self.release(sent, Outcome(Kind.FAILED, status=502, detail=sent.detail or ""))
+        try:
+            annotate(flow, sent.key, self.miss_status(sent), self._engine.counters)
+        finally:
+            if client_gone:
+                self.release(sent, Outcome(Kind.ABANDONED, detail="leader-gone"))
+            else:
+                self.release(sent, Outcome(Kind.FAILED, status=502, detail=sent.detail or ""))
 
     # -- helpers -------------------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from .policy.lifecycle import CREDENTIAL_FIELDS, refreshable_in_background
 from .policy.revalidation import (
     conditional_fields,
     freshened_fields,
+    kept_against_forced_answer,
     revalidation_request_fields,
     select_for_update,
 )
@@ -207,6 +208,9 @@ class Refresher:
             rules=core.settings().rules,
         )
         unstored = None if fetched.status == 304 else fetched  # a 304 is no client's answer
+        if job.for_client and not revalidated and kept_against_forced_answer(entry, time.time()):
+            core.counters.add(Count.REFRESH_UNSHAREABLE)
+            return Outcome(Kind.UNSHAREABLE, detail="fresh-entry-kept"), unstored
         if isinstance(admitted, Refusal):
             if not job.for_client or admitted.reason not in REQUEST_SPECIFIC_REFUSALS:
                 await self._unshareable(entry.key)

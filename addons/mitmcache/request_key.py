@@ -19,3 +19,16 @@ def authority(request: http.Request) -> str:
 
 def cache_key(request: http.Request) -> str:
     return primary_key(request.scheme, authority(request), request.path)
+
+
+def origin_form(request: http.Request) -> None:
+    """Send an absolute-form request (``GET http://other.example/home HTTP/1.1``) upstream in origin
+    form (``GET /home``), with the Host mitmproxy's reverse mode gives every request.
+
+    mitmproxy's reverse mode keeps the absolute form (only its regular mode rewrites it, in
+    ``proxy/layers/http/__init__.py``), and an origin that honours it (RFC 9112 §3.2.2: the target's
+    authority wins over Host) would answer for ``other.example`` while the cache keys the answer
+    by the Host it sends: one client could store another site's page, or a 404, under ``/home``.
+    In origin form the key and what the upstream sees always agree."""
+    if request.method != "CONNECT":
+        request.authority = ""

@@ -118,7 +118,7 @@ def json_response(
 
 def error(code: int, detail: str, status: Status, cache_name: str) -> http.Response:
     """The cache's own 502/504: says what failed instead of leaving a client hanging."""
-    reason = {502: "bad gateway", 504: "gateway timeout"}.get(code, "error")
+    reason = {400: "bad request", 502: "bad gateway", 504: "gateway timeout"}.get(code, "error")
     return json_response(code, {"error": reason, "detail": detail}, status, cache_name)
 
 

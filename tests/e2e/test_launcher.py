@@ -63,12 +63,16 @@ def test_https_upstream_verified_against_a_trusted_ca(https_origin, proxy_factor
     assert https_origin.count("/tls") == 1
 
 
-def test_https_upstream_with_an_untrusted_certificate_gets_mitmproxys_502(https_origin, proxy_factory, http):
+def test_https_upstream_with_an_untrusted_certificate_gets_a_stamped_json_502(
+    https_origin, proxy_factory, http
+):
     fresh_route(https_origin, "/tls", body="over tls")
     proxy = proxy_factory(upstream=https_origin)
     response = http.get(f"{proxy.url}/tls")
     assert response.status_code == 502
-    assert "certificate" in response.text.lower()
+    assert "certificate" in response.json()["detail"].lower()
+    assert response.headers["x-cache"] == "MISS"
+    assert "upstream-error" in response.headers["cache-status"]
     assert https_origin.count("/tls") == 0
 
 
@@ -233,11 +237,13 @@ def test_keep_host_header(origin, proxy_factory, http, keep):
     assert hosts == (["shop.example:8443"] if keep else [f"127.0.0.1:{origin.port}"])
 
 
-def test_an_unreachable_upstream_gets_mitmproxys_502_page(proxy_factory, http):
+def test_an_unreachable_upstream_gets_the_caches_json_502(proxy_factory, http):
     proxy = proxy_factory(upstream=f"http://127.0.0.1:{free_port()}")
     response = http.get(f"{proxy.url}/nothing-there")
     assert response.status_code == 502
-    assert "connect" in response.text.lower() or "refused" in response.text.lower()
+    detail = response.json()["detail"].lower()
+    assert "connect" in detail or "refused" in detail
+    assert response.headers["x-cache"] == "MISS"
 
 
 def test_alt_svc_points_at_the_proxy_on_misses_and_hits(origin, proxy_factory, http):

@@ -386,13 +386,14 @@ class Origin:
         *,
         fail: str | None = None,
         chunk_delay: float = 0,
+        close_delimited: bool = False,
     ) -> None:
         """Define (or replace) the route for ``path`` (matched without the query).
 
         ``size`` streams a deterministic pattern body (see ``pattern_sha256``) instead of ``body``.
         ``sequence`` items override any field for the 1st, 2nd, ... request (the last repeats); they
         accept ``body`` (bytes/str) and ``headers`` (pairs or mapping) like this method.
-        ``fail`` is "close", "reset", "hang" or "partial" (see origin.py).
+        ``fail`` is "close", "reset", "hang", "partial" or "partial-reset" (see origin.py).
         """
         spec = _route_fields(
             {
@@ -406,6 +407,7 @@ class Origin:
                 "echo": echo,
                 "fail": fail,
                 "chunk_delay": chunk_delay,
+                "close_delimited": close_delimited,
             }
         )
         if sequence is not None:

@@ -25,6 +25,7 @@ Control API, on the same port, under ``/__origin/`` (control requests are never 
          "size": N,                     # instead of body: deterministic N-byte pattern body,
                                         #   streamed in 64 KiB chunks (see pattern_chunks)
          "chunked": false,              # true: Transfer-Encoding: chunked, no Content-Length
+         "close_delimited": false,      # true: neither, the body ends when the connection closes
          "delay": 0.3,                  # seconds before the response head is sent
          "chunk_delay": 0,              # seconds between 64 KiB body chunks (slow streams)
          "echo": false,                 # true: body = JSON describing the received request
@@ -36,7 +37,8 @@ Control API, on the same port, under ``/__origin/`` (control requests are never 
 
     ``fail``: ``"close"`` closes the connection without answering, ``"reset"`` aborts it with a TCP RST,
     ``"hang"`` never answers (the connection stays open until the peer goes away), ``"partial"`` sends
-    the head and about half of the body, then closes.
+    the head and about half of the body, then closes; ``"partial-reset"`` likewise, then aborts it
+    with a TCP RST.
 
     Framing headers (``Content-Length``, ``Transfer-Encoding``) are computed by the origin and may not
     be given in ``headers``. A ``Date`` header is added unless ``headers`` has one.
@@ -86,9 +88,20 @@ PATTERN_PERIOD = 251
 _PATTERN = bytes(range(PATTERN_PERIOD)) * (CHUNK_SIZE // PATTERN_PERIOD + 2)
 
 ROUTE_KEYS = frozenset(
-    {"status", "headers", "body_b64", "size", "chunked", "delay", "chunk_delay", "echo", "fail"}
+    {
+        "status",
+        "headers",
+        "body_b64",
+        "size",
+        "chunked",
+        "close_delimited",
+        "delay",
+        "chunk_delay",
+        "echo",
+        "fail",
+    }
 )
-FAIL_MODES = frozenset({"close", "reset", "hang", "partial"})
+FAIL_MODES = frozenset({"close", "reset", "hang", "partial", "partial-reset"})
 FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})
 
 REASONS = {
@@ -325,10 +338,7 @@ class OriginServer:
         if fail == "close":
             return False
         if fail == "reset":
-            sock = writer.get_extra_info("socket")
-            if sock is not None:  # linger on, timeout 0: close() sends RST instead of FIN
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            writer.transport.abort()
+            reset(writer)
             return False
         if fail == "hang":
             await hang_until_closed(reader)
@@ -346,6 +356,7 @@ class OriginServer:
             body = base64.b64decode(spec.get("body_b64", ""))
         size = len(body) if body is not None else spec["size"]
         chunked = bool(spec.get("chunked"))
+        close_delimited = bool(spec.get("close_delimited"))
         no_body_status = status in (204, 304) or 100 <= status < 200
 
         if not any(k.lower() == "date" for k, _ in headers):
@@ -353,6 +364,8 @@ class OriginServer:
         if not no_body_status:
             if chunked:
                 headers.append(("Transfer-Encoding", "chunked"))
+            elif close_delimited:
+                headers.append(("Connection", "close"))
             else:
                 headers.append(("Content-Length", str(size)))
         writer.write(encode_head(status, headers))
@@ -360,24 +373,35 @@ class OriginServer:
             await writer.drain()
             return True
 
-        limit = size // 2 if fail == "partial" else size
+        partial = fail in ("partial", "partial-reset")
+        limit = size // 2 if partial else size
         chunks = [body] if body is not None else pattern_chunks(size)
         sent = 0
         for chunk in chunks:
-            if fail == "partial":
+            if partial:
                 chunk = chunk[: max(0, limit - sent)]
             if chunk:
                 writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
                 sent += len(chunk)
                 await writer.drain()
-            if fail == "partial" and sent >= limit:
+            if partial and sent >= limit:
+                if fail == "partial-reset":
+                    reset(writer)
                 return False
             if spec.get("chunk_delay"):
                 await asyncio.sleep(spec["chunk_delay"])
         if chunked:
             writer.write(b"0\r\n\r\n")
         await writer.drain()
-        return True
+        return not close_delimited
+
+
+def reset(writer: asyncio.StreamWriter) -> None:
+    """Abort the connection with a TCP RST instead of a FIN."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:  # linger on, timeout 0: close() sends RST instead of FIN
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
 
 
 async def hang_until_closed(reader: asyncio.StreamReader) -> None:

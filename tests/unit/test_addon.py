@@ -239,3 +239,83 @@ def test_the_authority_is_what_mitmproxy_calls_the_host_header(
     )
     request.authority = authority_field
     assert authority(request) == expected == (request.host_header or f"{request.host}:{request.port}")
+
+
+async def test_an_exception_while_storing_releases_the_waiters_and_the_key():
+    cache = Cache()
+    with taddons.context(cache):
+        leader, follower, waiting = await leader_and_waiting_follower(cache)
+
+        async def broken_put(*args, **kwargs):
+            raise RuntimeError("store failed")
+
+        cache.engine.core.store.put = broken_put
+        upstream_reply(leader)
+        cache.responseheaders(leader)
+        with pytest.raises(RuntimeError):
+            await cache.response(leader)
+        await asyncio.wait_for(waiting, 1)
+        assert follower.response is None  # it goes upstream itself
+        assert not cache.engine.refreshing("http://example/a")
+
+
+async def test_the_leaders_client_leaving_after_the_head_makes_a_waiter_the_new_leader():
+    cache = Cache()
+    with taddons.context(cache):
+        leader, follower, waiting = await leader_and_waiting_follower(cache)
+        upstream_reply(leader)
+        cache.responseheaders(leader)
+        leader.error = tflow.terr("Client disconnected.")
+        cache.error(leader)
+        await asyncio.wait_for(waiting, 1)
+        assert follower.response is None  # not a 502: it goes upstream itself, as the new leader
+        assert cache.engine.refreshing("http://example/a")
+
+
+async def test_a_body_that_pauses_past_the_idle_timeout_releases_the_waiters_with_a_504():
+    cache = Cache()
+    with taddons.context(cache) as tctx:
+        tctx.configure(cache, cache_body_idle_timeout="2", cache_upstream_timeout="1")
+        leader, follower, waiting = await leader_and_waiting_follower(cache)
+        upstream_reply(leader)
+        cache.responseheaders(leader)
+        cache.time_out_forwards(time.time() + 1.5)  # past REQ_TIMEOUT, but the head arrived in time
+        await asyncio.sleep(0.01)
+        assert not waiting.done()
+        cache.time_out_forwards(time.time() + 2.5)
+        await asyncio.wait_for(waiting, 1)
+        assert follower.response.status_code == 504
+        assert "upstream-body-idle" in follower.response.headers["cache-status"]
+
+
+async def test_a_head_that_cannot_be_stored_releases_the_waiters_before_the_body():
+    cache = Cache()
+    with taddons.context(cache):
+        leader, follower, waiting = await leader_and_waiting_follower(cache)
+        upstream_reply(leader, set_cookie="session=1")
+        cache.responseheaders(leader)
+        await asyncio.wait_for(waiting, 1)
+        assert follower.response is None  # it goes upstream itself, without waiting for the body
+
+
+def test_an_absolute_form_target_is_sent_in_origin_form():
+    cache = Cache()
+    with taddons.context(cache):
+        flow = get("/home")
+        flow.request.authority = "evil.example"
+        cache.requestheaders(flow)
+        assert flow.request.authority == ""
+        assert flow.request.path == "/home"
+
+
+async def test_a_failed_flow_leaves_the_caches_json_error_for_its_client():
+    cache = Cache()
+    with taddons.context(cache):
+        flow = get()
+        await cache.request(flow)
+        flow.error = tflow.terr("Connection refused")
+        cache.error(flow)
+        answer = flow.request._mitmcache_failure_answer  # what compat.answer_failure_with left
+        assert answer.status_code == 502
+        assert answer.headers["x-cache"] == "MISS"
+        assert "upstream-error: Connection refused" in answer.text

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from mitmcache.coalesce import HitForMiss, Inflight, Kind, Outcome
+from mitmcache.coalesce import KEY_OVERHEAD, HitForMiss, Inflight, Kind, Outcome
 
 KEY = "http://example.com/a"
 STORED = Outcome(Kind.STORED, detail="stored")
@@ -107,10 +107,38 @@ def test_at_the_limit_expired_keys_make_room_first():
     assert [memory.active(k, NOW + 10) for k in ("old", "a", "b", "c")] == [False, True, True, True]
 
 
-def test_at_the_limit_with_nothing_expired_the_memory_starts_over():
+def test_at_the_limit_with_nothing_expired_the_oldest_key_is_forgotten():
     """Forgetting is safe: a forgotten key only waits behind a fetch once more."""
     memory = HitForMiss(limit=2)
     memory.remember("a", NOW, 60)
     memory.remember("b", NOW, 60)
     memory.remember("c", NOW, 60)
-    assert [memory.active(k, NOW) for k in ("a", "b", "c")] == [False, False, True]
+    assert [memory.active(k, NOW) for k in ("a", "b", "c")] == [False, True, True]
+
+
+def test_keys_are_bounded_by_the_bytes_they_take():
+    memory = HitForMiss(max_bytes=3 * (1000 + KEY_OVERHEAD))
+    keys = [f"{i}" * 1000 for i in range(5)]
+    for key in keys:
+        memory.remember(key, NOW, 60)
+    assert [memory.active(k, NOW) for k in keys] == [False, False, True, True, True]
+    assert memory.bytes <= 3 * (1000 + KEY_OVERHEAD)
+
+
+def test_a_smaller_bound_forgets_the_oldest_at_once():
+    memory = HitForMiss()
+    for key in ("a", "b", "c"):
+        memory.remember(key, NOW, 60)
+    memory.bound(KEY_OVERHEAD + 1)
+    assert len(memory) == 1 and memory.active("c", NOW)
+
+
+def test_keys_that_ran_out_are_swept_without_being_asked_for():
+    memory = HitForMiss()
+    memory.remember("a", NOW, 10)
+    memory.remember("b", NOW + 5, 10)
+    memory.sweep(NOW + 12)
+    assert len(memory) == 1
+    assert memory.bytes == 1 + KEY_OVERHEAD
+    memory.sweep(NOW + 20)
+    assert len(memory) == 0 and memory.bytes == 0

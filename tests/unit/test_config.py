@@ -17,8 +17,8 @@ from mitmcache.config import (
     resolve_defaults,
     value_sources,
 )
-from mitmcache.store.selection import MEMORY, Backend, StoreLocation
 from mitmcache.policy.codings import Coding
+from mitmcache.store.selection import MEMORY, Backend, StoreLocation
 
 TTL = BY_OPTION["cache_ttl"]  # the setting the precedence tests use
 
@@ -158,6 +158,8 @@ VALID: dict[str, list[tuple[str, object]]] = {
     ],
     "cache_compress": [("gzip", "gzip"), ("BR", "br"), ("zstd", "zstd"), ("off", "off")],
     "cache_compress_min_bytes": [("0", 0), ("512", 512), ("1k", 1024)],
+    "cache_body_idle_timeout": [("30", 30), ("0.5", 0.5)],
+    "cache_get_body": [("refuse", "refuse"), ("PASS", "pass")],
 }
 INVALID: dict[str, list[str]] = {
     "cache_ttl": SECONDS_INVALID,
@@ -191,6 +193,8 @@ INVALID: dict[str, list[str]] = {
     ],
     "cache_compress": ["", "deflate", "yes"],
     "cache_compress_min_bytes": SIZES_INVALID,
+    "cache_body_idle_timeout": ["0", "-1", "never", "inf"],
+    "cache_get_body": ["", "cache", "allow"],
 }
 
 

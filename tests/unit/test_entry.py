@@ -10,7 +10,19 @@ def test_the_size_counts_the_body_the_fields_and_the_python_overhead():
     """cache_max_bytes bounds the process, not only the bytes: every entry and field has a cost."""
     entry = stored_entry(body=b"x" * 1000, fields=((b"etag", b'"e"'), (b"content-type", b"text/plain")))
     fields = len(b"etag") + len(b'"e"') + len(b"content-type") + len(b"text/plain")
-    assert entry.size == 1000 + fields + 2 * FIELD_OVERHEAD + ENTRY_OVERHEAD
+    strings = (
+        len(entry.key) + len(entry.url) + len(entry.host) + len(entry.etag) + len(entry.last_modified or "")
+    )
+    varied = sum(len(n) + len(v or "") + FIELD_OVERHEAD for n, v in entry.vary)
+    assert entry.size == 1000 + fields + 2 * FIELD_OVERHEAD + strings + varied + ENTRY_OVERHEAD
+
+
+def test_the_size_counts_a_long_url_and_long_vary_values():
+    """Random long URLs (and varied-on values) must not grow the process past cache_max_bytes."""
+    short = stored_entry()
+    long_url = "http://example/" + "u" * 10_000
+    long = stored_entry(long_url, vary=(("accept-language", "x" * 5000),))
+    assert long.size - short.size >= 2 * 10_000 + 5000
 
 
 def test_a_given_size_is_kept():

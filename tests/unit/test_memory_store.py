@@ -5,6 +5,7 @@ import time
 
 from mitmcache.entry import Entry, Meta
 from mitmcache.store import memory
+from mitmcache.store.base import Use
 from mitmcache.store.memory import MAX_VARIANTS_PER_KEY, MemoryStore
 from tests.support.entries import stored_entry
 
@@ -116,6 +117,18 @@ async def test_variants_per_url_are_capped_dropping_the_oldest():
     assert len(variants) == MAX_VARIANTS_PER_KEY
     assert variants[0].entry.vary == (("accept-language", "3"),)
     assert (await usage(store))[:3] == (MAX_VARIANTS_PER_KEY, 1, MAX_VARIANTS_PER_KEY * 100)
+
+
+async def test_past_the_variant_cap_the_least_recently_used_variant_goes_not_the_oldest():
+    store = MemoryStore(max_bytes=10**9, max_entries=0)
+    popular = make_entry("a", vary="popular")
+    await put(store, popular)
+    for i in range(MAX_VARIANTS_PER_KEY):
+        await store.record_uses([Use("a", popular.vary, popular.version, 1000.0 + i, 1, 0.0)])
+        await put(store, make_entry("a", vary=f"junk{i}"))
+    varies = [v.entry.vary for v in await store.variants("a")]
+    assert popular.vary in varies
+    assert (("accept-language", "junk0"),) not in varies
 
 
 async def test_resize_evicts_at_once_what_no_longer_fits():

@@ -5,7 +5,7 @@ import pytest
 from mitmcache.entry import Entry
 from mitmcache.policy.dates import format_http_date
 from mitmcache.policy.fields import get_all
-from mitmcache.policy.storable import Refusal, Rules, admit
+from mitmcache.policy.storable import Refusal, Rules, admit, refused_by_head
 from mitmcache.policy.validators import generate_etag
 
 NOW = 1_700_000_000.0
@@ -517,3 +517,28 @@ def test_stale_on_arrival_is_stored_when_it_may_be_served_stale(directive):
     is stale on arrival and has no validators."""
     entry = pure([("Cache-Control", f"max-age=0, {directive}")])
     assert isinstance(entry, Entry) and entry.lifetime == 0
+
+
+@pytest.mark.parametrize(
+    ("response", "reason"),
+    [
+        ((("Cache-Control", "no-store"),), "no-store"),
+        ((("Cache-Control", "private"),), "private"),
+        ((("Cache-Control", "max-age=60"), ("Set-Cookie", "a=1")), "set-cookie"),
+        ((("Cache-Control", "max-age=60"), ("Vary", "*")), "vary-star"),
+    ],
+)
+def test_a_head_that_cannot_be_stored_is_known_before_its_body(response, reason):
+    refused = refused_by_head(200, [], fields(response), Rules(default_ttl=60.0, override=False), NOW)
+    assert refused == Refusal(reason)
+
+
+@pytest.mark.parametrize(
+    ("status", "response"),
+    [
+        pytest.param(200, (("Cache-Control", "max-age=60"), ("Content-Length", "100")), id="storable"),
+        pytest.param(503, (("Cache-Control", "no-store"),), id="a 5xx is for the complete response"),
+    ],
+)
+def test_a_head_that_may_be_stored_or_needs_its_body_is_not_refused(status, response):
+    assert refused_by_head(status, [], fields(response), Rules(default_ttl=60.0, override=False), NOW) is None

@@ -39,3 +39,27 @@ def test_an_unfinished_body_is_not_kept():
     tee, _ = run(100, b"abc", finished=False)
     assert tee.complete is False
     assert tee.body() is None
+
+
+def test_growing_past_the_limit_is_said_once_so_waiters_can_stop_waiting():
+    overflows = []
+    tee = BodyTee(4, lambda: overflows.append(True))
+    for chunk in (b"abc", b"de", b"fgh", b""):
+        tee(chunk)
+    assert overflows == [True]
+    assert tee.keeping is False
+
+
+def test_a_body_within_the_limit_is_kept_and_never_overflows():
+    tee = BodyTee(10, lambda: pytest.fail("overflowed"))
+    tee(b"abc")
+    assert tee.keeping is True
+
+
+def test_the_end_of_the_body_is_reported_once_when_it_comes():
+    ends = []
+    tee = BodyTee(10, on_end=lambda: ends.append(True))
+    tee(b"abc")
+    assert ends == []
+    tee(b"")
+    assert ends == [True]

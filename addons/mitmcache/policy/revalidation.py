@@ -48,6 +48,15 @@ def revalidation_request_fields(client_fields: Fields) -> list[tuple[bytes, byte
     return upstream_accept_encoding(fields)
 
 
+def kept_against_forced_answer(stored: Entry, now: float) -> bool:
+    """Whether a stored response stays, rather than being replaced by the upstream's new answer to
+    a request whose own directives (``no-cache``, ``Pragma: no-cache``, ``max-age=0``) forced the
+    fetch: while it is fresh and needs no validation, it is the entry every client shares, and
+    the forcing request carried its client's unkeyed fields (``X-Forwarded-Host``, ``Cookie``...)
+    to the upstream. That client gets the upstream's answer; the others keep the shared entry."""
+    return not stored.no_cache and stored.expires_at > now
+
+
 def conditional_fields(entry: Entry) -> list[tuple[bytes, bytes]]:
     """``If-None-Match``/``If-Modified-Since`` from the upstream's own validators (§4.3.1).
 

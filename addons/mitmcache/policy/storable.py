@@ -12,7 +12,7 @@ from ..entry import Entry
 from . import cache_control, targeted
 from .dates import format_http_date, parse_http_date
 from .fields import HOP_BY_HOP, Fields, by_name, connection_listed, get_all, split_list
-from .freshness import corrected_initial_age, freshness_lifetime
+from .freshness import Lifetime, corrected_initial_age, freshness_lifetime
 from .key import secondary_key, vary_names
 from .validators import generate_etag
 
@@ -84,28 +84,30 @@ def refusal(
     return None
 
 
-def admit(
-    *,
-    key: str,
-    url: str,
-    host: str,
-    method: str,
-    request_fields: Fields,
-    status: int,
-    reason: bytes,
-    response_fields: Fields,
-    body: bytes,
-    request_time: float,
-    response_time: float,
-    rules: Rules,
-) -> Entry | Refusal:
-    """Turn a complete upstream response into an Entry, or say why it may not be stored.
+@dataclass(frozen=True, slots=True)
+class _Head:
+    """What a response's head says about storing it, parsed once."""
 
-    The response's directives come from the first valid targeted field (RFC 9213), else from
-    ``Cache-Control`` and ``Expires``. A body shorter or longer than its ``Content-Length`` is
-    incomplete and never stored (§3.3); an invalid ``Date`` is replaced by the time of receipt
-    (RFC 9110 §6.6.1).
-    """
+    response: dict[str, list[str]]
+    response_cc: cache_control.Directives
+    names: tuple[str, ...]
+    date: float | None
+    upstream_etag: str | None
+    last_modified: str | None
+    lifetime: Lifetime
+    stale_while_revalidate: int
+    stale_if_error: int
+
+
+def _judge_head(
+    method: str,
+    status: int,
+    request_fields: Fields,
+    response_fields: Fields,
+    rules: Rules,
+    response_time: float,
+) -> _Head | Refusal:
+    """The part of ``admit`` that needs no body: the refusals and the lifetime."""
     request_cc = cache_control.parse(get_all(request_fields, "cache-control"))
     response = by_name(response_fields)
     response_cc = targeted.select(response_fields, rules.targeted_fields)
@@ -126,8 +128,6 @@ def admit(
     )
     if refused or names is None:
         return refused or Refusal("vary-star")
-    if not complete(response.get("content-length", ()), body):
-        return Refusal("incomplete")
     date = parse_http_date(_first(response, "date"))
     upstream_etag = _first(response, "etag")
     last_modified = _first(response, "last-modified")
@@ -152,6 +152,65 @@ def admit(
         return Refusal("stale-on-arrival")
     if "no-cache" in response_cc and not response_cc["no-cache"] and not revalidatable:
         return Refusal("no-cache")
+    return _Head(
+        response,
+        response_cc,
+        names,
+        date,
+        upstream_etag,
+        last_modified,
+        lifetime,
+        stale_while_revalidate,
+        stale_if_error,
+    )
+
+
+def refused_by_head(
+    status: int, request_fields: Fields, response_fields: Fields, rules: Rules, now: float
+) -> Refusal | None:
+    """Why a GET response cannot be stored, known from its head alone (before its body arrives),
+    so that clients waiting for it need not wait for a body that will not be stored; None when
+    only the complete response can tell (an incomplete body, a 5xx)."""
+    if status >= 500:
+        return None
+    judged = _judge_head("GET", status, request_fields, response_fields, rules, now)
+    return judged if isinstance(judged, Refusal) else None
+
+
+def admit(
+    *,
+    key: str,
+    url: str,
+    host: str,
+    method: str,
+    request_fields: Fields,
+    status: int,
+    reason: bytes,
+    response_fields: Fields,
+    body: bytes,
+    request_time: float,
+    response_time: float,
+    rules: Rules,
+) -> Entry | Refusal:
+    """Turn a complete upstream response into an Entry, or say why it may not be stored.
+
+    The response's directives come from the first valid targeted field (RFC 9213), else from
+    ``Cache-Control`` and ``Expires``. A body shorter or longer than its ``Content-Length`` is
+    incomplete and never stored (§3.3); an invalid ``Date`` is replaced by the time of receipt
+    (RFC 9110 §6.6.1).
+    """
+    head = _judge_head(method, status, request_fields, response_fields, rules, response_time)
+    if isinstance(head, Refusal):
+        return head
+    response, response_cc, names = head.response, head.response_cc, head.names
+    if not complete(response.get("content-length", ()), body):
+        return Refusal("incomplete")
+    date, upstream_etag, last_modified = head.date, head.upstream_etag, head.last_modified
+    lifetime, stale_while_revalidate, stale_if_error = (
+        head.lifetime,
+        head.stale_while_revalidate,
+        head.stale_if_error,
+    )
 
     # An encoded body must not reach a client that did not ask for that encoding, even when the
     # upstream forgot to say Vary: Accept-Encoding.

@@ -27,6 +27,10 @@ class _Record(Stored):
     check_at: float = 0.0
 
 
+def _last_access(record: _Record) -> float:
+    return record.meta.last_access
+
+
 class MemoryStore:
     def __init__(self, max_bytes: int, max_entries: int) -> None:
         self.max_bytes = max_bytes
@@ -73,8 +77,8 @@ class MemoryStore:
             self._urls.move_to_end(entry.key)
             for old in [r for r in group if r.entry.vary == entry.vary]:
                 self._remove(group, old)
-            while len(group) >= MAX_VARIANTS_PER_KEY:
-                self._remove(group, group[0])
+            while len(group) >= MAX_VARIANTS_PER_KEY:  # the least recently used variant goes
+                self._remove(group, min(group, key=_last_access))
         group.append(_Record(entry, replace(meta), keep_until, check_at))
         heapq.heappush(self._schedule, (check_at, next(self._sequence), entry.key, entry.vary, entry.version))
         self._bytes += entry.size
