@@ -295,12 +295,23 @@ SETTINGS: tuple[Setting, ...] = (
         "CACHE_STORE",
         "memory",
         store_location,
-        "memory, or redis://[[user]:password@]host:port/db (rediss:// for TLS)",
+        "memory, disk, sqlite:///absolute/path, or redis://[[user]:password@]host:port/db (rediss:// for TLS)",
         "Where entries are kept: memory (this process only), or a Redis (or Valkey) shared by every "
         "proxy that names it, with a bounded in-process tier in front (cache_max_bytes and "
         "cache_max_entries bound that tier; Redis bounds itself with maxmemory). The password is "
-        "shown redacted.",
+        "shown redacted. disk (cache.db in cache_data_dir) or sqlite:///absolute/path: a file on "
+        "this machine that survives restarts, with the same in-process tier in front, bounded by "
+        "cache_store_max_bytes.",
         shown=redacted,
+    ),
+    Setting(
+        "cache_store_max_bytes",
+        "CACHE_STORE_MAX_BYTES",
+        "1g",
+        byte_size,
+        "a size such as 268435456, 512k, 64MB, 1g",
+        "Upper bound of the disk store (CACHE_STORE=disk or sqlite://...) on disk; least recently "
+        "used entries are evicted.",
     ),
 )
 
@@ -332,6 +343,7 @@ class Settings:
     name: str
     log_level: str
     store: StoreLocation
+    store_max_bytes: int
     rules: Rules = field(init=False, compare=False)  # what storing needs, built once, not per response
     lifecycle: Lifecycle = field(init=False, compare=False)  # what an entry's life needs, likewise
 
@@ -364,6 +376,12 @@ class Settings:
         """No configured default lifetime: the proxy is a plain RFC 9111 shared cache, which never
         serves stale without permission and never fetches what no client asked for."""
         return self.ttl == 0
+
+
+def data_dir(raw: str) -> Path:
+    """``CACHE_DATA_DIR`` (option ``cache_data_dir``): the proxy's own files (the disk store, the write
+    queue's SQLite file); ``data`` when empty, relative to the working directory."""
+    return Path.cwd() / (raw.strip() or "data")
 
 
 def env_file_values(environ: Mapping[str, str], cwd: Path) -> dict[str, str]:

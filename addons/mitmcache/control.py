@@ -28,6 +28,7 @@ from .entry import Stored
 from .metrics import CacheCollector, Stats, registry_for, snapshot
 from .policy.freshness import current_age
 from .policy.lifecycle import refreshable_in_background
+from .disk_tier import DiskTier
 from .shared_tier import SharedTier
 from .store_status import StoreCollector, store_health, store_stats
 from .targets import DEFAULT_PAGE, MAX_PAGE, BadRequest, Target, after_cursor, cursor_of, split_key
@@ -44,7 +45,7 @@ class Control:
         self.key = key  # the cache key of a request (request_key.cache_key)
         self._started = time.time()
         self.registry = registry_for(CacheCollector(self.read_stats))
-        self.shared: SharedTier | None = None  # the shared tier, when CACHE_STORE names one
+        self.shared: SharedTier | DiskTier | None = None  # the store's tier, when CACHE_STORE names one
         self.registry.register(StoreCollector(lambda: self.shared))
         self._api = AdminApi(self)
         self.handle = self._api.handle

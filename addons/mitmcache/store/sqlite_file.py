@@ -32,6 +32,7 @@ log = logging.getLogger("mitmcache")
 SCHEMA_VERSION = 1  # PRAGMA user_version: a file of another layout is emptied, never misread
 LEASE_SECONDS = 60.0  # a handed-out due entry is due again after this if nobody rescheduled it
 WAL_MAX_BYTES = 4 * 1024 * 1024  # the write-ahead log is checkpointed and cut back past this
+WAL_MIN_BYTES = 64 * 1024
 
 _COLUMNS = "key, variant, version, entry, stored_at, last_access, hits, failures, retry_at, keep_until"
 _SCHEMA = f"""
@@ -99,11 +100,17 @@ class SqliteFile:
             log.warning("cache store %s was written by another version of the cache: starting empty", path)
             db.execute("DROP TABLE IF EXISTS entries")
         db.execute("PRAGMA synchronous = FULL")
-        db.execute(f"PRAGMA journal_size_limit = {WAL_MAX_BYTES}")
-        page_size = db.execute("PRAGMA page_size").fetchone()[0]
-        db.execute(f"PRAGMA wal_autocheckpoint = {max(16, WAL_MAX_BYTES // page_size)}")
         db.executescript(_SCHEMA)
+        self._limit_log(db)
         return db
+
+    def _limit_log(self, db: sqlite3.Connection) -> None:
+        """The write-ahead log counts against the bound too: checkpointed and cut back past an
+        eighth of it (between 64 KB and ``WAL_MAX_BYTES``)."""
+        limit = min(WAL_MAX_BYTES, max(WAL_MIN_BYTES, self.max_bytes // 8))
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        db.execute(f"PRAGMA journal_size_limit = {limit}")
+        db.execute(f"PRAGMA wal_autocheckpoint = {max(1, limit // page_size)}")
 
     def close(self) -> None:
         self.db.close()
@@ -228,6 +235,7 @@ class SqliteFile:
     def resize(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self._make_room(0)
+        self._limit_log(self.db)
 
     # -- the schedule ----------------------------------------------------------------------------
 
