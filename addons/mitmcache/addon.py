@@ -17,11 +17,12 @@ from typing import Any
 
 from mitmproxy import ctx, exceptions, http
 
-from . import answers, config, responses
+from . import answers, config, responses, workers
 from .annotate import annotate
 from .compat import install_interim_reader
 from .control import Control
 from .core import run_eagerly
+from .disk_tier import DiskTier, InUse
 from .engine import Engine
 from .forwarding import Forwarding, over
 from .lookup import Answer, Forward, Refuse, Serve
@@ -31,7 +32,6 @@ from .policy.reuse import NO_DIRECTIVES, request_directives
 from .policy.validators import ORIGIN_PRECONDITIONS
 from .request_key import authority, cache_key
 from .retention import FlowRetention
-from .disk_tier import DiskTier, InUse
 from .shared_tier import SharedTier
 from .store.selection import Backend, disk_path
 from .upstream import tls_verification
@@ -79,6 +79,7 @@ class Cache:
         raw = {option: self._secrets.get((option, value), value) for option, value in raw.items()}
         try:
             settings = config.parse_settings(raw)
+            workers.check_store(settings.store)
         except ValueError as e:
             raise exceptions.OptionsError(str(e)) from None
         if settings.store != self.settings.store:

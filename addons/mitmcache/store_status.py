@@ -34,9 +34,9 @@ async def store_stats(shared: "Tier | None") -> dict[str, Any]:
         "store": "memory" if shared is None else shared.location.shown,
     }
     if shared is not None:  # Redis's figures, or the disk store's (store.selection.Backend)
-        stats[shared.location.backend.value if shared.location.backend.value == "disk" else "shared"] = (
-            await shared.figures()
-        )
+        stats[
+            shared.location.backend.value if shared.location.backend.value == "disk" else "shared"
+        ] = await shared.figures()
     return stats
 
 

@@ -28,7 +28,9 @@ def disk(proxy_factory, tmp_path):
     path = tmp_path / "store" / "cache.db"
 
     def start(settings: dict | None = None, **kwargs):
-        return proxy_factory({"cache_store": sqlite_url(path), "cache_admin_key": KEY, **(settings or {})}, **kwargs)
+        return proxy_factory(
+            {"cache_store": sqlite_url(path), "cache_admin_key": KEY, **(settings or {})}, **kwargs
+        )
 
     start.path = path
     return start
@@ -137,7 +139,12 @@ def test_health_and_stats_name_the_disk_store(origin, disk, http):
     proxy = disk()
     health = json_body(http.get(f"{proxy.url}/__cache/health"))
     assert health["status"] == "ok"
-    assert health["store"] == {"backend": "disk", "state": "up", "url": sqlite_url(disk.path), "path": str(disk.path)}
+    assert health["store"] == {
+        "backend": "disk",
+        "state": "up",
+        "url": sqlite_url(disk.path),
+        "path": str(disk.path),
+    }
 
 
 def test_a_second_proxy_on_the_same_file_is_refused(origin, disk, proxy_factory):

@@ -141,7 +141,10 @@ VALID: dict[str, list[tuple[str, object]]] = {
         (" Memory ", MEMORY),
         ("disk", DISK),
         (" DISK ", DISK),
-        ("sqlite:///var/cache/m.db", StoreLocation(Backend.DISK, "sqlite:///var/cache/m.db", "sqlite:///var/cache/m.db")),
+        (
+            "sqlite:///var/cache/m.db",
+            StoreLocation(Backend.DISK, "sqlite:///var/cache/m.db", "sqlite:///var/cache/m.db"),
+        ),
         (
             "redis://127.0.0.1:6379/0",
             StoreLocation(Backend.REDIS, "redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),

@@ -250,9 +250,7 @@ class SqliteFile:
         return [s for s in (self._stored(r[1:]) for r in rows) if s is not None]
 
     def reschedule(self, key: str, vary: Vary, version: int, check_at: float) -> bool:
-        return self._update(
-            "check_at = ?", (check_at,), key, vary, version
-        )
+        return self._update("check_at = ?", (check_at,), key, vary, version)
 
     # -- metadata --------------------------------------------------------------------------------
 
