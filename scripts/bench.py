@@ -20,6 +20,9 @@ Sections (``--only`` takes section names, scenario names or throughput configura
 * ``shared`` (``bench_shared.py``): the Redis store -- ``shared-hits`` (hits from the in-process
   tier and from Redis against the memory store), ``shared-herd`` (1000 clients over 2 processes),
   ``shared-purge`` (propagation to another process), ``shared-outage`` (Redis killed under load).
+* ``workers`` (``bench_workers.py``): ``disk-hits`` (hits from the in-process tier and from the disk
+  store, misses written behind, against the memory store), ``workers-hits`` (1 and 2 workers on one
+  port and one Redis), ``workers-herd`` (1000 clients connecting at once to 2 workers).
 
 A configuration is a name, a proxy command line and a workload: adding one (say the lean launcher of
 issue 6) is one entry in ``CONFIGS``; processes with the same command line are shared.
@@ -39,6 +42,7 @@ from pathlib import Path
 import bench_coalescing
 import bench_memory
 import bench_shared
+import bench_workers
 import benchlib as bl
 from benchlib import Budget, Section, fmt, median, table
 
@@ -99,6 +103,13 @@ RATIOS = (
     ("shared-tier-hit-1k / hit-1k req/s", "shared-tier-hit-1k", "hit-1k", "rps", None),
     ("shared-redis-hit-1k / hit-1k CPU per request", "shared-redis-hit-1k", "hit-1k", "cpu", None),
     ("shared-redis-hit-1k / hit-1k req/s", "shared-redis-hit-1k", "hit-1k", "rps", None),
+    ("disk-tier-hit-1k / hit-1k CPU per request", "disk-tier-hit-1k", "hit-1k", "cpu", None),
+    ("disk-tier-hit-1k / hit-1k req/s", "disk-tier-hit-1k", "hit-1k", "rps", None),
+    ("disk-read-hit-1k / hit-1k CPU per request", "disk-read-hit-1k", "hit-1k", "cpu", None),
+    ("disk-read-hit-1k / hit-1k req/s", "disk-read-hit-1k", "hit-1k", "rps", None),
+    ("disk-miss-1k / miss-1k p50 (16 connections)", "disk-miss-1k", "miss-1k", "p50", ("<=", 1.1)),
+    ("disk-miss-1k / miss-1k p50 (1 connection)", "disk-miss-1k", "miss-1k", "p50_1", ("<=", 1.1)),
+    ("disk-miss-1k / miss-1k CPU per request", "disk-miss-1k", "miss-1k", "cpu", None),
 )
 
 
@@ -417,7 +428,7 @@ def connections(quick: bool) -> Section:
 
 # -- main ----------------------------------------------------------------------------------------
 
-SECTIONS = ("throughput", "memory", "connections", "coalescing", "shared")
+SECTIONS = ("throughput", "memory", "connections", "coalescing", "shared", "workers")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -429,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="run only these (comma-separated, repeatable): sections "
         f"({', '.join(SECTIONS)}), scenarios ({', '.join(bench_memory.SCENARIOS)}, "
-        f"{', '.join(bench_coalescing.SCENARIOS)}, {', '.join(bench_shared.SCENARIOS)}) or throughput "
+        f"{', '.join(bench_coalescing.SCENARIOS)}, {', '.join(bench_shared.SCENARIOS)}, {', '.join(bench_workers.SCENARIOS)}) or throughput "
         "configurations "
         f"({', '.join(c.name for c in CONFIGS)})",
     )
@@ -443,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
 
     only = {name.strip() for item in args.only for name in item.split(",") if name.strip()}
     known = set(SECTIONS) | set(bench_memory.SCENARIOS) | set(bench_coalescing.SCENARIOS)
-    known |= set(bench_shared.SCENARIOS)
+    known |= set(bench_shared.SCENARIOS) | set(bench_workers.SCENARIOS)
     known |= {c.name for c in CONFIGS}
     if unknown := only - known:
         parser.error(f"unknown --only names: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
@@ -481,6 +492,26 @@ def main(argv: list[str] | None = None) -> int:
                     args.quick,
                     lambda specs: throughput(
                         [Config(n, proxy, path, expect=x, about=about) for n, proxy, path, x, about in specs],
+                        timing,
+                    ),
+                ),
+            )
+        )
+
+    if work := wanted("workers", bench_workers.SCENARIOS):
+        plan.append(
+            (
+                "workers",
+                lambda: bench_workers.run(
+                    work,
+                    args.quick,
+                    timing.rounds,
+                    timing.seconds,
+                    lambda specs: throughput(
+                        [
+                            Config(n, proxy, path, unique=unique, expect=x, about=about)
+                            for n, proxy, path, x, about, unique in specs
+                        ],
                         timing,
                     ),
                 ),
