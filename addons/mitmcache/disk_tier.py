@@ -58,8 +58,9 @@ class DiskTier:
         await self.disk.resize_file(settings.store_max_bytes)
 
     async def close(self) -> None:
+        """Commits and closes the file; the lock stays with the process until it exits (closing
+        any descriptor of the lock file would drop a reloaded addon's lock too)."""
         await self.disk.close()
-        os.close(self._lock)
 
     def health(self) -> dict[str, Any]:
         return {"backend": "disk", "state": "up", "url": self.location.shown, "path": str(self.path)}
@@ -81,11 +82,13 @@ class DiskTier:
 
 def _own(path: Path) -> int:
     """An exclusive lock on ``path``'s lock file, held while the process runs (the kernel drops it
-    when the process dies, however it dies)."""
+    when the process exits, however it exits). A POSIX record lock belongs to the process, so that
+    mitmdump's hot reload of the addon, which opens the store again before the old addon's close
+    has run, takes it over instead of locking itself out."""
     fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
         os.close(fd)
         raise InUse(f"{path} is in use by another proxy (one process per disk store)") from None
     return fd
