@@ -119,3 +119,37 @@ async def test_a_file_of_another_layout_is_emptied(tmp_path):
 )
 def test_after_prefix_bounds_every_key_with_the_prefix(prefix, after):
     assert after_prefix(prefix) == after
+
+
+async def test_a_url_never_stored_is_answered_without_reading_the_file(disk, monkeypatch):
+    await put(disk, "http://h/a")
+
+    def no_reads(*_):
+        raise AssertionError("read the file")
+
+    monkeypatch.setattr(disk, "_call", no_reads)
+    assert await disk.variants("http://h/never") == ()
+
+
+async def test_urls_stored_before_a_restart_are_found(tmp_path):
+    store = DiskStore(tmp_path / "cache.db", 2**30)
+    store.start()
+    entry = await put(store, "http://h/a")
+    await store.close()
+    reopened = DiskStore(tmp_path / "cache.db", 2**30)
+    assert [s.entry.version for s in await reopened.variants(entry.key)] == [entry.version]
+    await reopened.close()
+
+
+async def test_the_set_of_stored_urls_is_rebuilt_from_the_file_and_loses_none(tmp_path, monkeypatch):
+    monkeypatch.setattr("mitmcache.store.disk.KEYS_SLACK", 4)
+    store = DiskStore(tmp_path / "cache.db", 40_000)  # room for four entries: the rest are evicted
+    store.start()
+    for i in range(30):
+        await put(store, f"http://h/{i}", b"x" * 8000)
+        await asyncio.sleep(0)
+    await store.flush()
+    await asyncio.sleep(0.05)
+    assert len(store._maybe_stored) < 30  # rebuilt: evicted URLs forgotten
+    assert all(hash(key) in store._maybe_stored for key in await store.keys())
+    await store.close()

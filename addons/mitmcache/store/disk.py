@@ -8,7 +8,10 @@ at most that much, and never leaves a half-written entry (SQLite's write-ahead l
 first applies what is pending, on the same thread, so every read sees every earlier write.
 
 The store sits behind the bounded in-process tier (``store.tiered``), as Redis does: fresh hits
-never reach it. A disk that fails (full, removed) raises ``tiered.Unavailable`` from reads -- the
+never reach it. A miss usually does not either: the store keeps the ``hash()`` of every URL it may
+hold, so a lookup of a URL it surely lacks is answered at once, without a trip to its thread (on a
+busy core that trip is what a miss's latency would wait for). The set may name URLs the file no
+longer has (evicted, purged by prefix): it is rebuilt from the file once it holds twice as many. A disk that fails (full, removed) raises ``tiered.Unavailable`` from reads -- the
 tier then serves on alone -- and loses the batch it could not write, logged once per failure run.
 """
 
@@ -31,6 +34,7 @@ log = logging.getLogger("mitmcache")
 
 FLUSH_SECONDS = 0.2  # how often pending writes are committed: at most this much is lost in a crash
 PENDING_MAX_BYTES = 16 * 1024 * 1024  # a burst of writes past this waits for its commit (memory bound)
+KEYS_SLACK = 4096  # URL hashes beyond twice the stored rows before the set is rebuilt
 
 type Write = Callable[[SqliteFile], Any]
 
@@ -46,6 +50,8 @@ class DiskStore:
         self._pending_bytes = 0
         self._flusher: asyncio.Task[None] | None = None
         self._failing = False
+        self._maybe_stored = self.file.key_hashes()  # hash() of every URL the file may hold
+        self._added_while_rebuilding: list[int] | None = None
 
     # -- the thread, and writes behind --------------------------------------------------------
 
@@ -105,6 +111,8 @@ class DiskStore:
     # -- reading ---------------------------------------------------------------------------------
 
     async def variants(self, key: str) -> Sequence[Stored]:
+        if hash(key) not in self._maybe_stored:
+            return ()
         now = time.time()
         found = await self._call(lambda f: f.variants(key, now))
         if found:
@@ -112,6 +120,8 @@ class DiskStore:
         return found
 
     async def peek(self, key: str) -> Sequence[Stored]:
+        if hash(key) not in self._maybe_stored:
+            return ()
         now = time.time()
         return await self._call(lambda f: f.variants(key, now))
 
@@ -127,6 +137,7 @@ class DiskStore:
             partial(SqliteFile.put, entry=entry, meta=meta, keep_until=keep_until, check_at=check_at)
         )
         self._pending_bytes += entry.size
+        self._note_stored(hash(entry.key))
         if self._pending_bytes > PENDING_MAX_BYTES:
             await self._call(None)
         return True
@@ -135,13 +146,33 @@ class DiskStore:
         return await self._call(lambda f: f.discard(key, vary, version))
 
     async def delete(self, key: str) -> int:
+        self._maybe_stored.discard(hash(key))  # what is pending is deleted too
         return await self._call(lambda f: f.delete(key))
 
     async def delete_prefix(self, prefix: str) -> int:
         return await self._call(lambda f: f.delete_prefix(prefix))
 
     async def clear(self) -> int:
+        self._maybe_stored = set()
         return await self._call(SqliteFile.clear)
+
+    def _note_stored(self, url_hash: int) -> None:
+        self._maybe_stored.add(url_hash)
+        if self._added_while_rebuilding is not None:
+            self._added_while_rebuilding.append(url_hash)
+        elif len(self._maybe_stored) > 2 * self.file.rows + KEYS_SLACK:
+            self._added_while_rebuilding = []
+            asyncio.get_running_loop().create_task(self._rebuild_key_hashes())
+
+    async def _rebuild_key_hashes(self) -> None:
+        """The set from the file, plus what was stored while it was read: never missing a URL."""
+        try:
+            fresh = await self._call(SqliteFile.key_hashes)
+        except Unavailable:
+            fresh = None
+        added, self._added_while_rebuilding = self._added_while_rebuilding or [], None
+        if fresh is not None:
+            self._maybe_stored = fresh | set(added)
 
     # -- the schedule ----------------------------------------------------------------------------
 

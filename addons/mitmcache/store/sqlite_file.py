@@ -83,7 +83,8 @@ class SqliteFile:
         self.evictions = 0
         self.unreadable = 0
         self.db = self._open(path)
-        self.bytes = int(self.db.execute("SELECT coalesce(sum(size), 0) FROM entries").fetchone()[0])
+        rows, size = self.db.execute("SELECT count(*), coalesce(sum(size), 0) FROM entries").fetchone()
+        self.rows, self.bytes = int(rows), int(size)
 
     def _open(self, path: Path) -> sqlite3.Connection:
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -151,6 +152,11 @@ class SqliteFile:
     def touch(self, key: str, at: float) -> None:
         self.db.execute("UPDATE entries SET used = max(used, ?) WHERE key = ?", (at, url_bytes(key)))
 
+    def key_hashes(self) -> set[int]:
+        """``hash()`` of every stored URL: ``store.disk`` answers most misses without reading."""
+        rows = self.db.execute("SELECT DISTINCT key FROM entries")
+        return {hash(row[0].decode("utf-8", "surrogateescape")) for row in rows}
+
     def keys(self) -> list[str]:
         rows = self.db.execute("SELECT key FROM entries GROUP BY key ORDER BY max(used)").fetchall()
         return [row[0].decode("utf-8", "surrogateescape") for row in rows]
@@ -194,6 +200,7 @@ class SqliteFile:
             ),
         )
         self.bytes += entry.size
+        self.rows += 1
 
     def _make_room(self, size: int) -> None:
         """Evict least recently used entries until ``size`` more bytes fit: before the insert, so
@@ -210,6 +217,7 @@ class SqliteFile:
     def _delete_where(self, where: str, args: Sequence) -> int:
         dropped = self.db.execute(f"DELETE FROM entries WHERE {where} RETURNING size", args).fetchall()
         self.bytes -= sum(size for (size,) in dropped)
+        self.rows -= len(dropped)
         return len(dropped)
 
     def discard(self, key: str, vary: Vary, version: int) -> bool:
