@@ -315,6 +315,15 @@ SETTINGS: tuple[Setting, ...] = (
         "Upper bound of the disk store (CACHE_STORE=disk or sqlite://...) on disk; least recently "
         "used entries are evicted.",
     ),
+    Setting(
+        "cache_data_dir",
+        "CACHE_DATA_DIR",
+        "data",
+        text,
+        "a directory path",
+        "Directory of the proxy's own files (the disk store's cache.db, the write queue's SQLite "
+        "file), relative to the working directory; created with mode 0700 at start.",
+    ),
 )
 
 BY_OPTION = {s.option: s for s in SETTINGS}
@@ -346,6 +355,7 @@ class Settings:
     log_level: str
     store: StoreLocation
     store_max_bytes: int
+    data_dir: str  # as given: data_dir() resolves it against the working directory
     rules: Rules = field(init=False, compare=False)  # what storing needs, built once, not per response
     lifecycle: Lifecycle = field(init=False, compare=False)  # what an entry's life needs, likewise
 

@@ -50,12 +50,16 @@ def test_a_restarted_proxy_serves_what_was_stored_with_its_age(origin, disk, htt
     assert origin.count("/kept") == 1
 
 
-def test_disk_keeps_cache_db_in_the_data_directory_created_private(origin, proxy_factory, http, tmp_path):
+@pytest.mark.parametrize(("data_dir", "where"), [(None, "data"), ("state/cache", "state/cache")])
+def test_disk_keeps_cache_db_in_the_data_directory_created_private(
+    origin, proxy_factory, http, tmp_path, data_dir, where
+):
     origin.route("/a", headers={"Cache-Control": "max-age=600"}, body="a")
-    proxy = proxy_factory({"cache_store": "disk"}, cwd=tmp_path / "cwd")
+    settings = {"cache_store": "disk"} | ({"cache_data_dir": data_dir} if data_dir else {})
+    proxy = proxy_factory(settings, cwd=tmp_path / "cwd")
     http.get(f"{proxy.url}/a")
     proxy_factory.stop_all()
-    data = tmp_path / "cwd" / "data"
+    data = tmp_path / "cwd" / where
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
     with sqlite3.connect(data / "cache.db") as db:
         assert db.execute("SELECT count(*) FROM entries").fetchone() == (1,)

@@ -139,6 +139,7 @@ VALID: dict[str, list[tuple[str, object]]] = {
     "cache_name": [("mitmcache", "mitmcache"), ("edge-1.example_a", "edge-1.example_a")],
     "cache_log_level": [("debug", "debug"), ("WARNING", "warning")],
     "cache_store_max_bytes": SIZES_VALID,
+    "cache_data_dir": [("data", "data"), (" /var/lib/mitmcache ", "/var/lib/mitmcache"), ("", "")],
     "cache_store": [
         ("memory", MEMORY),
         (" Memory ", MEMORY),
@@ -184,6 +185,7 @@ INVALID: dict[str, list[str]] = {
     "cache_name": ["", "1cache", "my cache", "cache;x"],
     "cache_log_level": ["", "verbose"],
     "cache_store_max_bytes": SIZES_INVALID,
+    "cache_data_dir": [],  # any path: whether it can be used is checked when the store opens it
     "cache_store": [
         "",
         "disks",
