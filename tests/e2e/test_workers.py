@@ -226,3 +226,28 @@ def test_workers_without_production_are_refused(origin, tool):
     )
     assert result.returncode == 2
     assert "WORKERS=2 needs PRODUCTION=1" in result.stderr
+
+
+def test_run_sh_with_workers_and_production_runs_them(origin, redis_server, tmp_path):
+    port = free_port()
+    env = clean_env(
+        {"WORKERS": "2", "PRODUCTION": "1", "LISTEN_PORT": str(port), "CACHE_STORE": redis_server.url}
+    )
+    log_path = tmp_path / "run.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([str(RUN), origin.url], cwd=tmp_path, env=env, stdout=log, stderr=log)
+    try:
+        seen: set[int] = set()
+        deadline = time.monotonic() + 90
+        while seen != {1, 2}:
+            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            try:
+                with httpx.Client(trust_env=False, timeout=5) as fresh:
+                    seen.add(json_body(fresh.get(f"http://127.0.0.1:{port}/__cache/health"))["worker"])
+            except httpx.HTTPError:
+                time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+    assert code == 0
+    assert "--workers 2" in log_path.read_text()  # run.sh's command line

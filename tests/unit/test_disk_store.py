@@ -142,7 +142,8 @@ async def test_urls_stored_before_a_restart_are_found(tmp_path):
 
 
 async def test_the_set_of_stored_urls_is_rebuilt_from_the_file_and_loses_none(tmp_path, monkeypatch):
-    monkeypatch.setattr("mitmcache.store.disk.KEYS_SLACK", 4)
+    # the globals DiskStore reads (other tests may re-import the package under the same name)
+    monkeypatch.setitem(DiskStore._note_stored.__globals__, "KEYS_SLACK", 4)
     store = DiskStore(tmp_path / "cache.db", 40_000)  # room for four entries: the rest are evicted
     store.start()
     rebuilds = 0
