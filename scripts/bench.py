@@ -20,6 +20,9 @@ Sections (``--only`` takes section names, scenario names or throughput configura
 * ``shared`` (``bench_shared.py``): the Redis store -- ``shared-hits`` (hits from the in-process
   tier and from Redis against the memory store), ``shared-herd`` (1000 clients over 2 processes),
   ``shared-purge`` (propagation to another process), ``shared-outage`` (Redis killed under load).
+* ``writequeue`` (``bench_writequeue.py``): ``queue-accept`` (accepted writes/s and p50/p99 on SQLite and
+  PostgreSQL against pass-through), ``queue-rate`` (delivery rate against ASYNC_RATE), ``queue-crash``
+  (10,000 writes with a SIGKILL and a restart: accepted = delivered, duplicates counted).
 * ``workers`` (``bench_workers.py``): ``disk-hits`` (hits from the in-process tier and from the disk
   store, misses written behind, against the memory store), ``workers-hits`` (1 and 2 workers on one
   port and one Redis), ``workers-herd`` (1000 clients connecting at once to 2 workers).
@@ -43,6 +46,7 @@ import bench_coalescing
 import bench_memory
 import bench_shared
 import bench_workers
+import bench_writequeue
 import benchlib as bl
 from benchlib import Budget, Section, fmt, median, table
 
@@ -428,7 +432,7 @@ def connections(quick: bool) -> Section:
 
 # -- main ----------------------------------------------------------------------------------------
 
-SECTIONS = ("throughput", "memory", "connections", "coalescing", "shared", "workers")
+SECTIONS = ("throughput", "memory", "connections", "coalescing", "writequeue", "shared", "workers")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -440,7 +444,8 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="run only these (comma-separated, repeatable): sections "
         f"({', '.join(SECTIONS)}), scenarios ({', '.join(bench_memory.SCENARIOS)}, "
-        f"{', '.join(bench_coalescing.SCENARIOS)}, {', '.join(bench_shared.SCENARIOS)}, {', '.join(bench_workers.SCENARIOS)}) or throughput "
+        f"{', '.join(bench_coalescing.SCENARIOS)}, {', '.join(bench_writequeue.SCENARIOS)}, "
+        f"{', '.join(bench_shared.SCENARIOS)}, {', '.join(bench_workers.SCENARIOS)}) or throughput "
         "configurations "
         f"({', '.join(c.name for c in CONFIGS)})",
     )
@@ -454,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
 
     only = {name.strip() for item in args.only for name in item.split(",") if name.strip()}
     known = set(SECTIONS) | set(bench_memory.SCENARIOS) | set(bench_coalescing.SCENARIOS)
+    known |= set(bench_writequeue.SCENARIOS)
     known |= set(bench_shared.SCENARIOS) | set(bench_workers.SCENARIOS)
     known |= {c.name for c in CONFIGS}
     if unknown := only - known:
@@ -483,6 +489,8 @@ def main(argv: list[str] | None = None) -> int:
         plan.append(("connections", lambda: [connections(args.quick)]))
     if coal := wanted("coalescing", bench_coalescing.SCENARIOS):
         plan.append(("coalescing", lambda: bench_coalescing.run(coal, args.quick)))
+    if queue := wanted("writequeue", bench_writequeue.SCENARIOS):
+        plan.append(("writequeue", lambda: bench_writequeue.run(queue, args.quick)))
     if shared := wanted("shared", bench_shared.SCENARIOS):
         plan.append(
             (

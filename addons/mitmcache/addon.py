@@ -130,7 +130,8 @@ class Cache:
 
     @staticmethod
     def _open_disk(settings: config.Settings) -> DiskTier:
-        path = disk_path(settings.store, config.data_dir(settings.data_dir))
+        # CACHE_DATA_DIR is the write queue's option too (registered by its addon, loaded with this one)
+        path = disk_path(settings.store, config.data_dir(getattr(ctx.options, "cache_data_dir", "")))
         try:
             return DiskTier(settings.store, path, settings)
         except (OSError, sqlite3.Error, InUse) as e:

@@ -51,6 +51,7 @@ class Control:
         self._api = AdminApi(self)
         self.handle = self._api.handle
         self.clear_cache_header = self._api.clear_cache_header
+        self.mount = self._api.mount  # another part's endpoints under the prefix (the write queue's)
 
     # -- the core, shared by the endpoints and the commands -------------------------------------
 

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from mitmcache.config import (
+    ALL_SETTINGS,
     BY_OPTION,
     ENV_FILE_VARIABLE,
     SETTINGS,
@@ -31,7 +32,7 @@ def write_env(directory: Path, text: str, name: str = ".env") -> Path:
 
 
 def test_built_in_defaults_without_environment_or_env_file(tmp_path):
-    assert defaults({}, tmp_path) == {s.option: s.default for s in SETTINGS}
+    assert defaults({}, tmp_path) == {s.option: s.default for s in ALL_SETTINGS}
 
 
 def test_env_file_overrides_the_built_in_default(tmp_path):
@@ -139,7 +140,6 @@ VALID: dict[str, list[tuple[str, object]]] = {
     "cache_name": [("mitmcache", "mitmcache"), ("edge-1.example_a", "edge-1.example_a")],
     "cache_log_level": [("debug", "debug"), ("WARNING", "warning")],
     "cache_store_max_bytes": SIZES_VALID,
-    "cache_data_dir": [("data", "data"), (" /var/lib/mitmcache ", "/var/lib/mitmcache"), ("", "")],
     "cache_store": [
         ("memory", MEMORY),
         (" Memory ", MEMORY),
@@ -185,7 +185,6 @@ INVALID: dict[str, list[str]] = {
     "cache_name": ["", "1cache", "my cache", "cache;x"],
     "cache_log_level": ["", "verbose"],
     "cache_store_max_bytes": SIZES_INVALID,
-    "cache_data_dir": [],  # any path: whether it can be used is checked when the store opens it
     "cache_store": [
         "",
         "disks",
