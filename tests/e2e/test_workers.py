@@ -12,8 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.e2e.test_write_queue import burst, delivered_ids, pg_url, wait_until
 from tests.support.harness import REPO_ROOT, Origin, clean_env, free_port, json_body
 from tests.support.redis_server import RedisServer
+
+__all__ = ["pg_url"]  # the write queue's PostgreSQL database fixture, used here too
 
 KEY = "workers-secret"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -251,3 +254,21 @@ def test_run_sh_with_workers_and_production_runs_them(origin, redis_server, tmp_
         code = proc.wait(30)
     assert code == 0
     assert "--workers 2" in log_path.read_text()  # run.sh's command line
+
+
+# -- the write queue with workers ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("queue", ["sqlite", "postgresql"])
+def test_the_write_queue_with_two_workers_delivers_each_write_once(origin, workers, queue, request):
+    origin.route("/events/shared", status=200, delay=0.02)
+    settings = {"async_routes": "POST /events/*", "async_request_timeout": "2", "async_workers": "4"}
+    if queue == "postgresql":
+        settings["async_queue_url"] = request.getfixturevalue("pg_url")
+    w = workers(2, **settings)
+    accepted = burst(w, 300, "/events/shared", threads=8)  # new connections reach both workers
+    assert len(accepted) == 300
+    wait_until(lambda: set(accepted) <= set(delivered_ids(origin)), timeout=90, what="every write delivered")
+    assert set(delivered_ids(origin).values()) == {1}
+    if queue == "sqlite":
+        assert (w.cwd / "data" / "queue.db").exists()  # one file in the shared data directory
