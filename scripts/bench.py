@@ -23,6 +23,9 @@ Sections (``--only`` takes section names, scenario names or throughput configura
 * ``writequeue`` (``bench_writequeue.py``): ``queue-accept`` (accepted writes/s and p50/p99 on SQLite and
   PostgreSQL against pass-through), ``queue-rate`` (delivery rate against ASYNC_RATE), ``queue-crash``
   (10,000 writes with a SIGKILL and a restart: accepted = delivered, duplicates counted).
+* ``workers`` (``bench_workers.py``): ``disk-hits`` (hits from the in-process tier and from the disk
+  store, misses written behind, against the memory store), ``workers-hits`` (1 and 2 workers on one
+  port and one Redis), ``workers-herd`` (1000 clients connecting at once to 2 workers).
 
 A configuration is a name, a proxy command line and a workload: adding one (say the lean launcher of
 issue 6) is one entry in ``CONFIGS``; processes with the same command line are shared.
@@ -43,6 +46,7 @@ import bench_coalescing
 import bench_compression
 import bench_memory
 import bench_shared
+import bench_workers
 import bench_writequeue
 import benchlib as bl
 from benchlib import Budget, Section, fmt, median, table
@@ -217,6 +221,13 @@ RATIOS = (
     ("shared-tier-hit-1k / hit-1k req/s", "shared-tier-hit-1k", "hit-1k", "rps", None),
     ("shared-redis-hit-1k / hit-1k CPU per request", "shared-redis-hit-1k", "hit-1k", "cpu", None),
     ("shared-redis-hit-1k / hit-1k req/s", "shared-redis-hit-1k", "hit-1k", "rps", None),
+    ("disk-tier-hit-1k / hit-1k CPU per request", "disk-tier-hit-1k", "hit-1k", "cpu", None),
+    ("disk-tier-hit-1k / hit-1k req/s", "disk-tier-hit-1k", "hit-1k", "rps", None),
+    ("disk-read-hit-1k / hit-1k CPU per request", "disk-read-hit-1k", "hit-1k", "cpu", None),
+    ("disk-read-hit-1k / hit-1k req/s", "disk-read-hit-1k", "hit-1k", "rps", None),
+    ("disk-miss-1k / miss-1k p50 (16 connections)", "disk-miss-1k", "miss-1k", "p50", ("<=", 1.1)),
+    ("disk-miss-1k / miss-1k p50 (1 connection)", "disk-miss-1k", "miss-1k", "p50_1", ("<=", 1.1)),
+    ("disk-miss-1k / miss-1k CPU per request", "disk-miss-1k", "miss-1k", "cpu", None),
 )
 
 
@@ -546,7 +557,16 @@ def connections(quick: bool) -> Section:
 
 # -- main ----------------------------------------------------------------------------------------
 
-SECTIONS = ("throughput", "memory", "connections", "coalescing", "writequeue", "shared", "compression")
+SECTIONS = (
+    "throughput",
+    "memory",
+    "connections",
+    "coalescing",
+    "writequeue",
+    "shared",
+    "compression",
+    "workers",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -559,7 +579,8 @@ def main(argv: list[str] | None = None) -> int:
         help="run only these (comma-separated, repeatable): sections "
         f"({', '.join(SECTIONS)}), scenarios ({', '.join(bench_memory.SCENARIOS)}, "
         f"{', '.join(bench_coalescing.SCENARIOS)}, {', '.join(bench_writequeue.SCENARIOS)}, "
-        f"{', '.join(bench_shared.SCENARIOS)}, {', '.join(bench_compression.SCENARIOS)}) or throughput "
+        f"{', '.join(bench_shared.SCENARIOS)}, {', '.join(bench_compression.SCENARIOS)}, "
+        f"{', '.join(bench_workers.SCENARIOS)}) or throughput "
         "configurations "
         f"({', '.join(c.name for c in CONFIGS + COMPRESSION_CONFIGS)})",
     )
@@ -576,6 +597,7 @@ def main(argv: list[str] | None = None) -> int:
     known |= set(bench_writequeue.SCENARIOS) | set(bench_compression.SCENARIOS)
     known |= set(bench_shared.SCENARIOS)
     known |= {c.name for c in CONFIGS + COMPRESSION_CONFIGS}
+    known |= set(bench_workers.SCENARIOS)
     if unknown := only - known:
         parser.error(f"unknown --only names: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
 
@@ -629,6 +651,26 @@ def main(argv: list[str] | None = None) -> int:
         plan.append(("compression hits", lambda: [throughput(coded, timing, COMPRESSION_RATIOS, title)]))
     if comp := wanted("compression", bench_compression.SCENARIOS):
         plan.append(("compression", lambda: bench_compression.run(comp, args.quick)))
+
+    if work := wanted("workers", bench_workers.SCENARIOS):
+        plan.append(
+            (
+                "workers",
+                lambda: bench_workers.run(
+                    work,
+                    args.quick,
+                    timing.rounds,
+                    timing.seconds,
+                    lambda specs: throughput(
+                        [
+                            Config(n, proxy, path, unique=unique, expect=x, about=about)
+                            for n, proxy, path, x, about, unique in specs
+                        ],
+                        timing,
+                    ),
+                ),
+            )
+        )
 
     machine = bl.machine_info()
     started = time.monotonic()

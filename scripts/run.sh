@@ -22,12 +22,19 @@
 # are debug lines.
 #
 # Environment: LISTEN_HOST (127.0.0.1), LISTEN_PORT (8080), TERMLOG (see above: mitmproxy's
-# termlog_verbosity), PRODUCTION=1, MITMWEB=1, CACHE_ENV_FILE (default <repo>/.env when it exists).
+# termlog_verbosity), PRODUCTION=1, MITMWEB=1, CACHE_ENV_FILE (default <repo>/.env when it exists),
+# WORKERS=N (with PRODUCTION=1 only: N supervised processes on one port, scripts/serve.sh --workers N;
+# docs/workers-and-disk.md).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [[ "${PRODUCTION:-}" == "1" && "${MITMWEB:-}" == "1" ]]; then
     echo "run: PRODUCTION=1 and MITMWEB=1 exclude each other (the lean launcher has no web UI)" >&2
+    exit 2
+fi
+if [[ -n "${WORKERS:-}" && "${PRODUCTION:-}" != "1" ]]; then
+    echo "run: WORKERS=$WORKERS needs PRODUCTION=1: the production launcher runs and supervises the workers" \
+        "(stock mitmdump and mitmweb are one process each; docs/workers-and-disk.md)" >&2
     exit 2
 fi
 "$ROOT/scripts/setup.sh"
@@ -118,6 +125,7 @@ if [[ "${MITMWEB:-}" == "1" ]]; then
 elif [[ "${PRODUCTION:-}" == "1" ]]; then
     tool="$ROOT/scripts/serve.sh"  # the cache is built in
     script_args=()
+    if [[ -n "${WORKERS:-}" ]]; then script_args=(--workers "$WORKERS"); fi  # checked by the launcher
     export MITMCACHE_SKIP_SETUP=1  # done above
 else
     tool="$ROOT/.venv/bin/mitmdump"  # the default (MITMDUMP=1 asks for it explicitly)

@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# The production launcher: scripts/serve.sh --mode reverse:URL[@HOST:PORT] [mitmdump-style args...]
+# The production launcher: scripts/serve.sh [--workers N] --mode reverse:URL[@HOST:PORT] [mitmdump-style args...]
+#
+# --workers N runs N launchers on one port under a supervisor (restarts, clean stop, exit codes:
+# addons/mitmcache/workers.py, docs/workers-and-disk.md); N > 1 needs CACHE_STORE=redis://...
 #
 # Runs the cache on a lean mitmproxy (addons/mitmcache/launcher.py; docs/launcher.md): the same cache and
 # settings (.env, environment, --set) as `mitmdump -s addons/cache.py`, at about twice the requests per

@@ -9,6 +9,7 @@ methods pass by, and their responses invalidate what they changed. The control p
 
 import asyncio
 import logging
+import sqlite3
 import ssl
 import time
 from collections.abc import Coroutine
@@ -16,7 +17,7 @@ from typing import Any
 
 from mitmproxy import ctx, exceptions, http
 
-from . import answers, config, request_body, responses, startup
+from . import answers, config, request_body, responses, startup, workers
 from .annotate import annotate
 from .coalesce import Kind, Outcome
 from .compat import (
@@ -27,6 +28,7 @@ from .compat import (
 )
 from .control import Control
 from .core import run_eagerly
+from .disk_tier import DiskTier, InUse
 from .engine import Engine
 from .forwarding import Forwarded, Forwarding, over
 from .lookup import Answer, Forward, Refuse, Serve
@@ -37,7 +39,7 @@ from .policy.validators import ORIGIN_PRECONDITIONS
 from .request_key import authority, cache_key, origin_form
 from .retention import FlowRetention
 from .shared_tier import SharedTier
-from .store.selection import Backend
+from .store.selection import Backend, disk_path
 from .upstream import tls_verification
 
 # mitmproxy's options (tlsconfig's) that decide how the cache's own upstream client verifies TLS.
@@ -62,7 +64,7 @@ class Cache:
         self._tls_verify: bool | ssl.SSLContext = True
         self._timeouts: asyncio.Task[None] | None = None
         self._defaults: dict[str, config.Default] = {}  # load() fills it; errors name their source
-        self.shared: SharedTier | None = None  # CACHE_STORE=redis://...
+        self.shared: SharedTier | DiskTier | None = None  # CACHE_STORE=redis://..., disk, sqlite://...
         self._secrets: dict[tuple[str, str], str] = {}  # (option, value shown) -> value with its secret
         self._running = False
 
@@ -89,10 +91,13 @@ class Cache:
         changed = "an option change" if self._running else "--set"
         try:
             settings = config.parse_settings(values, config.value_sources(values, self._defaults, changed))
+            workers.check_store(settings.store)
         except ValueError as e:
             raise exceptions.OptionsError(str(e)) from None
         if settings.store != self.settings.store:
             self._use_store(settings)
+        elif isinstance(self.shared, DiskTier) and settings.store_max_bytes != self.settings.store_max_bytes:
+            run_eagerly(self.shared.configure(settings))
         self._conceal_options()
         self.settings = settings
         self.engine.configure(settings)
@@ -126,7 +131,19 @@ class Cache:
         if settings.store.backend is Backend.REDIS:
             self.shared = SharedTier(settings.store, lambda: self.settings)
             self.shared.install(self.engine.core)
+        elif settings.store.backend is Backend.DISK:
+            self.shared = self._open_disk(settings)
+            self.shared.install(self.engine.core)
         self.control.shared = self.shared
+
+    @staticmethod
+    def _open_disk(settings: config.Settings) -> DiskTier:
+        # CACHE_DATA_DIR is the write queue's option too (registered by its addon, loaded with this one)
+        path = disk_path(settings.store, config.data_dir(getattr(ctx.options, "cache_data_dir", "")))
+        try:
+            return DiskTier(settings.store, path, settings)
+        except (OSError, sqlite3.Error, InUse) as e:
+            raise exceptions.OptionsError(f"cache_store: cannot use the disk store {path}: {e}") from None
 
     @staticmethod
     def _warn_about_options(settings: config.Settings) -> None:
@@ -167,9 +184,10 @@ class Cache:
     def running(self) -> None:
         self._running = True
         startup.warn_about_unknown_options()
+        if isinstance(self.shared, SharedTier):
+            log.info("cache store: %s, with an in-process tier in front", self.shared.location.shown)
         if self.shared is not None:
             self.shared.start()
-            log.info("cache store: %s, with an in-process tier in front", self.shared.location.shown)
         self.engine.start(self._tls_verify)
         self._timeouts = asyncio.get_running_loop().create_task(self._watch_upstream_timeouts())
         if self.retention in self.addons and ctx.master.addons.get("view") is None:
@@ -178,12 +196,19 @@ class Cache:
             ctx.master.addons.remove(self.retention)
             self.addons.remove(self.retention)
 
-    def done(self) -> None:
+    def done(self) -> asyncio.Task[None] | None:
+        """Hands mitmproxy the store's closing (it awaits it: a disk store commits what is still
+        written behind); a script reload, which calls this synchronously, leaves it to finish."""
         if self._timeouts is not None:
             self._timeouts.cancel()
         self.engine.stop()
-        if self.shared is not None:
-            run_eagerly(self.shared.close())
+        if self.shared is None:
+            return None
+        try:
+            return asyncio.get_running_loop().create_task(self.shared.close())
+        except RuntimeError:  # no loop (tests)
+            asyncio.run(self.shared.close())
+            return None
 
     async def _watch_upstream_timeouts(self) -> None:
         while True:

@@ -1,6 +1,6 @@
 """Every patch of mitmproxy internals, in one place, checked against the mitmproxy they were written for.
 
-The cache is an addon, but three things it needs are not in mitmproxy's addon API (mitmproxy
+The cache is an addon, but four things it needs are not in mitmproxy's addon API (mitmproxy
 12.2.3, ``mitmproxy/addonmanager.py``, ``proxy/layers/http/_http1.py``, ``proxy/server.py``):
 
 * **Interim (1xx) responses.** mitmproxy's HTTP/1 client (``Http1Client.read_headers``) takes the
@@ -16,12 +16,15 @@ The cache is an addon, but three things it needs are not in mitmproxy's addon AP
   any lost connection: the ``error`` hook runs and the client gets mitmproxy's ``502``.
 * **The production launcher's addon manager** (``DispatchTable``): mitmproxy's, with events
   dispatched through a table of the hooks that exist (see its docstring).
+* **Workers on one port** (``install_reuse_port``): the listeners bind with ``SO_REUSEPORT``, which
+  ``asyncio.start_server`` supports but mitmproxy does not ask for.
 
 Each patch checks the shape of what it uses and leaves mitmproxy untouched if that differs;
 ``check_version`` says once, clearly, when the running mitmproxy is not the one they were written
 for, so a mitmproxy upgrade shows where to look.
 """
 
+import asyncio
 import dataclasses
 import inspect
 import logging
@@ -337,3 +340,41 @@ class DispatchTable(addonmanager.AddonManager):
         message = _hook_args(event)[0]
         if isinstance(message, flow.Flow):
             await self.trigger_event(hooks.UpdateHook([message]))
+
+
+# -- workers sharing one port -------------------------------------------------------------------------
+
+
+def install_reuse_port() -> bool:
+    """Make mitmproxy's TCP listeners bind with ``SO_REUSEPORT``, so that the supervisor's workers
+    (``workers``) all listen on one port and the kernel spreads connections over them; True when
+    they do.
+
+    mitmproxy 12.2's ``AsyncioServerInstance.listen`` (``proxy/mode_servers.py``) calls
+    ``asyncio.start_server(handler, host, port)`` for TCP modes and lets it bind; the option has to
+    be set before the bind, so TCP-only modes are listened here with ``reuse_port=True`` and
+    everything else is left to mitmproxy.
+    """
+    check_version()
+    from mitmproxy.proxy import mode_servers
+
+    instance = getattr(mode_servers, "AsyncioServerInstance", None)
+    listen = getattr(instance, "listen", None)
+    if instance is None or listen is None or not hasattr(instance, "handle_stream"):
+        log.warning("mitmproxy's listeners are not the ones expected: workers cannot share a port")
+        return False
+    if getattr(listen, _REUSE_MARKER, False):
+        return True
+
+    async def listen_reusing_port(self, host: str, port: int):
+        if self.mode.transport_protocol != "tcp" or port == 0:
+            return await listen(self, host, port)
+        return [await asyncio.start_server(self.handle_stream, host, port, reuse_port=True)]
+
+    setattr(listen_reusing_port, _REUSE_MARKER, True)
+    listen_reusing_port.__doc__ = listen.__doc__
+    instance.listen = listen_reusing_port
+    return True
+
+
+_REUSE_MARKER = "_mitmcache_reuses_port"

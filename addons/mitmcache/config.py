@@ -326,11 +326,13 @@ SETTINGS: tuple[Setting, ...] = (
         "CACHE_STORE",
         "memory",
         store_location,
-        "memory, or redis://[[user]:password@]host:port/db (rediss:// for TLS)",
+        "memory, disk, sqlite:///absolute/path, or redis://[[user]:password@]host:port/db (rediss:// for TLS)",
         "Where entries are kept: memory (this process only), or a Redis (or Valkey) shared by every "
         "proxy that names it, with a bounded in-process tier in front (cache_max_bytes and "
         "cache_max_entries bound that tier; Redis bounds itself with maxmemory). The password is "
-        "shown redacted.",
+        "shown redacted. disk (cache.db in cache_data_dir) or sqlite:///absolute/path: a file on "
+        "this machine that survives restarts, with the same in-process tier in front, bounded by "
+        "cache_store_max_bytes.",
         shown=redacted,
     ),
     Setting(
@@ -371,6 +373,15 @@ SETTINGS: tuple[Setting, ...] = (
         "GET and HEAD requests with a body: refuse answers 400 (a body is not part of the cache key, so "
         "one client's body would decide what others get); pass streams them upstream, never cached.",
     ),
+    Setting(
+        "cache_store_max_bytes",
+        "CACHE_STORE_MAX_BYTES",
+        "1g",
+        byte_size,
+        "a size such as 268435456, 512k, 64MB, 1g",
+        "Upper bound of the disk store (CACHE_STORE=disk or sqlite://...) on disk; least recently "
+        "used entries are evicted.",
+    ),
 )
 
 BY_OPTION = {s.option: s for s in SETTINGS}
@@ -384,8 +395,8 @@ WRITE_QUEUE_SETTINGS: tuple[Setting, ...] = (
         "data",
         text,
         "a directory path",
-        "Directory of the proxy's own files (the write queue's SQLite file), relative to the working "
-        "directory; created with mode 0700 at start.",
+        "Directory of the proxy's own files (the disk store's cache.db, the write queue's SQLite "
+        "file), relative to the working directory; created with mode 0700 at start.",
     ),
     Setting(
         "async_routes",
@@ -531,6 +542,7 @@ class Settings:
     compress_min_bytes: int
     body_idle_timeout: float
     get_body: str
+    store_max_bytes: int
     rules: Rules = field(init=False, compare=False)  # what storing needs, built once, not per response
     lifecycle: Lifecycle = field(init=False, compare=False)  # what an entry's life needs, likewise
 
@@ -568,6 +580,12 @@ class Settings:
         """No configured default lifetime: the proxy is a plain RFC 9111 shared cache, which never
         serves stale without permission and never fetches what no client asked for."""
         return self.ttl == 0
+
+
+def data_dir(raw: str) -> Path:
+    """``CACHE_DATA_DIR`` (option ``cache_data_dir``): the proxy's own files (the disk store, the write
+    queue's SQLite file); ``data`` when empty, relative to the working directory."""
+    return Path.cwd() / (raw.strip() or "data")
 
 
 def env_file_values(environ: Mapping[str, str], cwd: Path) -> dict[str, str]:

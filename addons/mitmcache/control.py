@@ -18,11 +18,12 @@ from typing import Any
 from mitmproxy import command, exceptions, http
 from mitmproxy import flow as mflow
 
-from . import summary
+from . import summary, workers
 from .admin_api import SERVICE, AdminApi
 from .config import Settings
 from .core import run_eagerly
 from .counters import Count
+from .disk_tier import DiskTier
 from .engine import Engine
 from .entry import Stored
 from .metrics import CacheCollector, Stats, registry_for, snapshot
@@ -44,7 +45,8 @@ class Control:
         self.key = key  # the cache key of a request (request_key.cache_key)
         self._started = time.time()
         self.registry = registry_for(CacheCollector(self.read_stats))
-        self.shared: SharedTier | None = None  # the shared tier, when CACHE_STORE names one
+        self.shared: SharedTier | DiskTier | None = None  # the store's tier, when CACHE_STORE names one
+        self.worker = workers.identity()  # which of the supervisor's workers answers (1 of 1 alone)
         self.registry.register(StoreCollector(lambda: self.shared))
         self._api = AdminApi(self)
         self.handle = self._api.handle
@@ -70,6 +72,7 @@ class Control:
         return {
             "service": SERVICE,
             "name": self._settings().name,
+            **self.worker.as_json(),
             **self.read_stats().as_json(),
             "counts": dict(sorted(self.engine.counters.items())),
             **await store_stats(self.shared),
@@ -78,7 +81,7 @@ class Control:
     def health(self) -> dict[str, Any]:
         """200 whatever the store's state: a load balancer must not drop every instance at once
         because their shared store is down (they still serve from their own tier)."""
-        return {"service": SERVICE, **store_health(self.shared)}
+        return {"service": SERVICE, **self.worker.as_json(), **store_health(self.shared)}
 
     async def entries(
         self, target: Target | None = None, limit: int = DEFAULT_PAGE, offset: int = 0, cursor: str = ""

@@ -78,9 +78,10 @@ from mitmproxy.addons import (
 )
 from mitmproxy.utils import debug
 
+from . import workers
 from .addon import Cache
 from .chain import OnDemand, Slot, UsageError
-from .compat import DispatchTable
+from .compat import DispatchTable, install_reuse_port
 from .writequeue.addon import WriteQueue
 
 PROG = "mitmcache"
@@ -363,6 +364,9 @@ async def serve(args: argparse.Namespace, opts: options.Options) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lean.shutdown)
+    if workers.supervised():  # tell the supervisor once this worker listens
+        proxyserver = lean.addons.get("proxyserver")
+        ready = loop.create_task(workers.report_ready(proxyserver.servers))  # noqa: F841 (kept alive)
     # A client or terminal that goes away must not kill the proxy (mitmproxy issue #6744).
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     await lean.run()
@@ -370,12 +374,18 @@ async def serve(args: argparse.Namespace, opts: options.Options) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The launcher; with ``--workers N``, the supervisor of N of them on one port (``workers``)."""
     opts = options.Options()
     try:
-        args = parse_args(sys.argv[1:] if argv is None else argv, opts)
-    except UsageError as e:
+        count, argv = workers.split_workers(sys.argv[1:] if argv is None else argv)
+        args = parse_args(argv, opts)  # a bad command line is refused once, here
+        if count is not None and not (args.version or args.options or args.commands):
+            return workers.supervise(argv, count)
+    except (UsageError, workers.UsageError) as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return 2
+    if workers.supervised():
+        install_reuse_port()
     if args.version:
         print(_version())
         return 0

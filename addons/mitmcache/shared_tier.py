@@ -38,6 +38,14 @@ class SharedTier:
         link.on_restored(self.store.restored)
         link.on_lost(self.store.lost)
 
+    @property
+    def up(self) -> bool:
+        return self.link.up
+
+    @property
+    def unreadable(self) -> int:
+        return self.link.unreadable
+
     def install(self, core: Core) -> None:
         core.store = self.store
         core.coalescer = self.coalescer

@@ -15,35 +15,40 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from .metrics import PREFIX
 
 if TYPE_CHECKING:
+    from .disk_tier import DiskTier
     from .shared_tier import SharedTier
 
+    type Tier = SharedTier | DiskTier
 
-def store_health(shared: "SharedTier | None") -> dict[str, Any]:
+
+def store_health(shared: "Tier | None") -> dict[str, Any]:
     if shared is None:
         return {"status": "ok", "store": {"backend": "memory", "state": "up"}}
     health = shared.health()
     return {"status": "ok" if health["state"] == "up" else "degraded", "store": health}
 
 
-async def store_stats(shared: "SharedTier | None") -> dict[str, Any]:
+async def store_stats(shared: "Tier | None") -> dict[str, Any]:
     stats: dict[str, Any] = {
         "scope": "process",
         "store": "memory" if shared is None else shared.location.shown,
     }
-    if shared is not None:
-        stats["shared"] = await shared.figures()
+    if shared is not None:  # Redis's figures, or the disk store's (store.selection.Backend)
+        stats[
+            shared.location.backend.value if shared.location.backend.value == "disk" else "shared"
+        ] = await shared.figures()
     return stats
 
 
 class StoreCollector:
     """A ``prometheus_client`` collector of the store's state, read at scrape time."""
 
-    def __init__(self, shared: Callable[[], "SharedTier | None"]) -> None:
+    def __init__(self, shared: Callable[[], "Tier | None"]) -> None:
         self._shared = shared
 
     def collect(self) -> Iterator[Metric]:
         shared = self._shared()
-        up = shared is None or shared.link.up
+        up = shared is None or shared.up
         yield GaugeMetricFamily(
             f"{PREFIX}_store_up",
             "1 while the cache's store can be used (always, for memory); 0 while the shared store is "
@@ -54,5 +59,5 @@ class StoreCollector:
             f"{PREFIX}_store_unreadable",
             "Stored values this cache could not read (corrupt, foreign, or written by another "
             "version): each was a miss.",
-            value=0 if shared is None else shared.link.unreadable,
+            value=0 if shared is None else shared.unreadable,
         )

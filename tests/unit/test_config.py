@@ -18,7 +18,7 @@ from mitmcache.config import (
     value_sources,
 )
 from mitmcache.policy.codings import Coding
-from mitmcache.store.selection import MEMORY, Backend, StoreLocation
+from mitmcache.store.selection import DISK, MEMORY, Backend, StoreLocation
 
 TTL = BY_OPTION["cache_ttl"]  # the setting the precedence tests use
 
@@ -140,9 +140,16 @@ VALID: dict[str, list[tuple[str, object]]] = {
     "cache_web_max_flows": COUNT_VALID,
     "cache_name": [("mitmcache", "mitmcache"), ("edge-1.example_a", "edge-1.example_a")],
     "cache_log_level": [("debug", "debug"), ("WARNING", "warning")],
+    "cache_store_max_bytes": SIZES_VALID,
     "cache_store": [
         ("memory", MEMORY),
         (" Memory ", MEMORY),
+        ("disk", DISK),
+        (" DISK ", DISK),
+        (
+            "sqlite:///var/cache/m.db",
+            StoreLocation(Backend.DISK, "sqlite:///var/cache/m.db", "sqlite:///var/cache/m.db"),
+        ),
         (
             "redis://127.0.0.1:6379/0",
             StoreLocation(Backend.REDIS, "redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
@@ -182,9 +189,14 @@ INVALID: dict[str, list[str]] = {
     "cache_web_max_flows": COUNT_INVALID,
     "cache_name": ["", "1cache", "my cache", "cache;x"],
     "cache_log_level": ["", "verbose"],
+    "cache_store_max_bytes": SIZES_INVALID,
     "cache_store": [
         "",
-        "disk",
+        "disks",
+        "sqlite://relative/m.db",
+        "sqlite:relative.db",
+        "sqlite:///",
+        "sqlite:///var/m.db?mode=ro",
         "http://h:6379",
         "redis://",
         "redis://h:port",
