@@ -30,6 +30,8 @@ from .policy.freshness import current_age
 from .policy.lifecycle import refreshable_in_background
 from .shared_tier import SharedTier
 from .store_status import StoreCollector, store_health, store_stats
+from .tag_control import TagControl
+from .tag_stats import TagCollector
 from .targets import DEFAULT_PAGE, MAX_PAGE, BadRequest, Target, after_cursor, cursor_of, split_key
 
 log = logging.getLogger("mitmcache")
@@ -46,9 +48,13 @@ class Control:
         self.registry = registry_for(CacheCollector(self.read_stats))
         self.shared: SharedTier | None = None  # the shared tier, when CACHE_STORE names one
         self.registry.register(StoreCollector(lambda: self.shared))
+        self.tags = TagControl(engine, settings)  # by tag; its commands are this addon's child's
+        self.addons = [self.tags]
+        self.registry.register(TagCollector(self.tags.stats, lambda: self.engine.last_usage.tags))
         self._api = AdminApi(self)
         self.handle = self._api.handle
         self.clear_cache_header = self._api.clear_cache_header
+        self.clear_cache_tag_header = self._api.clear_cache_tag_header
 
     # -- the core, shared by the endpoints and the commands -------------------------------------
 
@@ -70,6 +76,7 @@ class Control:
             "service": SERVICE,
             "name": self._settings().name,
             **self.read_stats().as_json(),
+            "tags": self.tags.stats.as_json(self.engine.last_usage.tags),
             "counts": dict(sorted(self.engine.counters.items())),
             **await store_stats(self.shared),
         }

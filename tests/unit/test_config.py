@@ -151,6 +151,12 @@ VALID: dict[str, list[tuple[str, object]]] = {
             StoreLocation(Backend.REDIS, "redis://user:s3cret@h:6379/2", "redis://user:[redacted]@h:6379/2"),
         ),
     ],
+    "cache_tag_fields": [
+        ("Surrogate-Key, Cache-Tag, xkey", ("surrogate-key", "cache-tag", "xkey")),
+        ("Edge-Cache-Tag", ("edge-cache-tag",)),
+        ("", ()),
+    ],
+    "cache_tag_fields_keep": [("on", True), ("OFF", False), ("true", True), ("0", False)],
 }
 INVALID: dict[str, list[str]] = {
     "cache_ttl": SECONDS_INVALID,
@@ -182,6 +188,8 @@ INVALID: dict[str, list[str]] = {
         "redis://h:6379/x",
         "redis://h/0?db=1",
     ],
+    "cache_tag_fields": ["Surrogate Key", "a;b"],
+    "cache_tag_fields_keep": ["", "maybe", "2"],
 }
 
 

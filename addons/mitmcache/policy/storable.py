@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 from ..entry import Entry
 from . import cache_control, targeted
-from .tags import CLEAR_FIELD, TagRules, response_tags, split_withheld
 from .dates import format_http_date, parse_http_date
 from .fields import HOP_BY_HOP, Fields, by_name, connection_listed, get_all, split_list
 from .freshness import corrected_initial_age, freshness_lifetime
 from .key import secondary_key, vary_names
+from .tags import CLEAR_FIELD, DEFAULT_TAG_RULES, TagRules, response_tags, split_withheld
 from .validators import generate_etag
 
 # Fields a cache owns on the way out, so never stored from upstream: Age is recomputed
@@ -39,7 +39,7 @@ class Rules:
     override: bool
     heuristic_percent: float = 0.0  # RFC 9111 §4.2.2, used only without a default_ttl
     targeted_fields: tuple[str, ...] = ()  # RFC 9213 target list, in order of precedence
-    tags: TagRules = TagRules()  # which fields carry tags, and whether clients see them
+    tags: TagRules = DEFAULT_TAG_RULES  # which fields carry tags, and whether clients see them
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,9 @@ class TagRules:
         return frozenset(name.encode() for name in names)
 
 
+DEFAULT_TAG_RULES = TagRules()
+
+
 def split(field: str, value: str) -> list[str]:
     """The tags of one field value, by the convention of the field's name."""
     separator = _SEPARATORS.get(field, _EITHER)
