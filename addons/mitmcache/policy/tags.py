@@ -6,11 +6,12 @@ Three conventions are in use, and ``CACHE_TAG_FIELDS`` names the fields this cac
 * ``Surrogate-Key`` (Fastly) and ``xkey`` (Varnish's xkey vmod): tags separated by spaces;
 * ``Cache-Tag`` (Cloudflare, Akamai's ``Edge-Cache-Tag``): tags separated by commas.
 
-Any other field name takes both separators. Tags are kept exactly (case-sensitive), at most
-``MAX_TAG_BYTES`` each and ``MAX_TAGS`` per response: a hostile upstream cannot grow the index
+Any other field name takes both separators. A tag never contains whitespace (a ``Cache-Tag``
+member with inner spaces is ignored); a ``Surrogate-Key`` may contain commas. Tags are kept exactly
+(case-sensitive), at most ``MAX_TAG_BYTES`` each and ``MAX_TAGS`` per response: a hostile upstream cannot grow the index
 beyond what the stored entries' own bounds allow (each tag is counted in its entry's size).
 
-``Clear-Cache-Tag`` is an instruction, not content: from a client with the admin key, or on any
+``Clear-Cache-Tag`` (tags separated by spaces or commas) is an instruction, not content: from a client with the admin key, or on any
 upstream response (trusted), it refreshes the hot entries of its tags and drops the cold ones.
 It is never stored and never reaches a client. Pure functions, no I/O.
 """
@@ -55,7 +56,11 @@ def split(field: str, value: str) -> list[str]:
 
 
 def _valid(tag: str) -> bool:
-    return len(tag.encode("utf-8", "surrogateescape")) <= MAX_TAG_BYTES and tag.isprintable()
+    return (
+        len(tag.encode("utf-8", "surrogateescape")) <= MAX_TAG_BYTES
+        and tag.isprintable()
+        and not any(c.isspace() for c in tag)
+    )
 
 
 def _collect(fields: Fields, names: tuple[str, ...] | frozenset[str]) -> tuple[str, ...]:
@@ -83,11 +88,12 @@ def clear_tags(fields: Fields) -> tuple[str, ...]:
 
 
 def parse_tag_list(values: list[str]) -> tuple[str, ...]:
-    """Tags an operator gave (``tag=a&tag=b``, ``cache.purge.tag a b``), each once, in order;
-    ValueError for one that no response could carry."""
+    """Tags an operator gave (``tag=a&tag=b``, ``tag=a b``, ``cache.purge.tag a b``: separated by
+    spaces, as a Surrogate-Key may contain commas), each once, in order; ValueError for one that no
+    response could carry."""
     tags: dict[str, None] = {}
     for value in values:
-        for tag in _EITHER.split(value.strip()):
+        for tag in value.split():
             if not tag:
                 continue
             if not _valid(tag):
