@@ -20,6 +20,8 @@ Sections (``--only`` takes section names, scenario names or throughput configura
 * ``shared`` (``bench_shared.py``): the Redis store -- ``shared-hits`` (hits from the in-process
   tier and from Redis against the memory store), ``shared-herd`` (1000 clients over 2 processes),
   ``shared-purge`` (propagation to another process), ``shared-outage`` (Redis killed under load).
+* ``tags`` (``bench_tags.py``): ``tag-purge`` (a purge of a tag naming 10,000 entries, on memory and
+  on Redis), ``tag-memory`` (memory per tagged entry).
 
 A configuration is a name, a proxy command line and a workload: adding one (say the lean launcher of
 issue 6) is one entry in ``CONFIGS``; processes with the same command line are shared.
@@ -39,6 +41,7 @@ from pathlib import Path
 import bench_coalescing
 import bench_memory
 import bench_shared
+import bench_tags
 import benchlib as bl
 from benchlib import Budget, Section, fmt, median, table
 
@@ -417,7 +420,7 @@ def connections(quick: bool) -> Section:
 
 # -- main ----------------------------------------------------------------------------------------
 
-SECTIONS = ("throughput", "memory", "connections", "coalescing", "shared")
+SECTIONS = ("throughput", "memory", "connections", "coalescing", "shared", "tags")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -429,7 +432,8 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="run only these (comma-separated, repeatable): sections "
         f"({', '.join(SECTIONS)}), scenarios ({', '.join(bench_memory.SCENARIOS)}, "
-        f"{', '.join(bench_coalescing.SCENARIOS)}, {', '.join(bench_shared.SCENARIOS)}) or throughput "
+        f"{', '.join(bench_coalescing.SCENARIOS)}, {', '.join(bench_shared.SCENARIOS)}, "
+        f"{', '.join(bench_tags.SCENARIOS)}) or throughput "
         "configurations "
         f"({', '.join(c.name for c in CONFIGS)})",
     )
@@ -443,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
 
     only = {name.strip() for item in args.only for name in item.split(",") if name.strip()}
     known = set(SECTIONS) | set(bench_memory.SCENARIOS) | set(bench_coalescing.SCENARIOS)
-    known |= set(bench_shared.SCENARIOS)
+    known |= set(bench_shared.SCENARIOS) | set(bench_tags.SCENARIOS)
     known |= {c.name for c in CONFIGS}
     if unknown := only - known:
         parser.error(f"unknown --only names: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
@@ -486,6 +490,9 @@ def main(argv: list[str] | None = None) -> int:
                 ),
             )
         )
+
+    if tag_scenarios := wanted("tags", bench_tags.SCENARIOS):
+        plan.append(("tags", lambda: bench_tags.run(tag_scenarios, args.quick)))
 
     machine = bl.machine_info()
     started = time.monotonic()
