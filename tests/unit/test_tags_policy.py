@@ -110,3 +110,26 @@ def test_kept_tag_fields_are_served_and_the_clear_instruction_never_stored():
 def test_tags_count_in_an_entry_size():
     plain = admitted(TagRules(fields=()))
     assert admitted(RULES).size > plain.size
+
+
+def test_a_304_keeps_the_tags_of_the_entry_it_renews():
+    from mitmcache.policy.revalidation import freshened_fields
+
+    entry = admitted(RULES)
+    renewed = admit(
+        key=entry.key,
+        url=entry.url,
+        host=entry.host,
+        method="GET",
+        request_fields=[],
+        status=entry.status,
+        reason=entry.reason,
+        response_fields=freshened_fields(entry, fields(("Cache-Control", "max-age=120"))),
+        body=entry.body,
+        request_time=2000.0,
+        response_time=2000.0,
+        rules=Rules(default_ttl=60, override=False, tags=RULES),
+    )
+    assert not isinstance(renewed, Refusal)
+    assert renewed.tags == ("a", "b") and renewed.lifetime == 120
+    assert b"surrogate-key" not in {k.lower() for k, _ in renewed.fields}
