@@ -32,7 +32,6 @@ SCENARIOS = ("tag-purge", "tag-memory")
 ENTRIES = 10_000
 RUNS = 3
 TAG = "all-items"
-PURGE_BUDGET = 1.0  # seconds for 10,000 entries on Redis through a proxy (the issue sets no figure)
 
 
 def entry(i: int, tags: bool) -> Entry:
@@ -93,7 +92,7 @@ async def _purges(redis: RedisServer, proxy: bl.Server, n: int) -> list[list[str
         ("soft purge", lambda: memory.stale_tag(TAG, time.time())),
     ):
         seconds, reached = await timed(refill_memory, act)
-        rows.append(["memory store", label, reached, fmt(seconds * 1000, 1)])
+        rows.append(["memory store", label, reached, seconds])
 
     link = RedisLink(redis.url, redis.url)
     store = RedisStore(link)
@@ -108,7 +107,7 @@ async def _purges(redis: RedisServer, proxy: bl.Server, n: int) -> list[list[str
             ("soft purge", lambda: store.stale_tag(TAG, time.time())),
         ):
             seconds, reached = await timed(refill_redis, act)
-            rows.append(["Redis store", label, reached, fmt(seconds * 1000, 1)])
+            rows.append(["Redis store", label, reached, seconds])
 
         async def through_proxy() -> int:
             await bench_shared._post(
@@ -117,7 +116,7 @@ async def _purges(redis: RedisServer, proxy: bl.Server, n: int) -> list[list[str
             return n - len(await store.tagged(TAG))
 
         seconds, reached = await timed(refill_redis, through_proxy)
-        rows.append(["Redis, through a proxy (admin API)", "purge", reached, fmt(seconds * 1000, 1)])
+        rows.append(["Redis, through a proxy (admin API)", "purge", reached, seconds])
     finally:
         await link.close()
     return rows
@@ -135,18 +134,21 @@ def purge(quick: bool) -> Section:
                 proxy.cleanup()
     finally:
         origin.stop()
-    md = table(["where", "what", "entries reached", "median ms"], rows)
+    md = table(
+        ["where", "what", "entries reached", "median ms", "µs per entry"],
+        [[*row[:3], fmt(row[3] * 1000, 1), fmt(row[3] * 1e6 / max(row[2], 1), 1)] for row in rows],
+    )
     md += (
         f"\n\nOne tag naming {n} entries (each also carries two tags of its own), median of {RUNS} runs; "
         "the store is refilled before each run. Redis purges run a batch of 500 entries per script run "
         "(Redis is never blocked for long) and end with one notification to the other processes."
     )
-    proxy_ms = float(rows[-1][3])
+    # No time target (the issue sets none): the budget is that every purge reached every entry.
     budget = Budget(
-        f"purge of a tag naming {n} entries on Redis through a proxy",
-        f"{proxy_ms:.0f} ms",
-        f"<= {PURGE_BUDGET * 1000:.0f} ms",
-        proxy_ms <= PURGE_BUDGET * 1000 and rows[-1][2] == n,
+        f"every purge reached all {n} tagged entries",
+        ", ".join(str(row[2]) for row in rows),
+        f"{n} each",
+        all(row[2] == n for row in rows),
     )
     return Section("Tags: purge of one tag naming many entries", md, [budget], {"rows": rows})
 
