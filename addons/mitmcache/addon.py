@@ -16,7 +16,7 @@ from typing import Any
 
 from mitmproxy import ctx, exceptions, http
 
-from . import answers, config, responses
+from . import answers, config, responses, startup
 from .annotate import annotate
 from .compat import install_interim_reader
 from .control import Control
@@ -59,26 +59,30 @@ class Cache:
         self._timeouts: asyncio.Task[None] | None = None
         self.shared: SharedTier | None = None  # CACHE_STORE=redis://...
         self._secrets: dict[tuple[str, str], str] = {}  # (option, value shown) -> value with its secret
+        self._defaults: dict[str, config.Default] = {}  # load() fills it; errors name their source
         self._running = False
 
     # -- options ---------------------------------------------------------------------------
 
+    @startup.one_line_at_startup
     def load(self, loader) -> None:
-        defaults = config.defaults()  # a bad CACHE_ENV_FILE raises ValueError: loud at startup
+        self._defaults = config.resolve_defaults()  # a bad CACHE_ENV_FILE raises ValueError
         for setting in config.SETTINGS:
-            default = self._conceal(setting, defaults[setting.option])
+            default = self._conceal(setting, self._defaults[setting.option].value)
             loader.add_option(setting.option, str, default, f"{setting.help} (env {setting.env})")
         install_interim_reader()  # mitmproxy would take an upstream's 1xx for its final response
 
+    @startup.one_line_at_startup
     def configure(self, updated: set[str]) -> None:
         if updated & TLS_OPTIONS and "ssl_insecure" in ctx.options:
             self._tls_verify = self._upstream_tls_verification()
         if not updated & config.BY_OPTION.keys():
             return
-        raw = {s.option: getattr(ctx.options, s.option) for s in config.SETTINGS}
-        raw = {option: self._secrets.get((option, value), value) for option, value in raw.items()}
+        values = {s.option: getattr(ctx.options, s.option) for s in config.SETTINGS}
+        values = {option: self._secrets.get((option, value), value) for option, value in values.items()}
+        changed = "an option change" if self._running else "--set"
         try:
-            settings = config.parse_settings(raw)
+            settings = config.parse_settings(values, config.value_sources(values, self._defaults, changed))
         except ValueError as e:
             raise exceptions.OptionsError(str(e)) from None
         if settings.store != self.settings.store:
@@ -156,6 +160,7 @@ class Cache:
 
     def running(self) -> None:
         self._running = True
+        startup.warn_about_unknown_options()
         if self.shared is not None:
             self.shared.start()
             log.info("cache store: %s, with an in-process tier in front", self.shared.location.shown)

@@ -49,7 +49,7 @@ ENDPOINTS: dict[str, tuple[str, ...]] = {
     "refresh": ("POST",),
     "clear": ("POST",),
 }
-ALIASES = {"clear-cache": "clear"}  # caching-reverse-proxy-python's POST /__admin/clear-cache
+ALIASES = {"clear-cache": "clear"}  # POST /__admin/clear-cache of caching-reverse-proxy (Python)
 PUBLIC = frozenset({"health"})
 
 
@@ -305,7 +305,7 @@ class AdminApi:
             if length is not None:
                 response.headers["content-length"] = length
         flow.response = response
-        flow.comment = " ".join(["cache ADMIN", name, str(code), *([detail] if detail else [])])
+        flow.comment = " ".join(["ADMIN", name, str(code), *([detail] if detail else [])])
         flow.marked = MARKER
         flow.metadata["cache_control"] = name
         flow.metadata["cache"] = {
@@ -317,4 +317,4 @@ class AdminApi:
             "stored": False,
         }
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s %s %s", flow.comment, flow.request.method, flow.request.path)
+            log.debug("cache %s %s %s", flow.comment, flow.request.method, flow.request.path)

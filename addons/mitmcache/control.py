@@ -1,6 +1,6 @@
 """The control plane: purge, refresh, clear, entries and statistics, shared by three front ends.
 
-* reverse-proxy-rust's private endpoint: a request to any path carrying ``Clear-Cache`` and
+* The ``Clear-Cache`` header of reverse-proxy-rust: a request to any path carrying ``Clear-Cache`` and
   ``Clear-Cache-Key`` refreshes that URL's variants a client asked for within the refresh window
   and drops the others (``clear_cache``; admin_api.py answers the request).
 * The admin API under the reserved prefix (``/__cache`` by default): ``health`` (no key),
@@ -10,7 +10,6 @@
 All three call the same coroutines here, and these call the cache engine, never the addon.
 """
 
-import json
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -19,6 +18,7 @@ from typing import Any
 from mitmproxy import command, exceptions, http
 from mitmproxy import flow as mflow
 
+from . import summary
 from .admin_api import SERVICE, AdminApi
 from .config import Settings
 from .core import run_eagerly
@@ -242,19 +242,17 @@ class Control:
         except BadRequest as e:
             raise exceptions.CommandError(str(e)) from None
 
-    @staticmethod
-    def _json(value: Any) -> str:
-        return json.dumps(value, indent=1) if value is not None else json.dumps({"scheduled": True})
-
     @command.command("cache.stats")
     def cmd_stats(self) -> str:
-        """The cache's counters (hits, misses, refreshes, purges, ...) and size, as JSON."""
-        return self._json(self._now(self.stats()))
+        """The cache's main counters and size on one line (all of them: the admin API's stats)."""
+        return summary.stats(self._now(self.stats()))
 
     @command.command("cache.entries")
     def cmd_entries(self, prefix: str = "/", limit: int = DEFAULT_PAGE) -> str:
-        """Stored entries under a path or URL prefix (key, status, size, age, ttl, hits), as JSON."""
-        return self._json(self._now(self.entries(self._parse(prefix, prefix=True), min(limit, MAX_PAGE))))
+        """Stored entries under a path or URL prefix (key, state, ttl, hits), on one line."""
+        return summary.entries(
+            self._now(self.entries(self._parse(prefix, prefix=True), min(limit, MAX_PAGE)))
+        )
 
     @command.command("cache.clear")
     def cmd_clear(self) -> int:
@@ -297,10 +295,10 @@ class Control:
 
     @command.command("cache.refresh")
     def cmd_refresh(self, url: str) -> str:
-        """Refresh every variant of one URL (a path or a full URL) in the background, as JSON."""
-        return self._json(self._now(self.refresh(self._parse(url, prefix=False), by=" (by command)")))
+        """Refresh every variant of one URL (a path or a full URL) in the background."""
+        return summary.fields(self._now(self.refresh(self._parse(url, prefix=False), by=" (by command)")))
 
     @command.command("cache.refresh.prefix")
     def cmd_refresh_prefix(self, prefix: str) -> str:
-        """Refresh every stored URL under a path or URL prefix in the background, as JSON."""
-        return self._json(self._now(self.refresh(self._parse(prefix, prefix=True), by=" (by command)")))
+        """Refresh every stored URL under a path or URL prefix in the background."""
+        return summary.fields(self._now(self.refresh(self._parse(prefix, prefix=True), by=" (by command)")))

@@ -19,6 +19,6 @@ def test_env_example_values_are_all_valid():
     config.parse_settings(config.defaults(values, cwd=EXAMPLE.parent / "nonexistent"))
 
 
-def test_readme_documents_every_setting():
-    readme = (EXAMPLE.parent / "README.md").read_text()
-    assert [s.env for s in config.SETTINGS if f"`{s.env}`" not in readme] == []
+def test_the_settings_reference_documents_every_setting():
+    reference = (EXAMPLE.parent / "docs" / "settings.md").read_text()
+    assert [s.option for s in config.SETTINGS if f"| `{s.option}` | `{s.env}` |" not in reference] == []
