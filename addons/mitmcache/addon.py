@@ -57,9 +57,9 @@ class Cache:
         self.addons = [self.control, self.retention]
         self._tls_verify: bool | ssl.SSLContext = True
         self._timeouts: asyncio.Task[None] | None = None
+        self._defaults: dict[str, config.Default] = {}  # load() fills it; errors name their source
         self.shared: SharedTier | None = None  # CACHE_STORE=redis://...
         self._secrets: dict[tuple[str, str], str] = {}  # (option, value shown) -> value with its secret
-        self._defaults: dict[str, config.Default] = {}  # load() fills it; errors name their source
         self._running = False
 
     # -- options ---------------------------------------------------------------------------

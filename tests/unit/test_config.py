@@ -230,17 +230,6 @@ def test_parse_settings_reports_the_first_bad_option_with_its_source():
         parse_settings(raw, {"cache_max_bytes": "--set"})
 
 
-def test_a_store_password_never_appears_in_an_error_message():
-    with pytest.raises(ValueError) as raised:
-        parse_one("cache_store", "redis://:s3cret@h:99999/0")
-    assert "s3cret" not in str(raised.value) and "[redacted]" in str(raised.value)
-
-
-def test_a_store_location_never_shows_its_password_in_its_repr():
-    location = parse_one("cache_store", "redis://user:s3cret@h:6379/0")
-    assert "s3cret" not in repr(location) and location.shown == "redis://user:[redacted]@h:6379/0"
-
-
 # ---- where each value came from, for error messages ----
 
 
@@ -267,3 +256,14 @@ def test_a_value_equal_to_its_default_comes_from_the_default_s_source_any_other_
         "cache_ttl": "environment variable X",
         "cache_name": "--set",
     }
+
+
+def test_a_store_password_never_appears_in_an_error_message():
+    with pytest.raises(ValueError) as raised:
+        parse_one("cache_store", "redis://:s3cret@h:99999/0")
+    assert "s3cret" not in str(raised.value) and "[redacted]" in str(raised.value)
+
+
+def test_a_store_location_never_shows_its_password_in_its_repr():
+    location = parse_one("cache_store", "redis://user:s3cret@h:6379/0")
+    assert "s3cret" not in repr(location) and location.shown == "redis://user:[redacted]@h:6379/0"
