@@ -26,6 +26,8 @@ Sections (``--only`` takes section names, scenario names or throughput configura
 * ``workers`` (``bench_workers.py``): ``disk-hits`` (hits from the in-process tier and from the disk
   store, misses written behind, against the memory store), ``workers-hits`` (1 and 2 workers on one
   port and one Redis), ``workers-herd`` (1000 clients connecting at once to 2 workers).
+* ``tags`` (``bench_tags.py``): ``tag-purge`` (a purge of a tag naming 10,000 entries, on memory and
+  on Redis), ``tag-memory`` (memory per tagged entry).
 
 A configuration is a name, a proxy command line and a workload: adding one (say the lean launcher of
 issue 6) is one entry in ``CONFIGS``; processes with the same command line are shared.
@@ -46,6 +48,7 @@ import bench_coalescing
 import bench_compression
 import bench_memory
 import bench_shared
+import bench_tags
 import bench_workers
 import bench_writequeue
 import benchlib as bl
@@ -566,6 +569,7 @@ SECTIONS = (
     "shared",
     "compression",
     "workers",
+    "tags",
 )
 
 
@@ -580,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
         f"({', '.join(SECTIONS)}), scenarios ({', '.join(bench_memory.SCENARIOS)}, "
         f"{', '.join(bench_coalescing.SCENARIOS)}, {', '.join(bench_writequeue.SCENARIOS)}, "
         f"{', '.join(bench_shared.SCENARIOS)}, {', '.join(bench_compression.SCENARIOS)}, "
-        f"{', '.join(bench_workers.SCENARIOS)}) or throughput "
+        f"{', '.join(bench_workers.SCENARIOS)}, {', '.join(bench_tags.SCENARIOS)}) or throughput "
         "configurations "
         f"({', '.join(c.name for c in CONFIGS + COMPRESSION_CONFIGS)})",
     )
@@ -598,6 +602,7 @@ def main(argv: list[str] | None = None) -> int:
     known |= set(bench_shared.SCENARIOS)
     known |= {c.name for c in CONFIGS + COMPRESSION_CONFIGS}
     known |= set(bench_workers.SCENARIOS)
+    known |= set(bench_tags.SCENARIOS)
     if unknown := only - known:
         parser.error(f"unknown --only names: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
 
@@ -671,6 +676,9 @@ def main(argv: list[str] | None = None) -> int:
                 ),
             )
         )
+
+    if tag_scenarios := wanted("tags", bench_tags.SCENARIOS):
+        plan.append(("tags", lambda: bench_tags.run(tag_scenarios, args.quick)))
 
     machine = bl.machine_info()
     started = time.monotonic()

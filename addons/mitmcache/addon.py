@@ -35,6 +35,7 @@ from .lookup import Answer, Forward, Refuse, Serve
 from .policy.cache_status import Status, XCache
 from .policy.fields import get_first
 from .policy.reuse import NO_DIRECTIVES, request_directives
+from .policy.tags import clear_tags, has_withheld, split_withheld
 from .policy.validators import ORIGIN_PRECONDITIONS
 from .request_key import authority, cache_key, origin_form
 from .retention import FlowRetention
@@ -48,6 +49,7 @@ TLS_OPTIONS = {"ssl_insecure", "ssl_verify_upstream_trusted_ca", "ssl_verify_ups
 log = logging.getLogger("mitmcache")
 
 TIMEOUT_TICK_SECONDS = 0.1  # how often forwarded flows are checked against REQ_TIMEOUT
+CLEAR_TAGS = "cache_clear_tags"  # flow metadata: the tags an upstream response's Clear-Cache-Tag named
 
 
 class Cache:
@@ -242,6 +244,9 @@ class Cache:
         if b"clear-cache" in names:  # reverse-proxy-rust's refresh-or-clear request
             await self.control.clear_cache_header(flow, settings)
             return
+        if b"clear-cache-tag" in names:  # the same by tag (tag_control.py)
+            await self.control.clear_cache_tag_header(flow, settings)
+            return
         if request.method not in ("GET", "HEAD") or request.stream:
             # Passed by (varnish MAIN.backend_req): another method, or a GET/HEAD streaming its
             # body upstream (request_body: CACHE_GET_BODY=pass).
@@ -280,6 +285,7 @@ class Cache:
             answers.refuse(flow, key, answer, name, counters)
         else:
             answers.relay(flow, key, answer, name, counters)
+            self._withhold(flow, None)
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         """Uploads larger than the largest object we store, or chunked, stream upstream: the cache
@@ -317,6 +323,32 @@ class Cache:
             if length is None or over(length, self.settings.max_object_bytes):
                 response.stream = True
                 responses.add_status(response, self._bypass_status(flow), self.settings.name)
+        self._withhold(flow, sent)
+
+    def _withhold(self, flow: http.HTTPFlow, sent) -> None:
+        """What clients never see of an upstream response: its tag fields (unless
+        ``CACHE_TAG_FIELDS_KEEP``) and ``Clear-Cache-Tag``, whose tags are cleared before the
+        response goes on (``response``). What is stored comes from the upstream's own fields."""
+        response = flow.response
+        assert response is not None
+        fields, withheld = response.headers.fields, self.settings.rules.tags.withheld
+        if not has_withheld(fields, withheld):
+            return
+        if sent is not None and sent.upstream_fields is None:
+            sent.upstream_fields = fields
+        tags = clear_tags(fields)
+        if tags:
+            flow.metadata[CLEAR_TAGS] = list(tags)
+        response.headers.fields = tuple(split_withheld(fields, withheld)[0])
+
+    async def _clear_tags_then(self, flow: http.HTTPFlow) -> None:
+        """An upstream response named tags in Clear-Cache-Tag (trusted: the upstream is the
+        authority on its data): they are cleared before the response reaches its client."""
+        tags = flow.metadata.pop(CLEAR_TAGS)
+        await self.control.tags.clear_cache(tags, by=" (by upstream response)")
+        then = self.response(flow)
+        if then is not None:
+            await then
 
     def response(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
         """What came back from upstream: stored, invalidating, or passing by. A plain function
@@ -324,6 +356,8 @@ class Cache:
         itself pass through here too, and a coroutine each is measurable on the hit path."""
         if flow.metadata.get("cache_control"):  # answered by the control plane: nothing to store
             return None
+        if CLEAR_TAGS in flow.metadata:
+            return self._clear_tags_then(flow)
         if flow.request.method not in ("GET", "HEAD"):
             return self._unsafe(flow)
         sent = self.forwarding.pop(flow)

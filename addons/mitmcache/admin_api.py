@@ -18,7 +18,17 @@ from mitmproxy import http
 from . import responses
 from .config import Settings
 from .metrics import exposition
-from .targets import DEFAULT_PAGE, MAX_PAGE, BadRequest, Target, count_param, target_param
+from .policy.tags import clear_tags
+from .targets import (
+    DEFAULT_PAGE,
+    MAX_PAGE,
+    BadRequest,
+    Target,
+    count_param,
+    flag_param,
+    tags_param,
+    target_param,
+)
 
 if TYPE_CHECKING:
     from .control import Control
@@ -106,6 +116,30 @@ class AdminApi:
         detail = f"refreshing={result['refreshing']} cleared={result['cleared']}"
         self._answer(flow, 200, result, "clear-cache", key=key, detail=detail)
 
+    async def clear_cache_tag_header(self, flow: http.HTTPFlow, settings: Settings) -> None:
+        """Answer a request carrying ``Clear-Cache-Tag`` (the same key as ``Clear-Cache``); it is
+        never forwarded."""
+        request = flow.request
+        if not settings.admin_key:
+            self._refuse_disabled(flow, "clear-cache-tag")
+            return
+        if not authorized(request, settings.admin_key):
+            self._refuse_unauthorized(flow, "clear-cache-tag")
+            return
+        redact(request)
+        tags = clear_tags(request.headers.fields)
+        if not tags:
+            self._answer(
+                flow,
+                400,
+                {"error": "bad request", "detail": "Clear-Cache-Tag names no tag"},
+                "clear-cache-tag",
+            )
+            return
+        result = await self._control.tags.clear_cache(tags, by=self._by(flow))
+        detail = f"refreshing={result['refreshing']} cleared={result['cleared']}"
+        self._answer(flow, 200, result, "clear-cache-tag", detail=detail)
+
     # -- the admin API ---------------------------------------------------------------------------
 
     async def handle(self, flow: http.HTTPFlow, settings: Settings) -> None:
@@ -185,6 +219,14 @@ class AdminApi:
         self._answer(flow, 200, None, name, response=response)
 
     async def _endpoint_purge(self, flow: http.HTTPFlow, name: str) -> None:
+        params = self._params(flow.request)
+        tags = tags_param(flow.request.query.get_all("tag"), params)
+        if tags:
+            soft = flag_param(params, "soft")
+            result = await self._control.tags.purge(tags, soft=soft, by=self._by(flow))
+            detail = f"tags={','.join(tags)} purged={result['purged']}" + (" soft" if soft else "")
+            self._answer(flow, 200, result, name, detail=detail)
+            return
         result = await self._control.purge(target_param(self._params(flow.request)), by=self._by(flow))
         self._answer(
             flow,
@@ -195,6 +237,13 @@ class AdminApi:
         )
 
     async def _endpoint_refresh(self, flow: http.HTTPFlow, name: str) -> None:
+        tags = tags_param(flow.request.query.get_all("tag"), self._params(flow.request))
+        if tags:
+            result = await self._control.tags.refresh(tags, by=self._by(flow))
+            self._answer(
+                flow, 200, result, name, detail=f"tags={','.join(tags)} refreshing={result['refreshing']}"
+            )
+            return
         result = await self._control.refresh(target_param(self._params(flow.request)), by=self._by(flow))
         self._answer(flow, 200, result, name, detail=f"refreshing={result['refreshing']}")
 

@@ -22,6 +22,7 @@ from dotenv import dotenv_values
 from .policy.codings import Coding
 from .policy.lifecycle import Lifecycle, RefreshMode
 from .policy.storable import Rules
+from .policy.tags import TagRules
 from .store.selection import StoreLocation, redacted, store_location
 from .writequeue.queue_url import parse_queue_url
 from .writequeue.routes import parse_routes
@@ -96,6 +97,16 @@ def field_names(raw: str) -> tuple[str, ...]:
     if not all(re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name) for name in names):
         raise ValueError
     return names
+
+
+def on_off(raw: str) -> bool:
+    """``on`` or ``off`` (also true/false, yes/no, 1/0)."""
+    value = raw.strip().lower()
+    if value in ("on", "true", "yes", "1"):
+        return True
+    if value in ("off", "false", "no", "0"):
+        return False
+    raise ValueError
 
 
 def token(raw: str) -> str:
@@ -382,6 +393,24 @@ SETTINGS: tuple[Setting, ...] = (
         "Upper bound of the disk store (CACHE_STORE=disk or sqlite://...) on disk; least recently "
         "used entries are evicted.",
     ),
+    Setting(
+        "cache_tag_fields",
+        "CACHE_TAG_FIELDS",
+        "Surrogate-Key, Cache-Tag, xkey",
+        field_names,
+        "comma-separated header field names, or nothing",
+        "Response fields that tag a response for purge and refresh by tag: Surrogate-Key and xkey "
+        "separate tags with spaces, Cache-Tag with commas (any other field: either). Empty: no tags.",
+    ),
+    Setting(
+        "cache_tag_fields_keep",
+        "CACHE_TAG_FIELDS_KEEP",
+        "off",
+        on_off,
+        "on or off",
+        "on: clients see the tag fields too. off: they are removed from what clients see (the cache "
+        "keeps them).",
+    ),
 )
 
 BY_OPTION = {s.option: s for s in SETTINGS}
@@ -543,6 +572,8 @@ class Settings:
     body_idle_timeout: float
     get_body: str
     store_max_bytes: int
+    tag_fields: tuple[str, ...]
+    tag_fields_keep: bool
     rules: Rules = field(init=False, compare=False)  # what storing needs, built once, not per response
     lifecycle: Lifecycle = field(init=False, compare=False)  # what an entry's life needs, likewise
 
@@ -552,6 +583,7 @@ class Settings:
             override=self.ttl_mode == "override",
             heuristic_percent=self.heuristic_percent if self.pure_rfc else 0.0,
             targeted_fields=self.targeted_fields,
+            tags=TagRules(self.tag_fields, self.tag_fields_keep),
         )
         object.__setattr__(self, "rules", rules)  # a frozen dataclass's own derived field
         lifecycle = Lifecycle(

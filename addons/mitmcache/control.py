@@ -31,6 +31,8 @@ from .policy.freshness import current_age
 from .policy.lifecycle import refreshable_in_background
 from .shared_tier import SharedTier
 from .store_status import StoreCollector, store_health, store_stats
+from .tag_control import TagControl
+from .tag_stats import TagCollector
 from .targets import DEFAULT_PAGE, MAX_PAGE, BadRequest, Target, after_cursor, cursor_of, split_key
 
 log = logging.getLogger("mitmcache")
@@ -48,10 +50,14 @@ class Control:
         self.shared: SharedTier | DiskTier | None = None  # the store's tier, when CACHE_STORE names one
         self.worker = workers.identity()  # which of the supervisor's workers answers (1 of 1 alone)
         self.registry.register(StoreCollector(lambda: self.shared))
+        self.tags = TagControl(engine, settings)  # by tag; its commands are this addon's child's
+        self.addons = [self.tags]
+        self.registry.register(TagCollector(self.tags.stats, lambda: self.engine.last_usage.tags))
         self._api = AdminApi(self)
         self.handle = self._api.handle
         self.clear_cache_header = self._api.clear_cache_header
         self.mount = self._api.mount  # another part's endpoints under the prefix (the write queue's)
+        self.clear_cache_tag_header = self._api.clear_cache_tag_header
 
     # -- the core, shared by the endpoints and the commands -------------------------------------
 
@@ -74,6 +80,7 @@ class Control:
             "name": self._settings().name,
             **self.worker.as_json(),
             **self.read_stats().as_json(),
+            "tags": self.tags.stats.as_json(self.engine.last_usage.tags),
             "counts": dict(sorted(self.engine.counters.items())),
             **await store_stats(self.shared),
         }

@@ -11,6 +11,7 @@ the commands and the write queue call it, never the addon. Its entry points:
 * ``invalidate``/``invalidate_url``: drop a URL (and the URLs a response's ``Location`` and
   ``Content-Location`` name), so that a fetch that began before never stores its answer;
 * ``purge``/``purge_prefix``/``clear``, ``refresh``, ``variants``, ``stats``: the control plane's;
+* ``tagged``/``purge_tag``/``soft_purge_tag``: the same by tag (surrogate keys, tag_control.py);
 * ``upstream``: the cache's own upstream client, for any method with a streamed body.
 """
 
@@ -310,6 +311,23 @@ class Engine:
     async def clear(self) -> int:
         self.core.bus.invalidate_all()
         return await self.core.store.clear()
+
+    async def tagged(self, tag: str) -> Sequence[Stored]:
+        """The entries carrying ``tag``, not counted as a use; uses written behind are included."""
+        await self.core.flush_uses()
+        return await self.core.store.tagged(tag)
+
+    async def purge_tag(self, tag: str) -> int:
+        """Drop every entry carrying ``tag``, inside the store. Fetches under way do not store
+        (their answers may carry the tag and predate the change), as for a prefix."""
+        self.core.bus.invalidate_all()
+        return await self.core.store.delete_tag(tag)
+
+    async def soft_purge_tag(self, tag: str, at: float) -> int:
+        """Mark every entry carrying ``tag`` expired as of ``at`` (same version): served stale
+        only by the usual rules while one refresh runs; fetches under way do not store."""
+        self.core.bus.invalidate_all()
+        return await self.core.store.stale_tag(tag, at)
 
     async def discard(self, stored: Stored) -> bool:
         entry = stored.entry

@@ -12,7 +12,7 @@ is its ``Meta``, kept by the store and changed only through it.
 """
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 # What one entry costs in memory beyond its bytes, so that cache_max_bytes bounds the process:
 # measured with tracemalloc (the Entry, its strings and tuples, the store's bookkeeping, allocator
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 # varied-on values cost what they weigh.
 ENTRY_OVERHEAD = 1536
 FIELD_OVERHEAD = 100
+TAG_OVERHEAD = 200  # a tag in the store's tag index and on its entry (measured: scripts/bench.py tag-memory)
 
 
 def new_version() -> int:
@@ -59,6 +60,10 @@ class Entry:
     sent_length: int = -1  # -1: len(body), set on creation
     size: int = 0
     version: int = field(default_factory=new_version)
+    # Tags (surrogate keys, policy.tags) the upstream gave it, for purge and refresh by tag, and the
+    # upstream's fields withheld from clients (its tag fields): a 304 re-admits them with the rest.
+    tags: tuple[str, ...] = ()
+    withheld: tuple[tuple[bytes, bytes], ...] = ()
 
     def __post_init__(self) -> None:
         if self.sent_length < 0:
@@ -66,13 +71,14 @@ class Entry:
         if not self.size:
             size = (
                 len(self.body)
-                + sum(len(k) + len(v) + FIELD_OVERHEAD for k, v in self.fields)
+                + sum(len(k) + len(v) + FIELD_OVERHEAD for k, v in self.fields + self.withheld)
                 + sum(len(n) + len(v or "") + FIELD_OVERHEAD for n, v in self.vary)
                 + len(self.key)
                 + len(self.url)
                 + len(self.host)
                 + len(self.etag)
                 + len(self.last_modified or "")
+                + sum(len(t) + TAG_OVERHEAD for t in self.tags)
                 + ENTRY_OVERHEAD
             )
             object.__setattr__(self, "size", size)  # derived once, as a frozen dataclass allows
@@ -92,6 +98,12 @@ class Entry:
         """When it stops being fresh (RFC 9111 §4.2: lifetime minus the age it arrived with)."""
         return self.response_time + self.lifetime - self.initial_age
 
+    def expired_by(self, at: float) -> "Entry":
+        """This version as if it had expired at ``at`` at the latest (a soft purge): the same
+        version, so compare-and-delete still finds it; served stale only by the usual rules."""
+        lifetime = at - self.response_time + self.initial_age
+        return self if lifetime >= self.lifetime else replace(self, lifetime=lifetime)
+
 
 @dataclass(slots=True)
 class Meta:
@@ -103,10 +115,16 @@ class Meta:
     hits: int = 0
     refresh_failures: int = 0  # consecutive failed refreshes, for backoff
     retry_at: float = 0.0  # no background refresh before this time
+    stale_at: float = 0.0  # soft-purged (by tag) then: handed out expired as of then (0: never)
 
     @property
     def asked_since_stored(self) -> bool:
         return self.last_access > self.stored_at
+
+
+def as_marked(entry: Entry, meta: Meta) -> Entry:
+    """The entry as a store hands it out: expired as of its soft purge, if it had one."""
+    return entry.expired_by(meta.stale_at) if meta.stale_at else entry
 
 
 @dataclass(slots=True)

@@ -34,6 +34,7 @@ class SharedTier:
         self.bus = SharedGenerations(link)
         link.on_event("drop", lambda origin, args: self.store.drop(args[0]))
         link.on_event("drop-prefix", lambda origin, args: self.store.drop_prefix(args[0]))
+        link.on_event("drop-tag", lambda origin, args: self.store.drop_tag(args[0]))
         link.on_event("drop-all", lambda origin, args: self.store.drop_all())
         link.on_restored(self.store.restored)
         link.on_lost(self.store.lost)
@@ -78,5 +79,6 @@ class SharedTier:
             "keys": usage.keys if usage else None,
             "used_memory": usage.bytes if usage else None,
             "evicted_keys": usage.evictions if usage else None,
+            "tags": usage.tags if usage else None,
             "unreadable": self.link.unreadable,
         }

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from .entry import Entry
 from .policy.key import primary_key
+from .policy.tags import parse_tag_list
 
 DEFAULT_PAGE = 100  # entries listed per page, unless asked otherwise
 MAX_PAGE = 1000
@@ -85,6 +86,20 @@ def count_param(params: Mapping[str, str], name: str, default: int, maximum: int
     if not raw.isdigit():
         raise BadRequest(f"{name} must be a whole number >= 0, got {raw!r}")
     return min(int(raw), maximum) if maximum is not None else int(raw)
+
+
+def tags_param(query_tags: list[str], params: Mapping[str, str]) -> tuple[str, ...]:
+    """The tags a purge or refresh names: ``tag=a&tag=b`` in the query, or ``"tag": "a b"`` in a
+    JSON or form body (tags separated by spaces or commas); empty when it names none."""
+    values = [*query_tags, *([params["tag"]] if params.get("tag") and not query_tags else [])]
+    try:
+        return parse_tag_list(values)
+    except ValueError as e:
+        raise BadRequest(str(e)) from None
+
+
+def flag_param(params: Mapping[str, str], name: str) -> bool:
+    return params.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def target_param(params: Mapping[str, str]) -> Target:

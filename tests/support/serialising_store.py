@@ -10,7 +10,7 @@ import itertools
 import time
 from collections.abc import Sequence
 
-from mitmcache.entry import Entry, Meta, Stored
+from mitmcache.entry import Entry, Meta, Stored, as_marked
 from mitmcache.store import codec
 from mitmcache.store.base import Usage, Use, Vary
 
@@ -23,13 +23,46 @@ class SerialisingStore:
         self._sequence = itertools.count()
         self.max_bytes, self.max_entries = max_bytes, max_entries
 
+    @staticmethod
+    def _stored(e: bytes, m: bytes, keep: float) -> Stored:
+        meta = codec.decode_meta(m)
+        return Stored(as_marked(codec.decode_entry(e), meta), meta, keep)
+
     def _read(self, key: str) -> list[Stored]:
         now = time.time()
+        return [self._stored(e, m, keep) for e, m, keep, _ in self._urls.get(key, ()) if keep > now]
+
+    def _tagged(self, tag: str) -> list[tuple[str, Entry]]:
+        """(URL, entry) of every variant carrying ``tag``: a full walk, as an index is not what
+        this store is for (the memory and Redis stores keep one)."""
         return [
-            Stored(codec.decode_entry(e), codec.decode_meta(m), keep)
-            for e, m, keep, _ in self._urls.get(key, ())
-            if keep > now
+            (key, entry)
+            for key, group in self._urls.items()
+            for raw, _, _, _ in group
+            if tag in (entry := codec.decode_entry(raw)).tags
         ]
+
+    async def tagged(self, tag: str) -> Sequence[Stored]:
+        versions = {entry.version for _, entry in self._tagged(tag)}
+        keys = {key for key, _ in self._tagged(tag)}
+        return [s for key in keys for s in self._read(key) if s.entry.version in versions]
+
+    async def delete_tag(self, tag: str) -> int:
+        found = self._tagged(tag)
+        for key, entry in found:
+            await self.discard(key, entry.vary, entry.version)
+        return len(found)
+
+    async def stale_tag(self, tag: str, at: float) -> int:
+        found = self._tagged(tag)
+        for key, entry in found:
+
+            def marked(meta: Meta) -> None:
+                meta.stale_at = min(meta.stale_at or at, at)
+
+            self._update(key, entry.vary, entry.version, marked)
+            await self.reschedule(key, entry.vary, entry.version, at)
+        return len(found)
 
     def _index(self, key: str, vary: Vary, version: int) -> int | None:
         for i, (raw, _, _, _) in enumerate(self._urls.get(key, ())):
@@ -89,7 +122,7 @@ class SerialisingStore:
                 continue
             e, m, keep, _ = self._urls[key][index]
             self._urls[key][index] = (e, m, keep, float("inf"))
-            found.append(Stored(codec.decode_entry(e), codec.decode_meta(m), keep))
+            found.append(self._stored(e, m, keep))
         return found
 
     async def reschedule(self, key: str, vary: Vary, version: int, check_at: float) -> bool:
@@ -129,8 +162,16 @@ class SerialisingStore:
     async def usage(self) -> Usage:
         sizes = [len(e) for group in self._urls.values() for e, _, _, _ in group]
         sent = [codec.decode_entry(e).sent_size for group in self._urls.values() for e, _, _, _ in group]
+        tags = {
+            tag for group in self._urls.values() for e, _, _, _ in group for tag in codec.decode_entry(e).tags
+        }
         return Usage(
-            entries=len(sizes), keys=len(self._urls), bytes=sum(sizes), evictions=0, sent_bytes=sum(sent)
+            entries=len(sizes),
+            keys=len(self._urls),
+            bytes=sum(sizes),
+            evictions=0,
+            sent_bytes=sum(sent),
+            tags=len(tags),
         )
 
     async def resize(self, max_bytes: int, max_entries: int) -> None:

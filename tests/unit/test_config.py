@@ -167,6 +167,12 @@ VALID: dict[str, list[tuple[str, object]]] = {
     "cache_compress_min_bytes": [("0", 0), ("512", 512), ("1k", 1024)],
     "cache_body_idle_timeout": [("30", 30), ("0.5", 0.5)],
     "cache_get_body": [("refuse", "refuse"), ("PASS", "pass")],
+    "cache_tag_fields": [
+        ("Surrogate-Key, Cache-Tag, xkey", ("surrogate-key", "cache-tag", "xkey")),
+        ("Edge-Cache-Tag", ("edge-cache-tag",)),
+        ("", ()),
+    ],
+    "cache_tag_fields_keep": [("on", True), ("OFF", False), ("true", True), ("0", False)],
 }
 INVALID: dict[str, list[str]] = {
     "cache_ttl": SECONDS_INVALID,
@@ -207,6 +213,8 @@ INVALID: dict[str, list[str]] = {
     "cache_compress_min_bytes": SIZES_INVALID,
     "cache_body_idle_timeout": ["0", "-1", "never", "inf"],
     "cache_get_body": ["", "cache", "allow"],
+    "cache_tag_fields": ["Surrogate Key", "a;b"],
+    "cache_tag_fields_keep": ["", "maybe", "2"],
 }
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from mitmcache.entry import Meta
-from mitmcache.store import codec
+from mitmcache.store import codec, packed
 from mitmcache.store.base import Store, Use
 from mitmcache.store.memory import MemoryStore
 from tests.support.entries import stored_entry
@@ -146,12 +146,93 @@ async def test_usage_counts_entries_and_urls(store):
     assert usage.bytes > 0
 
 
+# -- tags ------------------------------------------------------------------------------------------
+
+
+async def test_variants_are_found_by_the_tags_they_carry(store):
+    one = await put(store, "http://h/1", tags=("item-1", "list"))
+    two = await put(store, "http://h/2", tags=("list",))
+    await put(store, "http://h/3")
+    assert {s.entry.version for s in await store.tagged("list")} == {one.version, two.version}
+    assert [s.entry.version for s in await store.tagged("item-1")] == [one.version]
+    assert list(await store.tagged("nothing")) == []
+
+
+async def test_purge_by_tag_drops_only_the_variants_carrying_it(store):
+    await put(store, "http://h/1", vary=(("accept", "a"),), tags=("item-1",))
+    kept = await put(store, "http://h/1", vary=(("accept", "b"),), tags=("item-2",))
+    await put(store, "http://h/2", tags=("item-1", "list"))
+    assert await store.delete_tag("item-1") == 2
+    assert [s.entry.version for s in await store.peek("http://h/1")] == [kept.version]
+    assert list(await store.peek("http://h/2")) == []
+    assert list(await store.tagged("item-1")) == [] and list(await store.tagged("list")) == []
+    assert await store.delete_tag("item-1") == 0
+    assert (await store.usage()).tags == 1  # item-2
+
+
+async def test_a_replaced_variant_no_longer_carries_its_old_tags(store):
+    await put(store, tags=("old",))
+    new = await put(store, tags=("new",))
+    assert list(await store.tagged("old")) == []
+    assert await store.delete_tag("old") == 0
+    assert [s.entry.version for s in await store.tagged("new")] == [new.version]
+
+
+async def test_every_removal_keeps_the_tag_index(store):
+    dropped = await put(store, "http://h/a", tags=("t",))
+    await put(store, "http://h/b", tags=("t",))
+    await put(store, "http://h/p/c", tags=("t",))
+    await put(store, "http://h/d", tags=("t",))
+    assert await store.discard(dropped.key, dropped.vary, dropped.version)
+    assert await store.delete("http://h/b") == 1
+    assert await store.delete_prefix("http://h/p/") == 1
+    assert [s.entry.key for s in await store.tagged("t")] == ["http://h/d"]
+    await store.clear()
+    assert list(await store.tagged("t")) == [] and (await store.usage()).tags == 0
+
+
+async def test_usage_counts_the_tags_known(store):
+    await put(store, "http://h/1", tags=("a", "b"))
+    await put(store, "http://h/2", tags=("b", "c"))
+    assert (await store.usage()).tags == 3
+
+
+async def test_a_soft_purge_hands_out_the_same_version_expired_as_of_the_mark(store):
+    now = time.time()
+    entry = await put(store, tags=("t",), response_time=now, lifetime=600.0, check_at=now + 600)
+    other = await put(store, "http://h/other", response_time=now, lifetime=600.0)
+    assert await store.stale_tag("t", now) == 1
+    (seen,) = await store.variants(entry.key)
+    assert seen.entry.version == entry.version and seen.entry.expires_at <= now
+    assert seen.meta.stale_at == now and seen.keep_until == LATER
+    assert (await store.peek(other.key))[0].entry.expires_at > now
+    assert [s.entry.key for s in await store.due(now, 10)] == [entry.key]  # checked at once
+    assert await store.discard(entry.key, entry.vary, entry.version)  # compare-and-delete still works
+
+
+async def test_a_new_version_after_a_soft_purge_is_fresh(store):
+    now = time.time()
+    await put(store, tags=("t",), response_time=now, lifetime=600.0)
+    await store.stale_tag("t", now)
+    new = await put(store, tags=("t",), response_time=now, lifetime=600.0)
+    (seen,) = await store.variants(new.key)
+    assert seen.entry.expires_at > now and seen.meta.stale_at == 0
+
+
 def test_an_entry_survives_serialisation_unchanged():
     entry = stored_entry(
         "http://h/a", vary=(("accept", None), ("x", "1")), fields=((b"etag", b'"\xe9"'),), body=b"\x00\xff"
     )
     assert codec.decode_entry(codec.encode_entry(entry)) == entry
     assert codec.decode_meta(codec.encode_meta(meta(hits=3))) == meta(hits=3)
+
+
+def test_tags_and_withheld_fields_survive_serialisation():
+    entry = stored_entry("http://h/a", tags=("a", "b:1"), withheld=((b"Surrogate-Key", b"a b:1"),))
+    assert codec.decode_entry(codec.encode_entry(entry)) == entry
+    assert packed.decode_entry(packed.encode_entry(entry)) == entry
+    marked = meta(stale_at=1500.0)
+    assert packed.decode_meta(packed.encode_meta(7, marked, 2000.0)).meta == marked
 
 
 @pytest.mark.parametrize("raw", [b"", b"garbage", codec.FORMAT + b"\x00\x00\x00\x05{1:2}", codec.FORMAT])

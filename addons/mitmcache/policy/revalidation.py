@@ -71,10 +71,11 @@ def conditional_fields(entry: Entry) -> list[tuple[bytes, bytes]]:
 
 
 def upstream_fields(entry: Entry) -> list[tuple[bytes, bytes]]:
-    """The stored fields as the upstream sent them: without the ETag we generated."""
+    """The stored fields as the upstream sent them: without the ETag we generated, with the fields
+    withheld from clients (its tags)."""
     if entry.upstream_etag is not None:
-        return list(entry.fields)
-    return [(k, v) for k, v in entry.fields if k.lower() != b"etag"]
+        return [*entry.fields, *entry.withheld]
+    return [(k, v) for k, v in entry.fields if k.lower() != b"etag"] + list(entry.withheld)
 
 
 def freshened_fields(entry: Entry, not_modified_fields: Fields) -> list[tuple[bytes, bytes]]:

@@ -14,12 +14,13 @@ from .dates import format_http_date, parse_http_date
 from .fields import HOP_BY_HOP, Fields, by_name, connection_listed, get_all, split_list
 from .freshness import Lifetime, corrected_initial_age, freshness_lifetime
 from .key import secondary_key, vary_names
+from .tags import CLEAR_FIELD, DEFAULT_TAG_RULES, TagRules, response_tags, split_withheld
 from .validators import generate_etag
 
 # Fields a cache owns on the way out, so never stored from upstream: Age is recomputed
-# (RFC 9111 §5.1) and X-Cache is ours.
+# (RFC 9111 §5.1) and X-Cache is ours. Clear-Cache-Tag is an instruction to the cache (policy.tags).
 _RECOMPUTED = frozenset({b"age", b"x-cache", b"content-length"})
-_NEVER_STORED = HOP_BY_HOP | _RECOMPUTED
+_NEVER_STORED = HOP_BY_HOP | _RECOMPUTED | {CLEAR_FIELD.encode()}
 
 # The final status codes whose caching requirements we implement (RFC 9110 §15), for
 # ``must-understand`` (RFC 9111 §5.2.2.3). 206 and 304 are never stored, so they are not in it.
@@ -38,6 +39,7 @@ class Rules:
     override: bool
     heuristic_percent: float = 0.0  # RFC 9111 §4.2.2, used only without a default_ttl
     targeted_fields: tuple[str, ...] = ()  # RFC 9213 target list, in order of precedence
+    tags: TagRules = DEFAULT_TAG_RULES  # which fields carry tags, and whether clients see them
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +219,9 @@ def admit(
     if "content-encoding" in response and "accept-encoding" not in names:
         names = tuple(sorted((*names, "accept-encoding")))
 
-    fields = _stored_fields(response_fields, response_cc, response)
+    fields, withheld = split_withheld(
+        _stored_fields(response_fields, response_cc, response), rules.tags.withheld
+    )
     etag = upstream_etag or generate_etag(body)
     if upstream_etag is None:
         fields.append((b"etag", etag.encode()))
@@ -254,6 +258,8 @@ def admit(
         must_revalidate=bool({"must-revalidate", "proxy-revalidate", "s-maxage"} & response_cc.keys()),
         stale_while_revalidate=float(stale_while_revalidate),
         stale_if_error=float(stale_if_error),
+        tags=response_tags(response_fields, rules.tags),
+        withheld=tuple(withheld),
     )
 
 

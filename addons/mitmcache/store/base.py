@@ -15,7 +15,9 @@ out copies (any networked store does):
 * the store keeps each entry's next check time (``check_at``) and hands out the entries whose time
   has come (``due``): expiry and refresh are driven by what the store holds, so an entry written by
   another process, or loaded after a restart, is refreshed or dropped like any other;
-* purging by prefix happens inside the store;
+* purging by prefix happens inside the store, and so do purging by tag and soft purging by tag
+  (each entry carries its tags; the store keeps an index from tag to variants, bounded by what it
+  stores and updated with each write and removal, never by a read-modify-write across processes);
 * every method that may do I/O is async. ``tests/unit/test_store_contract.py`` runs one suite
   against every backend.
 """
@@ -38,6 +40,7 @@ class Usage:
     # What the entries would take stored as the upstream sent them (Entry.sent_size): against
     # ``bytes``, what compression saves. 0 from a store that does not track it.
     sent_bytes: int = 0
+    tags: int = 0  # distinct tags the stored entries carry
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +85,20 @@ class Store(Protocol):
 
     async def clear(self) -> int:
         """Drop everything; returns how many entries were dropped."""
+        ...
+
+    async def tagged(self, tag: str) -> Sequence[Stored]:
+        """The stored variants (of any URL) that carry ``tag``, within their lifetime; not a use."""
+        ...
+
+    async def delete_tag(self, tag: str) -> int:
+        """Drop every variant that carries ``tag``; returns how many."""
+        ...
+
+    async def stale_tag(self, tag: str, at: float) -> int:
+        """Soft purge: every variant that carries ``tag`` is handed out from now on as expired at
+        ``at`` (``Entry.expired_by``; same version, ``Meta.stale_at`` says when) and is due for a
+        check at ``at``; returns how many were marked."""
         ...
 
     async def keys(self) -> list[str]:

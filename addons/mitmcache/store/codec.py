@@ -27,6 +27,7 @@ def encode_entry(entry: Entry) -> bytes:
     header: dict[str, Any] = {name: getattr(entry, name) for name in _ENTRY_FIELDS}
     header["reason"] = entry.reason.decode("latin-1")
     header["fields"] = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in entry.fields]
+    header["withheld"] = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in entry.withheld]
     raw = json.dumps(header, separators=(",", ":")).encode()
     return b"".join((FORMAT, _LENGTH.pack(len(raw)), raw, entry.body))
 
@@ -42,7 +43,9 @@ def decode_entry(data: bytes) -> Entry:
             raise Unreadable("stored entry has other fields")
         header["reason"] = header["reason"].encode("latin-1")
         header["fields"] = tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in header["fields"])
+        header["withheld"] = tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in header["withheld"])
         header["vary"] = tuple((name, value) for name, value in header["vary"])
+        header["tags"] = tuple(str(tag) for tag in header["tags"])
         return Entry(body=data[start + length :], **header)
     except (struct.error, ValueError, TypeError, AttributeError, UnicodeError) as e:
         if isinstance(e, Unreadable):

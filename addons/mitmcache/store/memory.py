@@ -1,7 +1,8 @@
 """An in-process store bounded by bytes and entry count, evicting the least recently used URL.
 
 An ``OrderedDict`` keeps URLs in use order, so lookups, uses and evictions are all O(1); a heap
-keeps each entry's next check time. Lookups hand out the store's own records, for speed: the
+keeps each entry's next check time, and a tag index (tag -> the variants carrying it) is kept on
+every write and removal, so a purge by tag touches only what it drops. Lookups hand out the store's own records, for speed: the
 engine only reads them (the contract suite runs the engine's rules against a store that hands out
 copies, ``tests/support/serialising_store.py``).
 """
@@ -44,6 +45,9 @@ class MemoryStore:
         # body is not kept alive by its place in the schedule; stale items are skipped and swept.
         self._schedule: list[tuple[float, int, str, Vary, int]] = []
         self._sequence = itertools.count()  # tie-breaker: varies are not ordered
+        # tag -> the (URL, vary) of every stored variant carrying it; bounded by the entries (each
+        # tag counts in its entry's size), emptied sets removed
+        self._tags: dict[str, set[tuple[str, Vary]]] = {}
 
     async def resize(self, max_bytes: int, max_entries: int) -> None:
         self.max_bytes, self.max_entries = max_bytes, max_entries
@@ -80,6 +84,10 @@ class MemoryStore:
             while len(group) >= MAX_VARIANTS_PER_KEY:  # the least recently used variant goes
                 self._remove(group, min(group, key=_last_access))
         group.append(_Record(entry, replace(meta), keep_until, check_at))
+        if entry.tags:
+            variant = (entry.key, entry.vary)
+            for tag in entry.tags:
+                self._tags.setdefault(tag, set()).add(variant)
         heapq.heappush(self._schedule, (check_at, next(self._sequence), entry.key, entry.vary, entry.version))
         self._bytes += entry.size
         self._sent_bytes += entry.sent_size
@@ -111,11 +119,45 @@ class MemoryStore:
         dropped = self._entries
         self._urls.clear()
         self._schedule.clear()
+        self._tags.clear()
         self._bytes = self._entries = self._sent_bytes = 0
         return dropped
 
     async def keys(self) -> list[str]:
         return list(self._urls)
+
+    # -- tags --------------------------------------------------------------------------------
+
+    def _tagged(self, tag: str) -> list[tuple[list[_Record], _Record]]:
+        found = []
+        for key, vary in list(self._tags.get(tag, ())):
+            group = self._urls.get(key, [])
+            found += [(group, r) for r in group if r.entry.vary == vary]
+        return found
+
+    async def tagged(self, tag: str) -> Sequence[Stored]:
+        now = time.time()
+        return [record for _, record in self._tagged(tag) if record.keep_until > now]
+
+    async def delete_tag(self, tag: str) -> int:
+        found = self._tagged(tag)
+        for group, record in found:
+            self._remove(group, record)
+            if not group:
+                self._urls.pop(record.entry.key, None)
+        return len(found)
+
+    async def stale_tag(self, tag: str, at: float) -> int:
+        found = self._tagged(tag)
+        for _, record in found:
+            record.entry = record.entry.expired_by(at)
+            record.meta.stale_at = min(record.meta.stale_at or at, at)
+            record.check_at = at
+            heapq.heappush(
+                self._schedule,
+                (at, next(self._sequence), record.entry.key, record.entry.vary, record.entry.version),
+            )
+        return len(found)
 
     async def due(self, now: float, limit: int) -> list[Stored]:
         found: list[Stored] = []
@@ -159,6 +201,7 @@ class MemoryStore:
             bytes=self._bytes,
             evictions=self._evictions,
             sent_bytes=self._sent_bytes,
+            tags=len(self._tags),
         )
 
     # -- bookkeeping -------------------------------------------------------------------------
@@ -178,6 +221,14 @@ class MemoryStore:
         self._bytes -= sum(r.entry.size for r in records)
         self._sent_bytes -= sum(r.entry.sent_size for r in records)
         self._entries -= len(records)
+        for record in records:
+            entry = record.entry
+            for tag in entry.tags:
+                variants = self._tags.get(tag)
+                if variants is not None:
+                    variants.discard((entry.key, entry.vary))
+                    if not variants:
+                        del self._tags[tag]
 
     def _compact(self) -> None:
         """Forget the schedule of entries that are gone once it holds twice what is stored (and

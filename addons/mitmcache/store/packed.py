@@ -7,8 +7,9 @@ numbers, never the body. An entry is an array in the order of ``Entry``'s fields
 that names those fields: a value written by another version of the cache, a foreign value, or
 garbage is ``codec.Unreadable`` -- a miss, never a crash.
 
-Metadata is ``[version, stored_at, last_access, hits, refresh_failures, retry_at, keep_until]``;
-the version is text, because Lua's numbers are doubles and a version has 63 bits.
+Metadata is ``[version, stored_at, last_access, hits, refresh_failures, retry_at, keep_until,
+stale_at]`` (``stale_at``: when a soft purge marked it, 0 for never; absent in older values); the
+version is text, because Lua's numbers are doubles and a version has 63 bits.
 """
 
 import hashlib
@@ -41,6 +42,8 @@ def decode_entry(data: bytes) -> Entry:
         items = dict(zip(_ENTRY_FIELDS, values[1:], strict=True))
         items["vary"] = tuple((str(name), None if v is None else str(v)) for name, v in items["vary"])
         items["fields"] = tuple((bytes(k), bytes(v)) for k, v in items["fields"])
+        items["withheld"] = tuple((bytes(k), bytes(v)) for k, v in items["withheld"])
+        items["tags"] = tuple(str(tag) for tag in items["tags"])
         for name in _BYTES_FIELDS:
             if not isinstance(items[name], bytes):
                 raise TypeError(name)
@@ -68,19 +71,23 @@ def encode_meta(version: int, meta: Meta, keep_until: float) -> bytes:
             meta.refresh_failures,
             meta.retry_at,
             keep_until,
+            meta.stale_at,
         ]
     )
 
 
 def decode_meta(data: bytes) -> VariantMeta:
     try:
-        version, stored_at, last_access, hits, failures, retry_at, keep = msgpack.unpackb(data, raw=False)
+        version, stored_at, last_access, hits, failures, retry_at, keep, *marked = msgpack.unpackb(
+            data, raw=False
+        )
         meta = Meta(
             stored_at=float(stored_at),
             last_access=float(last_access),
             hits=int(hits),
             refresh_failures=int(failures),
             retry_at=float(retry_at),
+            stale_at=float(marked[0]) if marked else 0.0,
         )
         return VariantMeta(int(version), meta, float(keep))
     except (ValueError, TypeError, msgpack.UnpackException) as e:

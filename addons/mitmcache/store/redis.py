@@ -20,7 +20,7 @@ from typing import Any
 import msgpack
 from redis.exceptions import ResponseError
 
-from ..entry import Entry, Meta, Stored
+from ..entry import Entry, Meta, Stored, as_marked
 from . import packed, redis_lua
 from .base import Usage, Use, Vary
 from .codec import Unreadable
@@ -31,6 +31,7 @@ LEASE_SECONDS = 60.0  # a handed-out due entry is due again after this if nobody
 BATCH = 500  # URLs per script run when purging or clearing
 URLS = KEY_PREFIX + "urls"
 DUE = KEY_PREFIX + "due"
+TAGS = KEY_PREFIX + "tags"
 
 
 def tag(key: str) -> str:
@@ -50,6 +51,12 @@ def lock_key(key: str) -> str:
     return f"{KEY_PREFIX}{{{tag(key)}}}:lock"
 
 
+def tag_set_key(name: str) -> str:
+    """The sorted set of the variants carrying tag ``name`` (the scripts compute the same name)."""
+    digest = hashlib.sha1(name.encode("utf-8", "surrogateescape"), usedforsecurity=False).hexdigest()
+    return f"{KEY_PREFIX}{{{digest[:16]}}}:tag"
+
+
 def _ms(at: float) -> int:
     return int(at * 1000) + 1
 
@@ -66,6 +73,8 @@ class RedisStore:
         self._reschedule = client.register_script(redis_lua.RESCHEDULE)
         self._uses = client.register_script(redis_lua.USES)
         self._failure = client.register_script(redis_lua.REFRESH_FAILURE)
+        self._delete_tag = client.register_script(redis_lua.DELETE_TAG)
+        self._stale_tag = client.register_script(redis_lua.STALE_TAG)
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -87,7 +96,7 @@ class RedisStore:
                 self.link.unreadable += 1
                 continue
             if meta.keep_until > now:
-                found.append(Stored(entry, meta.meta, meta.keep_until))
+                found.append(Stored(as_marked(entry, meta.meta), meta.meta, meta.keep_until))
         found.sort(key=lambda s: s.meta.stored_at)
         return found
 
@@ -128,17 +137,29 @@ class RedisStore:
             CHANNEL,
             self.link.event("drop", key),
             _ms(time.time()),
+            msgpack.packb(list(entry.tags)) if entry.tags else b"",
+            KEY_PREFIX,
         ]
-        await self.link.run(lambda: self._put(keys=[hash_key(key), URLS, DUE], args=args))
+        await self.link.run(lambda: self._put(keys=[hash_key(key), URLS, DUE, TAGS], args=args))
         return True
 
     async def discard(self, key: str, vary: Vary, version: int) -> bool:
-        args = [key, tag(key), variant_id(vary), str(version), CHANNEL, self.link.event("drop", key)]
-        return bool(await self.link.run(lambda: self._discard(keys=[hash_key(key), URLS, DUE], args=args)))
+        args = [
+            key,
+            tag(key),
+            variant_id(vary),
+            str(version),
+            CHANNEL,
+            self.link.event("drop", key),
+            KEY_PREFIX,
+        ]
+        return bool(
+            await self.link.run(lambda: self._discard(keys=[hash_key(key), URLS, DUE, TAGS], args=args))
+        )
 
     async def _delete_urls(self, urls: Sequence[str], event: bytes | str) -> int:
-        keys: list[str] = [URLS, DUE]
-        args: list[Any] = [CHANNEL, event]
+        keys: list[str] = [URLS, DUE, TAGS]
+        args: list[Any] = [CHANNEL, event, KEY_PREFIX]
         for url in urls:
             keys.append(hash_key(url))
             args += [url, tag(url)]
@@ -173,7 +194,16 @@ class RedisStore:
                 dropped += int(await self.link.run(lambda n=names: self._drop_hashes(keys=list(n))))
             if cursor == 0:
                 break
-        await self.link.run(lambda: client.delete(URLS, DUE))
+        cursor = 0
+        while True:  # the tags' sets
+            cursor, names = await self.link.run(
+                lambda c=cursor: client.scan(c, match=KEY_PREFIX + "{*}:tag", count=BATCH)
+            )
+            if names:
+                await self.link.run(lambda n=names: client.delete(*n))
+            if cursor == 0:
+                break
+        await self.link.run(lambda: client.delete(URLS, DUE, TAGS))
         await self.link.publish("drop-all")
         return dropped
 
@@ -191,7 +221,7 @@ class RedisStore:
                 self.link.unreadable += 1
                 continue
             if entry.key == url and entry.version == meta.version:
-                found.append(Stored(entry, meta.meta, meta.keep_until))
+                found.append(Stored(as_marked(entry, meta.meta), meta.meta, meta.keep_until))
         return found
 
     async def reschedule(self, key: str, vary: Vary, version: int, check_at: float) -> bool:
@@ -204,7 +234,7 @@ class RedisStore:
         """One script run for a batch of uses (the engine sends one per version and flush)."""
         if not uses:
             return
-        keys, args = [URLS, DUE], []
+        keys, args = [URLS, DUE, TAGS], [KEY_PREFIX]
         for use in uses:
             keys.append(hash_key(use.key))
             args += [
@@ -214,8 +244,73 @@ class RedisStore:
                 repr(use.at),
                 use.hits,
                 repr(use.keep_until),
+                tag(use.key),
             ]
         await self.link.run(lambda: self._uses(keys=keys, args=args))
+
+    # -- tags ------------------------------------------------------------------------------------
+
+    async def tagged(self, name: str) -> Sequence[Stored]:
+        """The variants in the tag's set, read a batch at a time (plain reads, no script)."""
+        client, key, found, start = self.link.client, tag_set_key(name), [], 0
+        while True:
+            members = await self.link.run(lambda s=start: client.zrange(key, s, s + BATCH - 1))
+            if not members:
+                return found
+            places = []
+            for raw in members:
+                member = raw.decode("utf-8", "surrogateescape")
+                places.append((member[:16], member[17:33], member[34:]))
+
+            async def read(places=places) -> list[Any]:
+                async with client.pipeline(transaction=False) as pipe:
+                    for url_tag, vid, _ in places:
+                        pipe.hmget(f"{KEY_PREFIX}{{{url_tag}}}:v", "url", "e:" + vid, "m:" + vid)
+                    return await pipe.execute()
+
+            now = time.time()
+            for (_, _, url), (owner, entry_raw, meta_raw) in zip(
+                places, await self.link.run(read), strict=True
+            ):
+                if owner != url.encode("utf-8", "surrogateescape") or entry_raw is None or meta_raw is None:
+                    continue
+                try:
+                    entry, meta = packed.decode_entry(entry_raw), packed.decode_meta(meta_raw)
+                except Unreadable:
+                    self.link.unreadable += 1
+                    continue
+                if entry.version == meta.version and meta.keep_until > now and name in entry.tags:
+                    found.append(Stored(as_marked(entry, meta.meta), meta.meta, meta.keep_until))
+            if len(members) < BATCH:
+                return found
+            start += BATCH
+
+    async def delete_tag(self, name: str) -> int:
+        """A batch of the tag's variants per script run (Redis is never blocked for long), at most
+        as many runs as the set had batches when the purge began (and one more)."""
+        client, key, dropped = self.link.client, tag_set_key(name), 0
+        runs = int(await self.link.run(lambda: client.zcard(key))) // BATCH + 2
+        for _ in range(runs):
+            args = [KEY_PREFIX, name, BATCH, _ms(time.time())]
+            done, seen = await self.link.run(
+                lambda a=args: self._delete_tag(keys=[URLS, DUE, TAGS, key], args=a)
+            )
+            dropped += int(done)
+            if int(seen) < BATCH:
+                break
+        await self.link.publish("drop-tag", name)
+        return dropped
+
+    async def stale_tag(self, name: str, at: float) -> int:
+        client, key, marked, start = self.link.client, tag_set_key(name), 0, 0
+        total = int(await self.link.run(lambda: client.zcard(key)))
+        while start < total:
+            args = [KEY_PREFIX, repr(at), start, start + BATCH - 1, _ms(time.time())]
+            done, _ = await self.link.run(lambda a=args: self._stale_tag(keys=[DUE, key], args=a))
+            marked += int(done)
+            start += BATCH
+        await self.link.publish("drop-tag", name)
+        return marked
 
     async def note_refresh_failure(self, key: str, vary: Vary, version: int, retry_at: float) -> None:
         args = [key, variant_id(vary), str(version), repr(retry_at)]
@@ -225,14 +320,17 @@ class RedisStore:
         """What the shared tier holds: variants (scheduled), URLs, and Redis's own memory."""
         client = self.link.client
 
-        async def read() -> tuple[int, int, int, int]:
+        async def read() -> tuple[int, int, int, int, int]:
             async with client.pipeline(transaction=False) as pipe:
-                pipe.zcard(DUE).zcard(URLS).info("memory").info("stats")
-                entries, keys, memory, stats = await pipe.execute()
-            return entries, keys, int(memory.get("used_memory", 0)), int(stats.get("evicted_keys", 0))
+                pipe.zcard(DUE).zcard(URLS).info("memory").info("stats").zcount(
+                    TAGS, _ms(time.time()), "+inf"
+                )
+                entries, keys, memory, stats, tags = await pipe.execute()
+            used, evicted = int(memory.get("used_memory", 0)), int(stats.get("evicted_keys", 0))
+            return entries, keys, used, evicted, tags
 
-        entries, keys, used, evicted = await self.link.run(read)
-        return Usage(entries=entries, keys=keys, bytes=used, evictions=evicted)
+        entries, keys, used, evicted, tags = await self.link.run(read)
+        return Usage(entries=entries, keys=keys, bytes=used, evictions=evicted, tags=tags)
 
     async def resize(self, max_bytes: int, max_entries: int) -> None:
         """Redis bounds itself (``maxmemory``); the in-process tier in front takes the bounds."""

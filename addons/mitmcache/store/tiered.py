@@ -7,7 +7,7 @@ schedule) reads the shared store, which is the truth while it is reachable; this
 schedule only drops copies whose lifetime ended.
 
 Other processes change the shared store too: whoever wires this tier calls ``drop``,
-``drop_prefix`` and ``drop_all`` when they announce a change, and ``restored`` when notifications
+``drop_prefix``, ``drop_tag`` and ``drop_all`` when they announce a change, and ``restored`` when notifications
 may have been lost (the tier is emptied before it is used again). A read that overlaps a drop is
 not kept, so a copy read just before another process replaced it cannot outlive the notification.
 
@@ -60,6 +60,10 @@ class TieredStore:
     def drop_prefix(self, prefix: str) -> None:
         self._changes += 1
         run_eagerly(self.local.delete_prefix(prefix))
+
+    def drop_tag(self, tag: str) -> None:
+        self._changes += 1
+        run_eagerly(self.local.delete_tag(tag))
 
     def drop_all(self) -> None:
         self._changes += 1
@@ -161,6 +165,34 @@ class TieredStore:
     async def clear(self) -> int:
         held = await self.local.clear()
         return await self._shared_count(self.shared.clear, held)
+
+    # -- tags ------------------------------------------------------------------------------------
+
+    async def tagged(self, tag: str) -> Sequence[Stored]:
+        if self._available():
+            try:
+                return await self.shared.tagged(tag)
+            except Unavailable:
+                pass
+        return await self.local.tagged(tag)
+
+    async def delete_tag(self, tag: str) -> int:
+        self._changes += 1  # a shared read under way must not keep what this drops
+        held = await self.local.delete_tag(tag)
+        return await self._shared_count(lambda: self.shared.delete_tag(tag), held)
+
+    async def stale_tag(self, tag: str, at: float) -> int:
+        """Marked in the shared store; the copies held here are dropped, to be read again marked."""
+        if self._available():
+            try:
+                marked = await self.shared.stale_tag(tag, at)
+            except Unavailable:
+                pass
+            else:
+                self._changes += 1
+                await self.local.delete_tag(tag)
+                return marked
+        return await self.local.stale_tag(tag, at)
 
     async def _shared_count(self, change, held: int) -> int:
         if self._available():
