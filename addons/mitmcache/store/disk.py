@@ -174,6 +174,18 @@ class DiskStore:
         if fresh is not None:
             self._maybe_stored = fresh | set(added)
 
+    # -- tags --------------------------------------------------------------------------------------
+
+    async def tagged(self, tag: str) -> Sequence[Stored]:
+        now = time.time()
+        return await self._call(lambda f: f.tagged(tag, now))
+
+    async def delete_tag(self, tag: str) -> int:
+        return await self._call(lambda f: f.delete_tag(tag))
+
+    async def stale_tag(self, tag: str, at: float) -> int:
+        return await self._call(lambda f: f.stale_tag(tag, at))
+
     # -- the schedule ----------------------------------------------------------------------------
 
     async def due(self, now: float, limit: int) -> list[Stored]:

@@ -10,7 +10,12 @@ One row per stored variant: the URL (bytes, as the engine's keys may carry escap
 bytes), the variant (the ``Vary`` values, packed), the entry (``store.packed``: what the Redis store
 keeps) and its metadata as columns, so that a use or a refresh failure rewrites a few numbers,
 never the body. ``used`` orders eviction (least recently used first); ``size`` is what the entry
-counts against ``CACHE_STORE_MAX_BYTES``.
+counts against ``CACHE_STORE_MAX_BYTES``, ``sent`` what it would as the upstream sent it
+(``Usage.sent_bytes``); ``stale_at`` is when a soft purge marked it (0: never), applied as it is read.
+
+The tag index is a table of (tag, entry) rows whose entry references its row ``ON DELETE CASCADE``:
+every removal (replace, evict, discard, purge) drops the entry's tags in the same statement, so the
+index never outlives nor outgrows what is stored, in memory or across a restart.
 """
 
 import logging
@@ -21,7 +26,7 @@ from pathlib import Path
 
 import msgpack
 
-from ..entry import Entry, Meta, Stored
+from ..entry import Entry, Meta, Stored, as_marked
 from . import packed
 from .base import Usage, Use, Vary
 from .codec import Unreadable
@@ -29,14 +34,17 @@ from .memory import MAX_VARIANTS_PER_KEY
 
 log = logging.getLogger("mitmcache")
 
-SCHEMA_VERSION = 1  # PRAGMA user_version: a file of another layout is emptied, never misread
+SCHEMA_VERSION = 2  # 2: the tag index, stale_at and sent; PRAGMA user_version: a file of another layout is emptied, never misread
 LEASE_SECONDS = 60.0  # a handed-out due entry is due again after this if nobody rescheduled it
 WAL_MAX_BYTES = 4 * 1024 * 1024  # the write-ahead log is checkpointed and cut back past this
 WAL_MIN_BYTES = 64 * 1024
 
-_COLUMNS = "key, variant, version, entry, stored_at, last_access, hits, failures, retry_at, keep_until"
+_COLUMNS = (
+    "key, variant, version, entry, stored_at, last_access, hits, failures, retry_at, keep_until, stale_at"
+)
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS entries (
+    id INTEGER PRIMARY KEY,
     key BLOB NOT NULL,
     variant BLOB NOT NULL,
     version INTEGER NOT NULL,
@@ -50,8 +58,16 @@ CREATE TABLE IF NOT EXISTS entries (
     check_at REAL NOT NULL,
     used REAL NOT NULL,
     size INTEGER NOT NULL,
+    sent INTEGER NOT NULL,
+    stale_at REAL NOT NULL,
     UNIQUE (key, variant)
 );
+CREATE TABLE IF NOT EXISTS tags (
+    tag BLOB NOT NULL,
+    entry INTEGER NOT NULL REFERENCES entries (id) ON DELETE CASCADE,
+    PRIMARY KEY (tag, entry)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tags_by_entry ON tags (entry);
 CREATE INDEX IF NOT EXISTS entries_by_check ON entries (check_at);
 CREATE INDEX IF NOT EXISTS entries_by_use ON entries (used);
 PRAGMA user_version = {SCHEMA_VERSION};
@@ -99,8 +115,10 @@ class SqliteFile:
             return self._open(path)
         if version not in (0, SCHEMA_VERSION):
             log.warning("cache store %s was written by another version of the cache: starting empty", path)
+            db.execute("DROP TABLE IF EXISTS tags")
             db.execute("DROP TABLE IF EXISTS entries")
         db.execute("PRAGMA synchronous = FULL")
+        db.execute("PRAGMA foreign_keys = ON")  # the tag index follows every removal (ON DELETE CASCADE)
         db.executescript(_SCHEMA)
         self._limit_log(db)
         return db
@@ -131,7 +149,7 @@ class SqliteFile:
     # -- reading ---------------------------------------------------------------------------------
 
     def _stored(self, row: Sequence) -> Stored | None:
-        key, _, version, raw, stored_at, last_access, hits, failures, retry_at, keep_until = row
+        key, _, version, raw, stored_at, last_access, hits, failures, retry_at, keep_until, stale_at = row
         try:
             entry = packed.decode_entry(raw)
             if entry.version != version or url_bytes(entry.key) != key:
@@ -139,8 +157,8 @@ class SqliteFile:
         except Unreadable:
             self.unreadable += 1
             return None
-        meta = Meta(stored_at, last_access, hits, failures, retry_at)
-        return Stored(entry, meta, keep_until)
+        meta = Meta(stored_at, last_access, hits, failures, retry_at, stale_at)
+        return Stored(as_marked(entry, meta), meta, keep_until)
 
     def variants(self, key: str, now: float) -> list[Stored]:
         rows = self.db.execute(
@@ -162,8 +180,13 @@ class SqliteFile:
         return [row[0].decode("utf-8", "surrogateescape") for row in rows]
 
     def usage(self) -> Usage:
-        entries, keys = self.db.execute("SELECT count(*), count(DISTINCT key) FROM entries").fetchone()
-        return Usage(entries=entries, keys=keys, bytes=self.bytes, evictions=self.evictions)
+        entries, keys, sent = self.db.execute(
+            "SELECT count(*), count(DISTINCT key), coalesce(sum(sent), 0) FROM entries"
+        ).fetchone()
+        (tags,) = self.db.execute("SELECT count(*) FROM (SELECT DISTINCT tag FROM tags)").fetchone()
+        return Usage(
+            entries=entries, keys=keys, bytes=self.bytes, evictions=self.evictions, sent_bytes=sent, tags=tags
+        )
 
     def file_bytes(self) -> int:
         """What the store takes on disk: the database and its write-ahead log."""
@@ -175,14 +198,13 @@ class SqliteFile:
     def put(self, entry: Entry, meta: Meta, keep_until: float, check_at: float) -> None:
         key, variant = url_bytes(entry.key), variant_bytes(entry.vary)
         self._delete_where("key = ? AND variant = ?", (key, variant))
-        others = self.db.execute(
-            "SELECT rowid FROM entries WHERE key = ? ORDER BY stored_at", (key,)
-        ).fetchall()
+        others = self.db.execute("SELECT id FROM entries WHERE key = ? ORDER BY stored_at", (key,)).fetchall()
         for (rowid,) in others[: max(0, len(others) - MAX_VARIANTS_PER_KEY + 1)]:
-            self._delete_where("rowid = ?", (rowid,))
+            self._delete_where("id = ?", (rowid,))
         self._make_room(entry.size)
-        self.db.execute(
-            "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        cursor = self.db.execute(
+            f"INSERT INTO entries ({_COLUMNS}, check_at, used, size, sent) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 key,
                 variant,
@@ -194,10 +216,16 @@ class SqliteFile:
                 meta.refresh_failures,
                 meta.retry_at,
                 keep_until,
+                meta.stale_at,
                 check_at,
                 max(meta.stored_at, meta.last_access),
                 entry.size,
+                entry.sent_size,
             ),
+        )
+        self.db.executemany(
+            "INSERT OR IGNORE INTO tags VALUES (?, ?)",
+            [(url_bytes(tag), cursor.lastrowid) for tag in entry.tags],
         )
         self.bytes += entry.size
         self.rows += 1
@@ -206,11 +234,11 @@ class SqliteFile:
         """Evict least recently used entries until ``size`` more bytes fit: before the insert, so
         that the pages they free are reused and the file does not grow past the bound."""
         while self.bytes + size > self.max_bytes:
-            rows = self.db.execute("SELECT rowid FROM entries ORDER BY used LIMIT 64").fetchall()
+            rows = self.db.execute("SELECT id FROM entries ORDER BY used LIMIT 64").fetchall()
             if not rows:
                 return
             for (rowid,) in rows:
-                self.evictions += self._delete_where("rowid = ?", (rowid,))
+                self.evictions += self._delete_where("id = ?", (rowid,))
                 if self.bytes + size <= self.max_bytes:
                     return
 
@@ -240,6 +268,29 @@ class SqliteFile:
     def clear(self) -> int:
         return self._delete_where("1", ())
 
+    # -- tags ------------------------------------------------------------------------------------
+
+    _CARRYING = "id IN (SELECT entry FROM tags WHERE tag = ?)"
+
+    def tagged(self, tag: str, now: float) -> list[Stored]:
+        rows = self.db.execute(
+            f"SELECT {_COLUMNS} FROM entries WHERE {self._CARRYING} AND keep_until > ? ORDER BY stored_at",
+            (url_bytes(tag), now),
+        ).fetchall()
+        return [s for s in map(self._stored, rows) if s is not None]
+
+    def delete_tag(self, tag: str) -> int:
+        return self._delete_where(self._CARRYING, (url_bytes(tag),))
+
+    def stale_tag(self, tag: str, at: float) -> int:
+        """Marks rather than rewrites: the entry is handed out expired as of the earliest mark."""
+        cursor = self.db.execute(
+            "UPDATE entries SET stale_at = CASE WHEN stale_at = 0 THEN ? ELSE min(stale_at, ?) END, "
+            f"check_at = ? WHERE {self._CARRYING}",
+            (at, at, at, url_bytes(tag)),
+        )
+        return cursor.rowcount
+
     def resize(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self._make_room(0)
@@ -249,11 +300,11 @@ class SqliteFile:
 
     def due(self, now: float, limit: int) -> list[Stored]:
         rows = self.db.execute(
-            f"SELECT rowid, {_COLUMNS} FROM entries WHERE check_at <= ? ORDER BY check_at LIMIT ?",
+            f"SELECT id, {_COLUMNS} FROM entries WHERE check_at <= ? ORDER BY check_at LIMIT ?",
             (now, limit),
         ).fetchall()
         self.db.executemany(
-            "UPDATE entries SET check_at = ? WHERE rowid = ?", [(now + LEASE_SECONDS, r[0]) for r in rows]
+            "UPDATE entries SET check_at = ? WHERE id = ?", [(now + LEASE_SECONDS, r[0]) for r in rows]
         )
         return [s for s in (self._stored(r[1:]) for r in rows) if s is not None]
 
