@@ -76,6 +76,8 @@ class DiskTier:
             "max_bytes": self.disk.file.max_bytes,
             "file_bytes": await self.disk.file_bytes(),
             "evictions": usage.evictions,
+            "sent_bytes": usage.sent_bytes,
+            "tags": usage.tags,
             "unreadable": self.unreadable,
         }
 

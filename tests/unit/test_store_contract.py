@@ -239,3 +239,16 @@ def test_tags_and_withheld_fields_survive_serialisation():
 def test_a_value_that_cannot_be_read_is_unreadable_not_a_crash(raw):
     with pytest.raises(codec.Unreadable):
         codec.decode_entry(raw)
+
+
+async def test_a_stored_version_is_handed_back_with_every_field(store):
+    entry = await put(
+        store,
+        coding="gzip",
+        identity_etag='"id"',
+        sent_length=12345,
+        tags=("a", "b:1"),
+        withheld=((b"Surrogate-Key", b"a b:1"),),
+    )
+    (found,) = await store.variants(entry.key)
+    assert found.entry == entry and found.entry.sent_size == entry.sent_size
