@@ -268,3 +268,67 @@ def test_tags_known_across_proxies_come_from_redis(origin, shared, http):
     http.get(f"{one.url}/a")
     stats = http.get(f"{two.url}/__cache/stats", headers=AUTH).json()
     assert stats["shared"]["tags"] == 2
+
+
+# -- on the disk store (CACHE_STORE=disk), across restarts --------------------------------------------
+
+
+@pytest.fixture
+def on_disk(proxy_factory, tmp_path):
+    """Start a proxy on the test's SQLite file: ``on_disk()``, ``on_disk(settings)``."""
+
+    def start(settings: dict | None = None):
+        path = tmp_path / "store" / "cache.db"
+        return proxy_factory({"cache_store": f"sqlite://{path}", "cache_admin_key": KEY, **(settings or {})})
+
+    return start
+
+
+def only_if_cached(http: httpx.Client, url: str) -> int:
+    return http.get(url, headers={"Cache-Control": "only-if-cached"}).status_code
+
+
+def test_a_purge_by_tag_on_the_disk_store_drops_what_a_restarted_proxy_read_and_stays_purged(
+    origin, on_disk, proxy_factory, http
+):
+    tagged(origin, "/item/1", ("Surrogate-Key", "item-1 list"))
+    tagged(origin, "/item/2", ("Surrogate-Key", "item-2 list"))
+    tagged(origin, "/other", ("Surrogate-Key", "other"))
+    first = on_disk()
+    for path in ("/item/1", "/item/2", "/other"):
+        http.get(f"{first.url}{path}")
+    proxy_factory.stop_all()
+    restarted = on_disk()  # its tier starts empty: the tags are found in the file
+    assert purge(http, restarted, "tag=list")["purged"] == 2
+    assert [only_if_cached(http, f"{restarted.url}{p}") for p in ("/item/1", "/item/2", "/other")] == [
+        504,
+        504,
+        200,
+    ]
+    stats = http.get(f"{restarted.url}/__cache/stats", headers=AUTH).json()
+    assert stats["disk"]["entries"] == 1 and stats["disk"]["tags"] == 1  # "other"
+    proxy_factory.stop_all()
+    again = on_disk()
+    assert (
+        only_if_cached(http, f"{again.url}/item/1") == 504
+        and only_if_cached(http, f"{again.url}/other") == 200
+    )
+    assert origin.count("/item/1") == origin.count("/other") == 1
+
+
+def test_a_soft_purge_on_the_disk_store_is_served_stale_after_a_restart(origin, on_disk, proxy_factory, http):
+    origin.route(
+        "/s",
+        headers=[("Cache-Control", "max-age=60"), ("Surrogate-Key", "s")],
+        sequence=[{"body": "old"}, {"body": "new", "delay": 0.5}],
+    )
+    first = on_disk({"cache_refresh_window": "0"})
+    http.get(f"{first.url}/s")
+    assert purge(http, first, "tag=s&soft=1")["purged"] == 1
+    proxy_factory.stop_all()
+    restarted = on_disk()
+    stale = http.get(f"{restarted.url}/s")
+    assert (stale.headers["x-cache"], stale.text) == ("STALE", "old")
+    time.sleep(1.0)
+    fresh = http.get(f"{restarted.url}/s")
+    assert (fresh.headers["x-cache"], fresh.text) == ("HIT", "new")
