@@ -460,6 +460,7 @@ def test_no_heuristic_without_last_modified_and_nothing_stored_without_validator
         (str(len(BODY) - 1), False),
         (f"{len(BODY)}, {len(BODY) + 1}", False),
         ("twelve", False),
+        ("9" * 5000, False),  # more digits than int() converts
     ],
 )
 def test_an_incomplete_response_is_not_stored(content_length, complete):
@@ -517,3 +518,17 @@ def test_stale_on_arrival_is_stored_when_it_may_be_served_stale(directive):
     is stale on arrival and has no validators."""
     entry = pure([("Cache-Control", f"max-age=0, {directive}")])
     assert isinstance(entry, Entry) and entry.lifetime == 0
+
+
+@pytest.mark.parametrize("field", ["Cache-Control", "Age"])
+def test_a_number_of_thousands_of_digits_is_the_largest_value_not_an_error(field):
+    """RFC 9111 §1.2.2: a delta-seconds too large to represent is taken as 2^31; Python's int()
+    refuses more than 4,300 digits, which used to raise inside the store path."""
+    huge = "9" * 5000
+    value = f"max-age={huge}" if field == "Cache-Control" else huge
+    result = pure([("Cache-Control", "max-age=60"), (field, value)] if field == "Age" else [(field, value)])
+    assert isinstance(result, Entry)
+    if field == "Cache-Control":
+        assert result.lifetime == 2**31
+    else:
+        assert result.initial_age >= 2**31

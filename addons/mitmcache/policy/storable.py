@@ -14,6 +14,7 @@ from .dates import format_http_date, parse_http_date
 from .fields import HOP_BY_HOP, Fields, by_name, connection_listed, get_all, split_list
 from .freshness import corrected_initial_age, freshness_lifetime
 from .key import secondary_key, vary_names
+from .numbers import capped
 from .validators import generate_etag
 
 # Fields a cache owns on the way out, so never stored from upstream: Age is recomputed
@@ -214,7 +215,7 @@ def complete(content_length: Sequence[str], body: bytes) -> bool:
         len(set(lengths)) == 1
         and lengths[0].isascii()
         and lengths[0].isdigit()
-        and int(lengths[0]) == len(body)
+        and capped(lengths[0], len(body) + 1) == len(body)
     )
 
 

@@ -1,0 +1,66 @@
+"""What a hostile client or a careless upstream must not do to the cache, through real proxies.
+
+Each test here was an attack that worked once: a number too long for ``int()``, a quadratic
+``If-None-Match``, an admin request that crashed and was then forwarded, a head that never ends,
+a burst of connections. Each runs through both launchers (see conftest).
+"""
+
+import time
+
+HUGE = "9" * 5000  # more digits than Python's int() converts (sys.get_int_max_str_digits)
+
+
+def _addon_errors(proxy) -> list[str]:
+    return [line for line in proxy.log_text().splitlines() if "Addon error" in line or "Traceback" in line]
+
+
+# -- numbers too long for int() (items 2 and 15) ---------------------------------------------------
+
+
+def test_an_upstream_max_age_of_thousands_of_digits_is_stored_as_the_largest_lifetime(
+    origin, proxy_factory, http
+):
+    origin.route("/huge-max-age", headers=[("Cache-Control", f"max-age={HUGE}")], body="long-lived")
+    proxy = proxy_factory({"cache_upstream_timeout": 2})
+    first = http.get(f"{proxy.url}/huge-max-age")
+    started = time.monotonic()
+    second = http.get(f"{proxy.url}/huge-max-age")
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert second.headers["x-cache"] == "HIT"
+    assert time.monotonic() - started < 1.5  # not a wait for a fetch that never resolves
+    assert origin.count("/huge-max-age") == 1
+    assert _addon_errors(proxy) == []
+
+
+def test_an_upstream_age_of_thousands_of_digits_does_not_wedge_the_url(origin, proxy_factory, http):
+    origin.route("/huge-age", headers=[("Cache-Control", "max-age=60"), ("Age", HUGE)], body="old")
+    proxy = proxy_factory({"cache_upstream_timeout": 2})
+    answers = [http.get(f"{proxy.url}/huge-age") for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert all(a.text == "old" for a in answers)
+    assert _addon_errors(proxy) == []
+
+
+def test_a_request_cache_control_of_thousands_of_digits_is_honoured_not_a_traceback(
+    origin, proxy_factory, http
+):
+    origin.route("/cc", headers=[("Cache-Control", "max-age=60")], body="cached")
+    proxy = proxy_factory()
+    http.get(f"{proxy.url}/cc")
+    hit = http.get(f"{proxy.url}/cc", headers={"Cache-Control": f"max-age={HUGE}, min-fresh=1"})
+    assert hit.headers["x-cache"] == "HIT"
+    assert origin.count("/cc") == 1
+    assert _addon_errors(proxy) == []
+
+
+def test_a_range_of_thousands_of_digits_is_answered_from_the_cache(origin, proxy_factory, http):
+    origin.route("/r", headers=[("Cache-Control", "max-age=60")], body="0123456789")
+    proxy = proxy_factory()
+    http.get(f"{proxy.url}/r")
+    whole = http.get(f"{proxy.url}/r", headers={"Range": f"bytes=2-{HUGE}"})
+    past_the_end = http.get(f"{proxy.url}/r", headers={"Range": f"bytes={HUGE}-"})
+    assert (whole.status_code, whole.content) == (206, b"23456789")
+    assert whole.headers["content-range"] == "bytes 2-9/10"
+    assert past_the_end.status_code == 416
+    assert origin.count("/r") == 1
+    assert _addon_errors(proxy) == []
