@@ -64,3 +64,30 @@ def test_a_range_of_thousands_of_digits_is_answered_from_the_cache(origin, proxy
     assert past_the_end.status_code == 416
     assert origin.count("/r") == 1
     assert _addon_errors(proxy) == []
+
+
+# -- Vary: only list fields are normalised as lists (item 14) ----------------------------------------
+
+
+def test_a_trailing_comma_does_not_select_another_origins_variant(origin, proxy_factory, http):
+    origin.route(
+        "/cors",
+        headers=[("Cache-Control", "max-age=60"), ("Vary", "Origin")],
+        sequence=[{"body": "for app"}, {"body": "for the other one"}],
+    )
+    proxy = proxy_factory()
+    real = http.get(f"{proxy.url}/cors", headers={"Origin": "https://app.example"})
+    forged = http.get(f"{proxy.url}/cors", headers={"Origin": "https://app.example,"})
+    assert real.text == "for app"
+    assert forged.headers["x-cache"] == "MISS"
+    assert forged.text == "for the other one"
+    again = http.get(f"{proxy.url}/cors", headers={"Origin": "https://app.example"})
+    assert (again.headers["x-cache"], again.text) == ("HIT", "for app")
+
+
+def test_list_fields_still_share_a_variant_when_spelled_differently(origin, proxy_factory, http):
+    origin.route("/lang", headers=[("Cache-Control", "max-age=60"), ("Vary", "Accept-Language")], body="x")
+    proxy = proxy_factory()
+    http.get(f"{proxy.url}/lang", headers={"Accept-Language": "en, fr"})
+    same = http.get(f"{proxy.url}/lang", headers={"Accept-Language": "fr,EN"})
+    assert same.headers["x-cache"] == "HIT"
