@@ -71,8 +71,8 @@ _CLIENT_VALIDATORS = frozenset({b"if-none-match", b"if-modified-since"})
 _RANGE = frozenset({b"range"})
 _CONDITIONAL_OR_RANGE = _CLIENT_VALIDATORS | _RANGE
 # Refusals that say something about this request only, not about the URL's responses (a 206
-# answers a Range request).
-_REQUEST_SPECIFIC = frozenset({"request-no-store", "authorization", "partial"})
+# answers a Range request; "cookie": the default lifetime is not given to a Cookie request's).
+_REQUEST_SPECIFIC = frozenset({"request-no-store", "authorization", "partial", "cookie"})
 
 
 @dataclass(slots=True)

@@ -7,6 +7,8 @@ a burst of connections. Each runs through both launchers (see conftest).
 
 import time
 
+import pytest
+
 HUGE = "9" * 5000  # more digits than Python's int() converts (sys.get_int_max_str_digits)
 
 
@@ -91,3 +93,62 @@ def test_list_fields_still_share_a_variant_when_spelled_differently(origin, prox
     http.get(f"{proxy.url}/lang", headers={"Accept-Language": "en, fr"})
     same = http.get(f"{proxy.url}/lang", headers={"Accept-Language": "fr,EN"})
     assert same.headers["x-cache"] == "HIT"
+
+
+# -- responses to Cookie requests and the default lifetime (item 12) ---------------------------------
+
+
+def test_a_cookie_requests_page_without_freshness_is_not_served_to_others(origin, proxy_factory, http):
+    origin.route("/account/x.css", sequence=[{"body": "alice's account"}, {"body": "anonymous"}])
+    proxy = proxy_factory()
+    victim = http.get(f"{proxy.url}/account/x.css", headers={"Cookie": "session=alice"})
+    attacker = http.get(f"{proxy.url}/account/x.css")
+    assert victim.text == "alice's account"
+    assert "detail=cookie" in victim.headers["cache-status"]
+    assert (attacker.headers["x-cache"], attacker.text) == ("MISS", "anonymous")
+    assert origin.count("/account/x.css") == 2
+
+
+def test_the_origins_max_age_still_makes_a_cookie_requests_response_shared(origin, proxy_factory, http):
+    origin.route("/styles.css", headers=[("Cache-Control", "max-age=60")], body="body{}")
+    proxy = proxy_factory()
+    http.get(f"{proxy.url}/styles.css", headers={"Cookie": "session=alice"})
+    assert http.get(f"{proxy.url}/styles.css").headers["x-cache"] == "HIT"
+
+
+def test_cookie_default_ttl_on_restores_the_default_lifetime_for_cookie_requests(origin, proxy_factory, http):
+    origin.route("/page", body="page")
+    proxy = proxy_factory({"cache_cookie_default_ttl": "on"})
+    http.get(f"{proxy.url}/page", headers={"Cookie": "session=alice"})
+    assert http.get(f"{proxy.url}/page").headers["x-cache"] == "HIT"
+
+
+# -- settings that make no sense stop startup (item 21) ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"cache_max_bytes": "0"}, "CACHE_MAX_BYTES"),
+        ({"cache_max_object_bytes": "0"}, "CACHE_MAX_OBJECT_BYTES"),
+        ({"cache_upstream_timeout": "1e9"}, "REQ_TIMEOUT"),
+        ({"cache_max_request_head_bytes": "10"}, "CACHE_MAX_REQUEST_HEAD_BYTES"),
+        ({"cache_listen_backlog": "0"}, "CACHE_LISTEN_BACKLOG"),
+    ],
+)
+def test_a_setting_that_would_disable_the_cache_or_makes_no_sense_stops_startup(
+    proxy_factory, settings, named
+):
+    returncode, output = proxy_factory.run_expecting_failure(settings)
+    assert returncode != 0
+    assert named in output
+
+
+@pytest.mark.parametrize(
+    "upstream", ["not-a-url", "example.com:8080", "http://exa_mple..com", "ftp://x.example"]
+)
+def test_a_reverse_upstream_without_http_or_https_or_a_valid_host_stops_startup(proxy_factory, upstream):
+    returncode, output = proxy_factory.run_expecting_failure(upstream=upstream)
+    assert returncode != 0
+    assert "expected http://host[:port] or https://host[:port]" in output
+    assert f"reverse:{upstream}" in output
