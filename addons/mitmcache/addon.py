@@ -26,6 +26,7 @@ from .coalesce import HitForMiss, Inflight, Kind, Outcome
 from .control import Control
 from .entry import Entry
 from .expiry import ExpiryScheduler
+from .listening import Listening
 from .policy.cache_status import Status, XCache
 from .policy.dates import parse_http_date
 from .policy.fields import Fields, get_all, get_first, has_any
@@ -141,8 +142,9 @@ class Cache:
         self.expiry = ExpiryScheduler(self.store, self.refresher, lambda: self.settings, self.counts)
         self.control = Control(self, cache_key)
         self.retention = FlowRetention(lambda: self.settings)
-        # mitmproxy registers children: the control plane's commands, the flow retention hooks.
-        self.addons = [self.control, self.retention]
+        # mitmproxy registers children: the control plane's commands, the flow retention hooks, the
+        # listeners' limits.
+        self.addons = [self.control, self.retention, Listening(lambda: self.settings)]
         self._forwards: dict[str, Forward] = {}
         self._tls_verify: bool | ssl.SSLContext = True
         self._timeouts: asyncio.Task[None] | None = None

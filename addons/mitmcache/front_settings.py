@@ -46,8 +46,13 @@ def valid_host(host: str) -> bool:
         return True
     except ValueError:
         pass
-    name = host.removesuffix(".")
-    return 0 < len(name) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in name.split("."))
+    labels = host.removesuffix(".").split(".")
+    # RFC 3696 §2: a top-level domain is not all-numeric, so 999.1.1.1 is neither name nor address.
+    return (
+        0 < len(host) <= 254
+        and all(_HOST_LABEL.fullmatch(label) for label in labels)
+        and not labels[-1].isdigit()
+    )
 
 
 def reverse_upstream(raw: str) -> str:

@@ -5,9 +5,15 @@ Each test here was an attack that worked once: a number too long for ``int()``, 
 a burst of connections. Each runs through both launchers (see conftest).
 """
 
+import contextlib
+import socket
+import subprocess
 import time
+from http.client import HTTPConnection
 
 import pytest
+
+from mitmcache.front_settings import system_backlog
 
 HUGE = "9" * 5000  # more digits than Python's int() converts (sys.get_int_max_str_digits)
 
@@ -145,10 +151,131 @@ def test_a_setting_that_would_disable_the_cache_or_makes_no_sense_stops_startup(
 
 
 @pytest.mark.parametrize(
-    "upstream", ["not-a-url", "example.com:8080", "http://exa_mple..com", "ftp://x.example"]
+    "upstream",
+    ["not-a-url", "example.com:8080", "tcp://x.example:80", "http://-bad-.example", "http://999.1.1.1"],
 )
 def test_a_reverse_upstream_without_http_or_https_or_a_valid_host_stops_startup(proxy_factory, upstream):
     returncode, output = proxy_factory.run_expecting_failure(upstream=upstream)
     assert returncode != 0
     assert "expected http://host[:port] or https://host[:port]" in output
     assert f"reverse:{upstream}" in output
+
+
+# -- request heads: size and time limits (item 11) ---------------------------------------------------
+
+
+def _raw_exchange(proxy, data: bytes, *, then_wait: float = 10.0) -> bytes:
+    """Send ``data`` on a fresh connection and read until the proxy closes it."""
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=then_wait) as sock:
+        try:
+            sock.sendall(data)
+        except OSError:
+            pass  # the proxy may answer and close before it has read everything
+        chunks = []
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def test_a_request_head_larger_than_the_limit_gets_431_and_is_not_buffered(origin, proxy_factory):
+    proxy = proxy_factory({"cache_max_request_head_bytes": "16KB"})
+    head = b"GET /big HTTP/1.1\r\nHost: x\r\nX-Filler: " + b"a" * 200_000
+    answer = _raw_exchange(proxy, head)  # never ends: the proxy must not wait for the rest
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    assert b"larger than 16384 bytes" in answer
+    assert origin.count("/big") == 0
+
+
+def test_a_request_head_within_the_limit_is_served(origin, proxy_factory, http):
+    origin.route("/fine", headers=[("Cache-Control", "max-age=60")], body="fine")
+    proxy = proxy_factory({"cache_max_request_head_bytes": "16KB"})
+    answer = http.get(f"{proxy.url}/fine", headers={"X-Filler": "a" * 15_000})
+    assert (answer.status_code, answer.text) == (200, "fine")
+
+
+def test_the_default_head_limit_is_64kb(origin, proxy_factory, http):
+    origin.route("/d", body="d")
+    proxy = proxy_factory()
+    assert http.get(f"{proxy.url}/d", headers={"X-Filler": "a" * 60_000}).status_code == 200
+    assert http.get(f"{proxy.url}/d", headers={"X-Filler": "a" * 70_000}).status_code == 431
+
+
+def test_a_request_head_that_never_completes_gets_408(origin, proxy_factory):
+    proxy = proxy_factory({"cache_request_head_timeout": 1})
+    started = time.monotonic()
+    answer = _raw_exchange(proxy, b"GET /slow HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert 0.9 <= time.monotonic() - started < 5
+    assert origin.count("/slow") == 0
+
+
+def test_an_idle_connection_is_closed_after_the_head_timeout(origin, proxy_factory):
+    origin.route("/k", body="k")
+    proxy = proxy_factory({"cache_request_head_timeout": 1})
+    connection = HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+    connection.request("GET", "/k")
+    assert connection.getresponse().read() == b"k"
+    started = time.monotonic()
+    assert connection.sock.recv(65536) == b""  # closed, with nothing sent: no request was pending
+    assert time.monotonic() - started < 5
+    connection.close()
+
+
+def test_a_slow_but_steady_client_is_served_within_the_head_timeout(origin, proxy_factory):
+    origin.route("/steady", body="steady")
+    proxy = proxy_factory({"cache_request_head_timeout": 3})
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        for part in (b"GET /steady HTTP/1.1\r\n", b"Host: x\r\n", b"\r\n"):
+            sock.sendall(part)
+            time.sleep(0.5)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_keep_alive_connection_gets_a_fresh_head_timeout_per_request(origin, proxy_factory):
+    """The clock starts when the connection is ready for a head, not when it was accepted."""
+    origin.route("/again", body="again")
+    proxy = proxy_factory({"cache_request_head_timeout": 1.5})
+    connection = HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+    connection.connect()
+    sock = connection.sock
+    for _ in range(3):
+        time.sleep(1)
+        connection.request("GET", "/again")
+        assert connection.getresponse().read() == b"again"
+    assert connection.sock is sock  # one connection throughout
+    connection.close()
+
+
+def test_a_megabyte_if_none_match_does_not_stall_other_clients(origin, proxy_factory, http):
+    """Item 3: 1.8 MB of empty entity-tags used to hold the event loop for ~13 s."""
+    origin.route("/etag", headers=[("Cache-Control", "max-age=60"), ("ETag", '"v1"')], body="tagged")
+    proxy = proxy_factory({"cache_max_request_head_bytes": "4MB"})
+    http.get(f"{proxy.url}/etag")
+    started = time.monotonic()
+    hostile = http.get(f"{proxy.url}/etag", headers={"If-None-Match": '"",' * 600_000})
+    assert hostile.status_code == 200  # its tag is not among the first ones looked at
+    assert time.monotonic() - started < 3
+    assert http.get(f"{proxy.url}/etag", headers={"If-None-Match": '"v1"'}).status_code == 304
+
+
+# -- the listen backlog (item 22) --------------------------------------------------------------------
+
+
+def _listen_backlog(port: int) -> int:
+    """The queue length of the socket listening on ``port`` (``ss`` shows it as Send-Q)."""
+    lines = subprocess.run(
+        ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert lines, f"nothing listens on port {port}"
+    return int(lines[0].split()[2])
+
+
+def test_the_proxy_listens_with_the_systems_backlog_by_default(proxy_factory):
+    proxy = proxy_factory()
+    assert _listen_backlog(proxy.port) == system_backlog() != 100
+
+
+def test_cache_listen_backlog_sets_the_listen_queue(proxy_factory):
+    proxy = proxy_factory({"cache_listen_backlog": 777})
+    assert _listen_backlog(proxy.port) == 777

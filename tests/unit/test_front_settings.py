@@ -36,6 +36,8 @@ def test_an_explicit_http_or_https_url_with_a_valid_host_is_accepted(raw):
         "http://user@example.com",
         "http://" + "a" * 64 + ".example",
         "http://::1:8080",
+        "http://999.1.1.1",
+        "http://1.2.3.4.5",
     ],
 )
 def test_anything_else_is_refused_saying_what_was_expected(raw):
