@@ -21,12 +21,16 @@ from mitmproxy import ctx, exceptions, http
 
 from . import config, interim, responses
 from .abort import abort_upstream
+from .admin_guard import answered_here
 from .annotate import annotate
 from .coalesce import HitForMiss, Inflight, Kind, Outcome
 from .control import Control
+from .credentials import FIELDS as ADMIN_CREDENTIAL_FIELDS
+from .credentials import drop_admin_credentials
 from .entry import Entry
 from .expiry import ExpiryScheduler
 from .listening import Listening
+from .log_safety import escaping
 from .policy.cache_status import Status, XCache
 from .policy.dates import parse_http_date
 from .policy.fields import Fields, get_all, get_first, has_any
@@ -62,7 +66,7 @@ from .upstream import Upstream, tls_verification
 # mitmproxy's options (tlsconfig's) that decide how the cache's own upstream client verifies TLS.
 TLS_OPTIONS = {"ssl_insecure", "ssl_verify_upstream_trusted_ca", "ssl_verify_upstream_trusted_confdir"}
 
-log = logging.getLogger("mitmcache")
+log = escaping(logging.getLogger("mitmcache"))  # every cache log line: control characters escaped
 
 TIMEOUT_TICK_SECONDS = 0.1  # how often forwarded flows are checked against REQ_TIMEOUT
 
@@ -237,13 +241,15 @@ class Cache:
         settings = self.settings
         path, prefix = request.path, settings.admin_prefix
         if path.startswith(prefix) and path[len(prefix) : len(prefix) + 1] in ("", "/", "?"):
-            await self.control.handle(flow, settings)
+            await answered_here(flow, self.control.handle(flow, settings), "admin")
             return
         # The request's field names in one pass: each ``in request.headers`` costs ~2 us on a hit.
         names = {name.lower() for name, _ in request.headers.fields}
         if b"clear-cache" in names:  # the seed's private refresh-or-clear request
-            await self.control.clear_cache_header(flow, settings)
+            await answered_here(flow, self.control.clear_cache_header(flow, settings), "clear-cache")
             return
+        if not names.isdisjoint(ADMIN_CREDENTIAL_FIELDS):
+            drop_admin_credentials(request, settings.admin_key)
         if request.method not in ("GET", "HEAD"):
             self.counts["upstream_fetch"] += 1  # passed by (varnish MAIN.backend_req)
             return

@@ -5,6 +5,7 @@ Each test here was an attack that worked once: a number too long for ``int()``, 
 a burst of connections. Each runs through both launchers (see conftest).
 """
 
+import base64
 import contextlib
 import socket
 import subprocess
@@ -14,6 +15,7 @@ from http.client import HTTPConnection
 import pytest
 
 from mitmcache.front_settings import system_backlog
+from tests.support.harness import REPO_ROOT
 
 HUGE = "9" * 5000  # more digits than Python's int() converts (sys.get_int_max_str_digits)
 
@@ -279,3 +281,109 @@ def test_the_proxy_listens_with_the_systems_backlog_by_default(proxy_factory):
 def test_cache_listen_backlog_sets_the_listen_queue(proxy_factory):
     proxy = proxy_factory({"cache_listen_backlog": 777})
     assert _listen_backlog(proxy.port) == 777
+
+
+# -- control requests are answered here, whatever fails (item 13) ------------------------------------
+
+KEY = "s3cret-admin-key"
+BROKEN_CONTROL = REPO_ROOT / "tests" / "support" / "broken_control.py"
+
+
+def test_entries_lists_variants_with_and_without_the_varied_field(origin, proxy_factory, http):
+    origin.route("/v", headers=[("Cache-Control", "max-age=60"), ("Vary", "X-Tenant")], body="v")
+    proxy = proxy_factory({"cache_admin_key": KEY})
+    http.get(f"{proxy.url}/v", headers={"X-Tenant": "a"})
+    http.get(f"{proxy.url}/v")  # X-Tenant absent: sorted next to "a", None used to crash the sort
+    listing = http.get(f"{proxy.url}/__cache/entries", headers={"Clear-Cache-Key": KEY})
+    assert listing.status_code == 200
+    assert [e["vary"] for e in listing.json()["entries"]] == [{"x-tenant": None}, {"x-tenant": "a"}]
+    first = http.get(f"{proxy.url}/__cache/entries?limit=1", headers={"Clear-Cache-Key": KEY}).json()
+    rest = http.get(
+        f"{proxy.url}/__cache/entries?cursor={first['next_cursor']}", headers={"Clear-Cache-Key": KEY}
+    ).json()
+    assert [e["vary"] for e in rest["entries"]] == [{"x-tenant": "a"}]
+    assert origin.count("/__cache/entries") == 0
+
+
+def test_a_limit_that_is_a_digit_but_not_a_number_is_a_bad_request(origin, proxy_factory, http):
+    proxy = proxy_factory({"cache_admin_key": KEY})
+    answer = http.get(f"{proxy.url}/__cache/entries?limit=\u00b2", headers={"Clear-Cache-Key": KEY})
+    assert answer.status_code == 400
+    assert "limit must be a whole number" in answer.json()["detail"]
+    assert origin.count("/__cache/entries") == 0
+
+
+def test_a_failing_admin_endpoint_answers_500_and_is_never_forwarded(origin, proxy_factory, http):
+    origin.route("/__cache/stats", body="the upstream must never see this")
+    proxy = proxy_factory({"cache_admin_key": KEY}, args=["-s", str(BROKEN_CONTROL)])
+    answer = http.get(f"{proxy.url}/__cache/stats", headers={"Authorization": f"Bearer {KEY}"})
+    assert answer.status_code == 500
+    assert answer.json()["error"] == "internal error"
+    assert origin.count("/__cache/stats") == 0
+    assert "control: admin failed" in proxy.log_text()
+
+
+def test_a_failing_clear_cache_request_answers_500_and_is_never_forwarded(origin, proxy_factory, http):
+    origin.route("/page", headers=[("Cache-Control", "max-age=60")], body="page")
+    proxy = proxy_factory({"cache_admin_key": KEY}, args=["-s", str(BROKEN_CONTROL)])
+    http.get(f"{proxy.url}/page")
+    answer = http.get(f"{proxy.url}/page", headers={"Clear-Cache": "1", "Clear-Cache-Key": KEY})
+    assert answer.status_code == 500
+    assert answer.json()["error"] == "internal error"
+    assert origin.count("/page") == 1
+
+
+# -- the admin key never reaches the upstream (item 16) ----------------------------------------------
+
+
+def _received(origin, path: str) -> dict[str, str]:
+    [request] = origin.requests(path)
+    return {name.lower(): value for name, value in request["headers"]}
+
+
+def test_clear_cache_key_without_clear_cache_is_dropped_before_the_upstream(origin, proxy_factory, http):
+    origin.route("/k", headers=[("Cache-Control", "max-age=60")], body="k")
+    proxy = proxy_factory({"cache_admin_key": KEY})
+    http.get(f"{proxy.url}/k", headers={"Clear-Cache-Key": KEY})
+    assert "clear-cache-key" not in _received(origin, "/k")
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [f"Bearer {KEY}", "Basic " + base64.b64encode(f"admin:{KEY}".encode()).decode()],
+)
+def test_authorization_carrying_the_admin_key_is_dropped_before_the_upstream(
+    origin, proxy_factory, http, authorization
+):
+    origin.route("/a", body="a")
+    proxy = proxy_factory({"cache_admin_key": KEY})
+    http.get(f"{proxy.url}/a", headers={"Authorization": authorization})
+    assert "authorization" not in _received(origin, "/a")
+
+
+def test_other_credentials_still_reach_the_upstream(origin, proxy_factory, http):
+    origin.route("/u", body="u")
+    proxy = proxy_factory({"cache_admin_key": KEY})
+    http.get(f"{proxy.url}/u", headers={"Authorization": "Bearer a-users-token"})
+    assert _received(origin, "/u")["authorization"] == "Bearer a-users-token"
+
+
+# -- control characters in request paths are escaped in log lines (item 17) --------------------------
+
+
+def test_control_characters_of_a_request_path_are_escaped_in_the_log(origin, proxy_factory):
+    origin.route("/", body="any")
+    proxy = proxy_factory({"cache_admin_key": KEY, "termlog_verbosity": "debug", "cache_log_level": "debug"})
+    target = b"/x\x1b[2J\x1b[31mred\x07"
+    answer = _raw_exchange(
+        proxy,
+        b"GET "
+        + target
+        + b" HTTP/1.1\r\nHost: x\r\nClear-Cache: 1\r\nClear-Cache-Key: "
+        + KEY.encode()
+        + b"\r\nConnection: close\r\n\r\n",
+    )
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    log = proxy.log_path.read_bytes()
+    assert b"/x\\x1b[2J\\x1b[31mred\\x07" in log
+    assert b"\x1b[2J" not in log
