@@ -32,7 +32,7 @@ from . import responses
 log = logging.getLogger("mitmcache")
 
 SUPPORTED_VERSION = "12.2"  # the mitmproxy minor version these patches were written against
-_MARKER = "_mitmcache_patched"
+_MARKER = "_mitmcache_patched"  # on a patched function: the limits it reads
 
 
 @dataclass(slots=True)
@@ -115,7 +115,9 @@ def install_request_head_limits() -> bool:
         return False
     assert server is not None
     read_headers, handle_event = server.read_headers, server._handle_event
-    if getattr(read_headers, _MARKER, False):
+    if installed := getattr(read_headers, _MARKER, None):
+        global HEAD_LIMITS  # a hot reload re-imported this module: share the patch's limits
+        HEAD_LIMITS = installed
         return True
 
     def refuse(self, code: int, detail: str):
@@ -161,7 +163,7 @@ def install_request_head_limits() -> bool:
                 yield wakeup
 
     for patched, original in ((limited_read_headers, read_headers), (timed_handle_event, handle_event)):
-        setattr(patched, _MARKER, True)
+        setattr(patched, _MARKER, HEAD_LIMITS)
         patched.__doc__ = original.__doc__
     server.read_headers = limited_read_headers
     server._handle_event = timed_handle_event
@@ -180,7 +182,9 @@ def install_listen_backlog() -> bool:
         return False
     assert instance is not None
     listen = instance.listen
-    if getattr(listen, _MARKER, False):
+    if installed := getattr(listen, _MARKER, None):
+        global BACKLOG  # a hot reload re-imported this module: share the patch's backlog
+        BACKLOG = installed
         return True
 
     async def listen_with_backlog(self, host, port):
@@ -188,7 +192,7 @@ def install_listen_backlog() -> bool:
         _relisten_all(servers)
         return servers
 
-    setattr(listen_with_backlog, _MARKER, True)
+    setattr(listen_with_backlog, _MARKER, BACKLOG)
     listen_with_backlog.__doc__ = listen.__doc__
     instance.listen = listen_with_backlog
     return True

@@ -51,3 +51,19 @@ def test_another_mitmproxy_is_left_untouched_and_the_log_says_so(monkeypatch, ca
     assert "mitmproxy 13.0.0 is not the 12.2.x these patches were written for" in caplog.text
     assert "request head size and timeout limits not enforced" in caplog.text
     assert "the listen backlog not enforced" in caplog.text
+
+
+def test_a_reloaded_module_shares_the_installed_patchs_limits(monkeypatch):
+    """mitmdump's hot reload re-imports the package: its settings must reach the patch in place."""
+    import importlib
+    import sys
+
+    assert compat.install_request_head_limits() is True
+    assert compat.install_listen_backlog() is True
+    limits, backlog = compat.HEAD_LIMITS, compat.BACKLOG
+    monkeypatch.delitem(sys.modules, "mitmcache.compat", raising=False)
+    fresh = importlib.import_module("mitmcache.compat")
+    assert fresh is not compat
+    assert fresh.install_request_head_limits() is True
+    assert fresh.install_listen_backlog() is True
+    assert fresh.HEAD_LIMITS is limits and fresh.BACKLOG is backlog
