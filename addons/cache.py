@@ -2,7 +2,8 @@
 
 mitmproxy runs this file as a module outside ``sys.modules`` and adds its folder to ``sys.path``;
 the real code lives in the ``mitmcache`` package beside it. A hot reload re-executes only this
-file, so the package is purged first to reload it too (addon guide §9).
+file (``mitmproxy/addons/script.py``, ``load_script``), so the package is purged first to reload it
+too.
 """
 
 import sys

@@ -4,7 +4,8 @@
 Starts the demo upstream (scripts/demo_upstream.py) and a real mitmweb running our addon, sends traffic
 that shows each decision -- a miss, hits, a 304 answered from the cache, coalesced requests, a flow
 the cache may not store, a bypass, and control-plane requests -- and photographs mitmweb's flow list
-with headless Chromium (Debian's ``chromium`` package), the comment column switched on.
+with headless Chromium (Debian's ``chromium`` package) as a user sees it: the columns
+``MITMWEB=1 scripts/run.sh`` switches on (the comment column among them), mitmweb's own styles.
 
     .venv/bin/python scripts/mitmweb_screenshot.py [--output docs/mitmweb.png] [--keep]
 
@@ -39,8 +40,16 @@ PYTHON = Path(sys.executable)
 MITMWEB = PYTHON.with_name("mitmweb")
 WEB_PASSWORD = "screenshot"
 ADMIN_KEY = "demo-admin-key"
-COLUMNS = ["method", "path", "status", "size", "time", "comment"]
-COMMENT_WIDTH = 560  # px
+COLUMNS = [
+    "tls",
+    "icon",
+    "path",
+    "method",
+    "status",
+    "size",
+    "time",
+    "comment",
+]  # as scripts/run.sh sets them
 
 
 def free_port() -> int:
@@ -160,8 +169,7 @@ class DevTools:
 
 
 def screenshot(url: str, output: Path, width: int, height: int, rows: int) -> None:
-    """Open mitmweb's flow list, wait for ``rows`` flows, widen the comment column (mitmweb fixes it
-    at 150 px, which cuts the decisions short) and save a PNG."""
+    """Open mitmweb's flow list, wait for ``rows`` flows and save a PNG of the page as it is."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         sys.exit("chromium not found: install Debian's chromium package (apt-get install chromium)")
@@ -196,12 +204,7 @@ def screenshot(url: str, output: Path, width: int, height: int, rows: int) -> No
             if time.monotonic() > deadline:
                 sys.exit("mitmweb's flow list did not show the flows within 20 s")
             time.sleep(0.2)
-        browser.evaluate(
-            "document.head.insertAdjacentHTML('beforeend', '<style>"
-            ".flow-table .col-comment{width:" + str(COMMENT_WIDTH) + "px !important}"
-            ".flow-table td.col-comment{text-align:left !important}</style>')"
-        )
-        time.sleep(0.5)  # let the table lay out again
+        time.sleep(0.5)  # let the last rows lay out
         png = browser.call("Page.captureScreenshot", format="png")["data"]
         output.write_bytes(base64.b64decode(png))
     finally:
@@ -212,7 +215,7 @@ def screenshot(url: str, output: Path, width: int, height: int, rows: int) -> No
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "mitmweb.png")
-    parser.add_argument("--width", type=int, default=1500)
+    parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=680)
     parser.add_argument("--keep", action="store_true", help="leave mitmweb running afterwards")
     args = parser.parse_args()

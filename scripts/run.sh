@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Run the caching reverse proxy: scripts/run.sh [UPSTREAM_URL] [extra mitmdump-style args...]
 #
-# The upstream comes from, in order: the first argument (when it looks like http(s)://...), the
+# The upstream (http://HOST[:PORT] or https://...; anything else is refused) comes from, in order: the
+# first argument (unless it starts with -; "" for none, e.g. before a flow filter), the
 # UPSTREAM_URL environment variable, UPSTREAM_URL in the .env the addon reads ($CACHE_ENV_FILE, else
-# <repo>/.env; read with python-dotenv, the file is not sourced). With none, a demo upstream (scripts/demo_upstream.py) is started on a free port and
-# stopped again when the proxy exits, and a few curl commands to try are printed.
+# <repo>/.env; read with python-dotenv, the file is not sourced). With none, a demo upstream
+# (scripts/demo_upstream.py) is started on a free port and stopped again when the proxy exits, and a
+# few curl commands to try are printed.
 #
 # The proxy is stock `mitmdump --mode reverse:URL -s addons/cache.py` with the defaults below (every
 # mitmproxy feature: replay, map/modify, -w, per-flow lines...). PRODUCTION=1 runs the lean production
@@ -31,15 +33,27 @@ fi
 "$ROOT/scripts/setup.sh"
 PY="$ROOT/.venv/bin/python"
 
+# An upstream without its scheme would be misread: as a first argument mitmdump takes it for a flow
+# filter, and in --mode reverse:HOST:PORT mitmproxy assumes https. Refuse it, saying what is wanted.
+check_upstream() {  # check_upstream VALUE WHERE
+    if [[ ! "$1" =~ ^https?://[^/?#[:space:]]+ ]]; then
+        echo "run: invalid upstream '$1' ($2): expected a URL with its scheme, such as" \
+            "http://127.0.0.1:8000 or https://api.example.com" >&2
+        exit 2
+    fi
+}
+
 url=""
-if [[ $# -gt 0 && "$1" =~ ^https?:// ]]; then
+if [[ $# -gt 0 && -z "$1" ]]; then
+    shift  # an explicit empty URL means "none given"
+elif [[ $# -gt 0 && "$1" != -* ]]; then
+    check_upstream "$1" "the first argument"
     url="$1"
     shift
-elif [[ $# -gt 0 && -z "$1" ]]; then
-    shift  # an explicit empty URL means "none given"
 fi
-if [[ -z "$url" ]]; then
-    url="${UPSTREAM_URL:-}"
+if [[ -z "$url" && -n "${UPSTREAM_URL:-}" ]]; then
+    check_upstream "$UPSTREAM_URL" "environment variable UPSTREAM_URL"
+    url="$UPSTREAM_URL"
 fi
 # The .env the addon reads (relative to the working directory, like the addon's): $CACHE_ENV_FILE, else
 # the repository's (exported below).
@@ -48,6 +62,7 @@ if [[ -z "$url" && -f "$env_file" ]]; then
     # python-dotenv parses it exactly as the addon will (quotes, comments, export prefix).
     url="$("$PY" -c 'import sys; from dotenv import dotenv_values
 print(dotenv_values(sys.argv[1]).get("UPSTREAM_URL") or "")' "$env_file")"
+    if [[ -n "$url" ]]; then check_upstream "$url" "UPSTREAM_URL in $env_file"; fi
 fi
 
 host="${LISTEN_HOST:-127.0.0.1}"

@@ -19,7 +19,7 @@ from typing import Any
 
 from mitmproxy import ctx, exceptions, http
 
-from . import config, interim, responses
+from . import config, interim, responses, startup
 from .abort import abort_upstream
 from .admin_guard import answered_here
 from .annotate import annotate
@@ -152,26 +152,33 @@ class Cache:
         self._forwards: dict[str, Forward] = {}
         self._tls_verify: bool | ssl.SSLContext = True
         self._timeouts: asyncio.Task[None] | None = None
+        self._defaults: dict[str, config.Default] = {}  # load() fills it; errors name their source
+        self._running = False
 
     # -- options ---------------------------------------------------------------------------
 
+    @startup.one_line_at_startup
     def load(self, loader) -> None:
-        defaults = config.defaults()  # a bad CACHE_ENV_FILE raises ValueError: loud at startup
+        self._defaults = config.resolve_defaults()  # a bad CACHE_ENV_FILE raises ValueError
         for setting in config.SETTINGS:
             loader.add_option(
-                setting.option, str, defaults[setting.option], f"{setting.help} (env {setting.env})"
+                setting.option,
+                str,
+                self._defaults[setting.option].value,
+                f"{setting.help} (env {setting.env})",
             )
         interim.install()  # mitmproxy would take an upstream's 1xx for its final response
 
+    @startup.one_line_at_startup
     def configure(self, updated: set[str]) -> None:
         if updated & TLS_OPTIONS and "ssl_insecure" in ctx.options:
             self._tls_verify = self._upstream_tls_verification()
         if not updated & config.BY_OPTION.keys():
             return
+        values = {s.option: getattr(ctx.options, s.option) for s in config.SETTINGS}
+        changed = "an option change" if self._running else "--set"
         try:
-            settings = config.parse_settings(
-                {s.option: getattr(ctx.options, s.option) for s in config.SETTINGS}
-            )
+            settings = config.parse_settings(values, config.value_sources(values, self._defaults, changed))
         except ValueError as e:
             raise exceptions.OptionsError(str(e)) from None
         self.settings = settings
@@ -211,6 +218,8 @@ class Cache:
             ) from None
 
     def running(self) -> None:
+        self._running = True
+        startup.warn_about_unknown_options()
         self.upstream.start(
             verify_tls=self._tls_verify, max_connections=max(self.settings.refresh_concurrency, 1) * 2
         )
@@ -245,7 +254,7 @@ class Cache:
             return
         # The request's field names in one pass: each ``in request.headers`` costs ~2 us on a hit.
         names = {name.lower() for name, _ in request.headers.fields}
-        if b"clear-cache" in names:  # the seed's private refresh-or-clear request
+        if b"clear-cache" in names:  # reverse-proxy-rust's refresh-or-clear request
             await answered_here(flow, self.control.clear_cache_header(flow, settings), "clear-cache")
             return
         if not names.isdisjoint(ADMIN_CREDENTIAL_FIELDS):

@@ -25,22 +25,27 @@ MARKERS = {
 
 
 def describe(status: Status, age: float | None, code: int | None = None) -> str:
-    """One line a person reads in mitmweb's comment column, e.g. ``cache MISS vary-miss private``:
-    the decision, why the upstream was asked (RFC 9211 fwd), and why nothing was stored."""
-    words = [f"cache {status.x_cache}"]
+    """The decision as mitmweb shows it, what a person scans for first: ``MISS stored``, ``MISS
+    private``, ``HIT 304``, ``STALE refresh-window``. mitmweb's comment column is 150 px wide (its
+    stylesheet's ``.col-comment``), about 20 characters, so the rest of the decision follows after
+    `` | ``, for the comment tab: why the upstream was asked (RFC 9211 fwd), age, ttl."""
+    head = [status.x_cache]
     if code == 304:
-        words.append("304")
+        head.append("304")
+    if status.detail:  # why it was not stored, served stale, bypassed
+        head.append(status.detail)
+    elif status.x_cache == XCache.MISS and status.stored:
+        head.append("stored")
+    tail = []
     if status.fwd and status.x_cache != XCache.BYPASS:
-        words.append(status.fwd)
-    if status.detail:
-        words.append(status.detail)
+        tail.append(f"fwd={status.fwd}")
     if age is not None:
-        words.append(f"age={int(age)}s")
+        tail.append(f"age={int(age)}s")
     if status.ttl is not None:
-        words.append(f"ttl={status.ttl}s")
-    if status.stored:
-        words.append("stored")
-    return " ".join(words)
+        tail.append(f"ttl={status.ttl}s")
+    if status.stored and "stored" not in head:
+        tail.append("stored")
+    return " ".join(head) + (" | " + " ".join(tail) if tail else "")
 
 
 def annotate(
@@ -61,4 +66,4 @@ def annotate(
         "stored": status.stored,
     }
     if log.isEnabledFor(logging.DEBUG):
-        log.debug("%s %s %s", flow.comment, flow.request.method, key or flow.request.pretty_url)
+        log.debug("cache %s %s %s", flow.comment, flow.request.method, key or flow.request.pretty_url)

@@ -4,8 +4,10 @@ Each setting is a mitmproxy option (visible in mitmweb's options editor, settabl
 whose default comes from the environment, then from a ``.env`` file, then from the table below:
 ``--set`` > environment > ``.env`` > built-in default. Options are declared as strings and parsed
 here, because mitmproxy silently drops an addon whose ``int`` option gets a bad ``--set`` value
-(see the addon guide, §5.2); a ``ValueError`` from here becomes an ``OptionsError`` in
-``configure``, which stops startup with a message naming the setting.
+(``OptManager.process_deferred`` fails to parse it while the script registers its options, and
+mitmproxy's script loader logs that and leaves the script unloaded). A ``ValueError`` from here
+becomes an ``OptionsError`` in ``configure``, which stops startup with one line naming the setting
+and where its value came from.
 """
 
 import os
@@ -401,28 +403,68 @@ def env_file_values(environ: Mapping[str, str], cwd: Path) -> dict[str, str]:
     return {k: v for k, v in dotenv_values(path).items() if v is not None}
 
 
-def defaults(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> dict[str, str]:
+@dataclass(frozen=True, slots=True)
+class Default:
+    """An option's default and where it came from, so that an error can say which one to fix."""
+
+    value: str
+    source: str  # "environment variable X", "X in /path/.env", "the built-in default"
+
+
+def resolve_defaults(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> dict[str, Default]:
     """Each option's default: its environment variable, else ``.env``, else the built-in value."""
     environ = os.environ if environ is None else environ
-    dotenv = env_file_values(environ, cwd or Path.cwd())
-    return {s.option: environ.get(s.env, dotenv.get(s.env, s.default)) for s in SETTINGS}
+    cwd = cwd or Path.cwd()
+    dotenv = env_file_values(environ, cwd)
+    dotenv_path = (cwd / (environ.get(ENV_FILE_VARIABLE) or ".env")).resolve()
+    resolved = {}
+    for s in SETTINGS:
+        if s.env in environ:
+            resolved[s.option] = Default(environ[s.env], f"environment variable {s.env}")
+        elif s.env in dotenv:
+            resolved[s.option] = Default(dotenv[s.env], f"{s.env} in {dotenv_path}")
+        else:
+            resolved[s.option] = Default(s.default, "the built-in default")
+    return resolved
 
 
-def parse_one(option: str, raw: str) -> Any:
+def defaults(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> dict[str, str]:
+    """Each option's default value (see ``resolve_defaults``)."""
+    return {option: d.value for option, d in resolve_defaults(environ, cwd).items()}
+
+
+def value_sources(
+    values: Mapping[str, str], registered: Mapping[str, Default], changed: str
+) -> dict[str, str]:
+    """Where each option's value came from: its default's source while it still has its default
+    value, else ``changed`` (``--set`` at startup; an option change while running)."""
+    return {
+        option: registered[option].source
+        if option in registered and value == registered[option].value
+        else changed
+        for option, value in values.items()
+    }
+
+
+def parse_one(option: str, raw: str, source: str | None = None) -> Any:
+    """The option's value; a bad one raises ValueError naming the option, where its value came from
+    (``source``) and what a valid value looks like."""
     setting = BY_OPTION[option]
     try:
         value = setting.parse(raw)
         if option == "cache_refresh_concurrency" and value < 1:
             raise ValueError
     except ValueError:
+        origin = f" (from {source})" if source else ""
         raise ValueError(
-            f"invalid value {raw!r} for {setting.option} (environment variable {setting.env}): "
-            f"expected {setting.expected}"
+            f"invalid value {raw!r} for {setting.option}{origin}: expected {setting.expected}"
         ) from None
     return value
 
 
-def parse_settings(raw: Mapping[str, str]) -> Settings:
-    """Validate every option; the first bad one raises ValueError naming option and variable."""
-    values = {s.option: parse_one(s.option, raw[s.option]) for s in SETTINGS}
+def parse_settings(raw: Mapping[str, str], sources: Mapping[str, str] | None = None) -> Settings:
+    """Validate every option; the first bad one raises ValueError naming the option and, given
+    ``sources``, where its value came from."""
+    sources = sources or {}
+    values = {s.option: parse_one(s.option, raw[s.option], sources.get(s.option)) for s in SETTINGS}
     return Settings(**{option.removeprefix("cache_"): value for option, value in values.items()})

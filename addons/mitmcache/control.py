@@ -1,6 +1,6 @@
 """The control plane: purge, refresh, clear and statistics, shared by three front ends.
 
-* The seed's private endpoint: a request to any path carrying ``Clear-Cache`` and
+* The ``Clear-Cache`` header of reverse-proxy-rust: a request to any path carrying ``Clear-Cache`` and
   ``Clear-Cache-Key`` refreshes that URL's variants a client asked for within the refresh window
   and drops the others (``clear_cache_header``).
 * The admin API under the reserved prefix (``/__cache`` by default): ``health`` (no key),
@@ -36,7 +36,7 @@ from urllib.parse import parse_qsl, urlsplit
 from mitmproxy import command, exceptions, http
 from mitmproxy import flow as mflow
 
-from . import responses
+from . import responses, summary
 from .coalesce import HitForMiss, Inflight
 from .config import Settings
 from .entry import Entry
@@ -65,7 +65,7 @@ ENDPOINTS: dict[str, tuple[str, ...]] = {
     "refresh": ("POST",),
     "clear": ("POST",),
 }
-ALIASES = {"clear-cache": "clear"}  # the Python seed's POST /__admin/clear-cache
+ALIASES = {"clear-cache": "clear"}  # POST /__admin/clear-cache of caching-reverse-proxy (Python)
 PUBLIC = frozenset({"health"})
 
 
@@ -331,7 +331,7 @@ class Control:
         return answer
 
     async def clear_cache(self, key: str, by: str = "") -> dict[str, Any]:
-        """The seed's on-demand refresh-or-clear of one URL: each variant a client asked for within
+        """reverse-proxy-rust's on-demand refresh-or-clear of one URL: each variant a client asked for within
         the refresh window is refreshed in the background (its stale copy served meanwhile), the
         others -- and those that vary on credentials, which no refresh may replay -- are dropped."""
         cache, now = self._cache, time.time()
@@ -588,7 +588,7 @@ class Control:
             if length is not None:
                 response.headers["content-length"] = length
         flow.response = response
-        flow.comment = " ".join(["cache ADMIN", name, str(code), *([detail] if detail else [])])
+        flow.comment = " ".join(["ADMIN", name, str(code), *([detail] if detail else [])])
         flow.marked = MARKER
         flow.metadata["cache_control"] = name
         flow.metadata["cache"] = {
@@ -600,7 +600,7 @@ class Control:
             "stored": False,
         }
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s %s %s", flow.comment, flow.request.method, flow.request.path)
+            log.debug("cache %s %s %s", flow.comment, flow.request.method, flow.request.path)
 
     # -- commands --------------------------------------------------------------------------------
 
@@ -622,19 +622,17 @@ class Control:
         except BadRequest as e:
             raise exceptions.CommandError(str(e)) from None
 
-    @staticmethod
-    def _json(value: Any) -> str:
-        return json.dumps(value, indent=1) if value is not None else json.dumps({"scheduled": True})
-
     @command.command("cache.stats")
     def cmd_stats(self) -> str:
-        """The cache's counters (hits, misses, refreshes, purges, ...) and size, as JSON."""
-        return self._json(self.stats())
+        """The cache's main counters and size on one line (all of them: the admin API's stats)."""
+        return summary.stats(self.stats())
 
     @command.command("cache.entries")
     def cmd_entries(self, prefix: str = "/", limit: int = DEFAULT_PAGE) -> str:
-        """Stored entries under a path or URL prefix (key, status, size, age, ttl, hits), as JSON."""
-        return self._json(self._now(self.entries(self._parse(prefix, prefix=True), min(limit, MAX_PAGE))))
+        """Stored entries under a path or URL prefix (key, state, ttl, hits), on one line."""
+        return summary.entries(
+            self._now(self.entries(self._parse(prefix, prefix=True), min(limit, MAX_PAGE)))
+        )
 
     @command.command("cache.clear")
     def cmd_clear(self) -> int:
@@ -677,10 +675,10 @@ class Control:
 
     @command.command("cache.refresh")
     def cmd_refresh(self, url: str) -> str:
-        """Refresh every variant of one URL (a path or a full URL) in the background, as JSON."""
-        return self._json(self._now(self.refresh(self._parse(url, prefix=False), by=" (by command)")))
+        """Refresh every variant of one URL (a path or a full URL) in the background."""
+        return summary.fields(self._now(self.refresh(self._parse(url, prefix=False), by=" (by command)")))
 
     @command.command("cache.refresh.prefix")
     def cmd_refresh_prefix(self, prefix: str) -> str:
-        """Refresh every stored URL under a path or URL prefix in the background, as JSON."""
-        return self._json(self._now(self.refresh(self._parse(prefix, prefix=True), by=" (by command)")))
+        """Refresh every stored URL under a path or URL prefix in the background."""
+        return summary.fields(self._now(self.refresh(self._parse(prefix, prefix=True), by=" (by command)")))

@@ -1,4 +1,4 @@
-"""What happens when entries expire: hot ones are refreshed, cold ones dropped (the seed's
+"""What happens when entries expire: hot ones are refreshed, cold ones dropped (reverse-proxy-rust's
 refresh window, run on a schedule rather than waiting for the next reader).
 
 Every stored entry is scheduled at its expiry. Then, if a client asked for it within the refresh

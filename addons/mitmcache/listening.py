@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from mitmproxy import ctx, exceptions
 from mitmproxy.proxy import mode_specs
 
-from . import compat
+from . import compat, startup
 from .config import Settings
 from .front_settings import reverse_upstream
 
@@ -43,6 +43,7 @@ class Listening:
         compat.install_request_head_limits()
         compat.install_listen_backlog()
 
+    @startup.one_line_at_startup
     def configure(self, updated: set[str]) -> None:
         settings = self._settings()
         compat.HEAD_LIMITS.max_bytes = settings.max_request_head_bytes

@@ -1,7 +1,8 @@
 """Building the responses the cache itself sends: stored ones, 304s, and its own errors.
 
 A fresh ``http.Response`` is built per flow (mitmproxy mutates responses per flow), straight from
-the stored raw fields and body: ``Response.make`` would re-encode a gzip body (addon guide §2.2).
+the stored raw fields and body: ``Response.make`` assigns ``content``, which mitmproxy encodes
+again per ``Content-Encoding`` (``mitmproxy/http.py``), so a stored gzip body would be gzipped twice.
 """
 
 import json

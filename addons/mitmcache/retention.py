@@ -1,7 +1,6 @@
 """Bound the flows mitmweb (or the mitmproxy console) keeps: the oldest finished ones are dropped.
 
-mitmweb keeps every flow with its bodies (about 3 KB per small flow before bodies, addon guide
-§10.3), which an all-day debugging session in front of a busy API turns into gigabytes. mitmdump
+mitmweb keeps every flow with its bodies (its ``view`` addon, ``mitmproxy/addons/view.py``), which an all-day debugging session in front of a busy API turns into gigabytes. mitmdump
 keeps no flows, so this does nothing there.
 """
 
@@ -33,7 +32,8 @@ class FlowRetention:
     def trim(self) -> int:
         """Drop the oldest finished flows beyond the limit; returns how many were dropped."""
         limit = self._settings().web_max_flows
-        # `"view" in ctx.master.addons` is always False (guide §10.3): ask for the addon itself.
+        # `"view" in ctx.master.addons` is always False (AddonManager.__contains__ takes an addon,
+        # not a name): ask for the addon itself.
         if not limit or ctx.master.addons.get("view") is None:
             return 0
         flows = ctx.master.commands.call("view.flows.resolve", "@all")  # oldest first

@@ -1,7 +1,7 @@
 """Keep a copy of a streamed body, but only up to the largest object the cache stores.
 
 mitmproxy calls a callable ``response.stream`` with every chunk on its way to the client and once
-more with ``b""`` at the end (addon guide §3), so a body of unknown length reaches the client
+more with ``b""`` at the end (``mitmproxy/proxy/layers/http/__init__.py``), so a body of unknown length reaches the client
 without being buffered, and is kept for the cache only while it stays small enough.
 """
 

@@ -2,7 +2,7 @@
 
 Refreshes and revalidations run here, on our own pooled ``httpx`` client, rather than through
 mitmproxy's ``replay.client``, which serialises replays through one global queue and runs every
-addon hook for them (see the addon guide, §4.1). Bodies are read raw (still content-encoded), the
+addon hook for them (``mitmproxy/addons/clientplayback.py``). Bodies are read raw (still content-encoded), the
 way mitmproxy stores them, and never beyond the cache's object size.
 """
 

@@ -238,3 +238,50 @@ def test_run_sh_refuses_production_together_with_mitmweb(tmp_path):
     )
     assert result.returncode == 2
     assert "PRODUCTION=1 and MITMWEB=1 exclude each other" in result.stderr
+
+
+@pytest.mark.parametrize("upstream", ["127.0.0.1:8000", "api.internal", "ftp://api.internal", "http://"])
+def test_run_sh_refuses_an_upstream_argument_without_http_or_https(tmp_path, upstream):
+    """mitmdump would take it for a flow filter and proxy to the demo upstream instead."""
+    result = subprocess.run(
+        [str(RUN_SH), upstream],
+        env=run_sh_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"run: invalid upstream '{upstream}' (the first argument): expected a URL with its scheme, "
+        "such as http://127.0.0.1:8000 or https://api.example.com"
+    )
+    assert "demo upstream" not in result.stdout
+
+
+def test_run_sh_refuses_an_upstream_url_from_the_environment_without_its_scheme(tmp_path):
+    env = run_sh_env(tmp_path, UPSTREAM_URL="127.0.0.1:8000")
+    result = subprocess.run(
+        [str(RUN_SH)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 2
+    assert (
+        "run: invalid upstream '127.0.0.1:8000' (environment variable UPSTREAM_URL): expected a URL"
+        in result.stderr
+    )
+
+
+def test_run_sh_refuses_an_upstream_url_from_the_env_file_without_its_scheme(tmp_path):
+    """mitmproxy would take 127.0.0.1:8000 for https and answer every request with a 502."""
+    env_file = tmp_path / "app.env"
+    env_file.write_text("UPSTREAM_URL=127.0.0.1:8000\n")
+    env = run_sh_env(tmp_path, CACHE_ENV_FILE=str(env_file))
+    result = subprocess.run(
+        [str(RUN_SH)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 2
+    assert (
+        f"run: invalid upstream '127.0.0.1:8000' (UPSTREAM_URL in {env_file}): expected a URL"
+        in result.stderr
+    )

@@ -1,6 +1,22 @@
 """Settings through a real mitmdump: precedence, and bad values stopping startup loudly."""
 
+import sys
+from pathlib import Path
+
 import pytest
+
+from tests.support.harness import Proxy, free_port
+
+MITMWEB = Path(sys.executable).with_name("mitmweb")
+PROGRAM = {"mitmdump": "mitmdump", "lean": "mitmcache"}  # what each prefixes its startup errors with
+
+
+def assert_stopped_with_one_line(returncode: int, output: str, line: str) -> None:
+    """Exit code 1, the one line, and nothing a user would have to read past: no traceback, and no
+    "listening at" (the proxy never listened)."""
+    assert returncode == 1, output
+    assert line in output.splitlines(), output
+    assert "Traceback" not in output and "listening at" not in output, output
 
 
 def ttl_of(proxy, http, origin, path="/s"):
@@ -58,6 +74,97 @@ def test_a_bad_dotenv_value_stops_startup(proxy_factory, tmp_path):
     assert "CACHE_MAX_ENTRIES" in output
 
 
+def test_a_bad_set_value_is_blamed_on_set(proxy_factory):
+    returncode, output = proxy_factory.run_expecting_failure(
+        {"cache_ttl": "abc"}, {"DEFAULT_CACHE_EXPIRY_TIME_SECS": "30"}
+    )
+    assert_stopped_with_one_line(
+        returncode,
+        output,
+        f"{PROGRAM[proxy_factory.launcher]}: invalid value 'abc' for cache_ttl (from --set): "
+        "expected a number of seconds >= 0",
+    )
+
+
+def test_a_bad_environment_value_is_blamed_on_its_variable(proxy_factory):
+    returncode, output = proxy_factory.run_expecting_failure(env={"REQ_TIMEOUT": "0"})
+    assert_stopped_with_one_line(
+        returncode,
+        output,
+        f"{PROGRAM[proxy_factory.launcher]}: invalid value '0' for cache_upstream_timeout "
+        "(from environment variable REQ_TIMEOUT): expected a number of seconds > 0 and at most 3600",
+    )
+
+
+def test_a_bad_dotenv_value_is_blamed_on_the_file(proxy_factory, tmp_path):
+    cwd = tmp_path / "app"
+    cwd.mkdir()
+    (cwd / ".env").write_text("CACHE_MAX_ENTRIES=many\n")
+    returncode, output = proxy_factory.run_expecting_failure(cwd=cwd)
+    assert_stopped_with_one_line(
+        returncode,
+        output,
+        f"{PROGRAM[proxy_factory.launcher]}: invalid value 'many' for cache_max_entries "
+        f"(from CACHE_MAX_ENTRIES in {(cwd / '.env').resolve()}): expected a whole number >= 0",
+    )
+
+
+def test_a_missing_env_file_is_named_in_one_line(proxy_factory, tmp_path):
+    returncode, output = proxy_factory.run_expecting_failure(
+        env={"CACHE_ENV_FILE": str(tmp_path / "none.env")}
+    )
+    assert_stopped_with_one_line(
+        returncode,
+        output,
+        f"{PROGRAM[proxy_factory.launcher]}: CACHE_ENV_FILE: no such file: {tmp_path / 'none.env'}",
+    )
+
+
+def test_an_unreadable_upstream_ca_stops_startup_with_one_line(proxy_factory, tmp_path):
+    missing = tmp_path / "ca.pem"
+    returncode, output = proxy_factory.run_expecting_failure({"ssl_verify_upstream_trusted_ca": str(missing)})
+    assert_stopped_with_one_line(
+        returncode,
+        output,
+        f"{PROGRAM[proxy_factory.launcher]}: ssl_verify_upstream_trusted_ca/ssl_verify_upstream_trusted_confdir: "
+        "cannot load the upstream's trusted CA: [Errno 2] No such file or directory",
+    )
+
+
+@pytest.mark.parametrize("source", ["--set", "environment", ".env"])
+def test_mitmweb_stops_on_a_bad_setting_with_one_line(origin, tmp_path, source):
+    env_file = tmp_path / ".env"
+    named = {
+        "--set": "--set",
+        "environment": "environment variable CACHE_MAX_BYTES",
+        ".env": f"CACHE_MAX_BYTES in {env_file.resolve()}",
+    }[source]
+    if source == ".env":
+        env_file.write_text("CACHE_MAX_BYTES=lots\n")
+    command = [str(MITMWEB), "--set", "web_open_browser=false", "--set", f"web_port={free_port()}"]
+    returncode, output = Proxy.run_expecting_failure(
+        origin,
+        {"cache_max_bytes": "lots"} if source == "--set" else {},
+        {"CACHE_MAX_BYTES": "lots"} if source == "environment" else {},
+        command=command,
+        cwd=tmp_path,
+        log_path=tmp_path / "web.log",
+    )
+    assert_stopped_with_one_line(
+        returncode,
+        output,
+        f"mitmweb: invalid value 'lots' for cache_max_bytes (from {named}): "
+        "expected a size > 0 such as 268435456, 512k, 64MB, 1g",
+    )
+
+
+def test_a_misspelt_cache_option_is_named_with_the_closest_real_one(origin, tmp_path):
+    """Stock mitmdump ignores an option nobody registered; the cache warns (the production launcher
+    refuses it: tests/e2e/test_launcher.py)."""
+    with Proxy(origin, {"cache_tll": "5"}, cwd=tmp_path, log_path=tmp_path / "proxy.log") as proxy:
+        assert "unknown option cache_tll (did you mean cache_ttl?): ignored" in proxy.log_text()
+
+
 def test_debug_cache_logging_with_a_quieter_terminal_log_says_how_to_see_it(proxy_factory):
     """mitmproxy's terminal log drops debug lines at its default verbosity: say so, not nothing."""
     proxy = proxy_factory({"cache_log_level": "debug"})
@@ -70,5 +177,5 @@ def test_debug_cache_logging_logs_one_line_per_decision(origin, proxy_factory, h
     http.get(f"{proxy.url}/logged")
     http.get(f"{proxy.url}/logged")
     log = proxy.log_text()
-    assert "cache MISS uri-miss ttl=59s stored GET" in log
-    assert "cache HIT age=0s ttl=59s GET" in log
+    assert "cache MISS stored | fwd=uri-miss ttl=59s GET" in log
+    assert "cache HIT | age=0s ttl=59s GET" in log

@@ -52,13 +52,25 @@ async def test_entry_script_loads_like_mitmdump_does():
         assert [type(addon).__name__ for addon in module.addons] == ["Cache"]
 
 
-async def test_invalid_options_raise_options_error_naming_the_setting():
+async def test_invalid_options_raise_options_error_naming_the_setting_and_its_source():
     cache = Cache()
     with (
         taddons.context(cache) as tctx,
-        pytest.raises(exceptions.OptionsError, match="cache_ttl.*DEFAULT_CACHE_EXPIRY_TIME_SECS"),
+        pytest.raises(exceptions.OptionsError, match=r"for cache_ttl \(from --set\): expected"),
     ):
         tctx.configure(cache, cache_ttl="-1")
+
+
+async def test_an_invalid_option_change_while_running_is_refused_as_such():
+    """mitmweb's options editor or the console's :set: the proxy keeps running, the change is refused."""
+    cache = Cache()
+    with taddons.context(cache) as tctx:
+        cache.running()
+        try:
+            with pytest.raises(exceptions.OptionsError, match=r"for cache_ttl \(from an option change\)"):
+                tctx.configure(cache, cache_ttl="-1")
+        finally:
+            cache.done()
 
 
 async def test_a_stored_response_answers_the_next_request_in_the_request_hook():
@@ -78,7 +90,7 @@ async def test_a_flow_carries_its_cache_decision_for_mitmweb():
         miss = await fetch(cache, get())
         hit = await fetch(cache, get())
         assert miss.metadata["cache"]["status"] == "MISS" and miss.marked == ":red_circle:"
-        assert hit.comment.startswith("cache HIT") and hit.marked == ":green_circle:"
+        assert hit.comment.startswith("HIT") and hit.marked == ":green_circle:"
         assert hit.metadata["cache"]["key"] == "http://example/a"
 
 
@@ -123,7 +135,7 @@ async def test_a_flow_that_failed_upstream_says_why_on_the_flow():
         flow.error = tflow.terr("Connection refused")
         cache.error(flow)
         assert flow.metadata["cache"]["detail"] == "upstream-error: Connection refused"
-        assert flow.comment.startswith("cache MISS uri-miss upstream-error")
+        assert flow.comment.startswith("MISS upstream-error")
 
 
 async def test_a_leader_without_a_response_head_in_time_releases_its_waiters_with_a_504():

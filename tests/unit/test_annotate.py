@@ -3,6 +3,7 @@
 from collections import Counter
 
 import pytest
+from mitmproxy import flowfilter, http
 from mitmproxy.test import tflow
 
 from mitmcache.annotate import annotate, describe
@@ -12,27 +13,25 @@ from mitmcache.policy.cache_status import Status, XCache
 @pytest.mark.parametrize(
     ("status", "age", "code", "text"),
     [
-        (Status(XCache.HIT, hit=True, ttl=59), 1.4, 200, "cache HIT age=1s ttl=59s"),
-        (Status(XCache.HIT, hit=True, ttl=59), 0.0, 304, "cache HIT 304 age=0s ttl=59s"),
+        (Status(XCache.HIT, hit=True, ttl=59), 1.4, 200, "HIT | age=1s ttl=59s"),
+        (Status(XCache.HIT, hit=True, ttl=59), 0.0, 304, "HIT 304 | age=0s ttl=59s"),
         (
             Status(XCache.MISS, fwd="uri-miss", stored=True, ttl=60),
             None,
             200,
-            "cache MISS uri-miss ttl=60s stored",
+            "MISS stored | fwd=uri-miss ttl=60s",
         ),
-        (Status(XCache.MISS, fwd="vary-miss", detail="private"), None, 200, "cache MISS vary-miss private"),
+        (Status(XCache.MISS, fwd="vary-miss", detail="private"), None, 200, "MISS private | fwd=vary-miss"),
         (
             Status(XCache.STALE, hit=True, ttl=-3, detail="refresh-window"),
             63.0,
             200,
-            "cache STALE refresh-window age=63s ttl=-3s",
+            "STALE refresh-window | age=63s ttl=-3s",
         ),
-        (Status(XCache.BYPASS, fwd="method", detail="invalidated"), None, 201, "cache BYPASS invalidated"),
+        (Status(XCache.BYPASS, fwd="method", detail="invalidated"), None, 201, "BYPASS invalidated"),
     ],
 )
-def test_the_comment_says_the_decision_why_the_upstream_was_asked_and_why_nothing_was_stored(
-    status, age, code, text
-):
+def test_the_comment_starts_with_the_decision_and_its_reason_then_the_rest_of_it(status, age, code, text):
     assert describe(status, age, code) == text
 
 
@@ -51,3 +50,20 @@ def test_a_flow_carries_the_decision_as_comment_marker_and_plain_metadata():
         "stored": False,
     }
     assert counts == Counter({"MISS": 1, "MISS:set-cookie": 1})
+
+
+def annotated(status: Status) -> http.HTTPFlow:
+    flow = tflow.tflow(resp=True)
+    annotate(flow, "http://example/a", status, Counter())
+    return flow
+
+
+def test_the_documented_filters_pick_the_flows_they_name():
+    """README and docs/control-plane.md: ~comment "^MISS", ~comment "^MISS private", ~marker red_circle."""
+    stored = annotated(Status(XCache.MISS, fwd="uri-miss", stored=True, ttl=60))
+    private = annotated(Status(XCache.MISS, fwd="uri-miss", detail="private"))
+    hit = annotated(Status(XCache.HIT, hit=True, ttl=59))
+    flows = [stored, private, hit]
+    assert [f for f in flows if flowfilter.match('~comment "^MISS"', f)] == [stored, private]
+    assert [f for f in flows if flowfilter.match('~comment "^MISS private"', f)] == [private]
+    assert [f for f in flows if flowfilter.match("~marker red_circle", f)] == [stored, private]

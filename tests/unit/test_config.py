@@ -8,10 +8,13 @@ from mitmcache.config import (
     BY_OPTION,
     ENV_FILE_VARIABLE,
     SETTINGS,
+    Default,
     defaults,
     env_file_values,
     parse_one,
     parse_settings,
+    resolve_defaults,
+    value_sources,
 )
 
 TTL = BY_OPTION["cache_ttl"]  # the setting the precedence tests use
@@ -175,21 +178,54 @@ def test_valid_values(option, raw, expected):
 
 
 @pytest.mark.parametrize(("option", "raw"), [(o, raw) for o, cases in INVALID.items() for raw in cases])
-def test_invalid_values_name_the_option_and_its_environment_variable(option, raw):
+def test_invalid_values_name_the_option_where_the_value_came_from_and_what_is_expected(option, raw):
     setting = BY_OPTION[option]
     with pytest.raises(ValueError) as error:
-        parse_one(option, raw)
-    message = str(error.value)
-    assert setting.option in message
-    assert setting.env in message
-    assert setting.expected in message
-    assert repr(raw) in message
+        parse_one(option, raw, f"environment variable {setting.env}")
+    assert str(error.value) == (
+        f"invalid value {raw!r} for {setting.option} (from environment variable {setting.env}): "
+        f"expected {setting.expected}"
+    )
 
 
-def test_parse_settings_reports_the_first_bad_option():
+def test_an_invalid_value_of_unknown_origin_names_no_source():
+    with pytest.raises(ValueError) as error:
+        parse_one("cache_ttl", "abc")
+    assert str(error.value) == "invalid value 'abc' for cache_ttl: expected a number of seconds >= 0"
+
+
+def test_parse_settings_reports_the_first_bad_option_with_its_source():
     raw = {s.option: s.default for s in SETTINGS} | {"cache_max_bytes": "lots"}
-    with pytest.raises(ValueError, match="cache_max_bytes .*CACHE_MAX_BYTES"):
-        parse_settings(raw)
+    with pytest.raises(ValueError, match=r"cache_max_bytes \(from --set\)"):
+        parse_settings(raw, {"cache_max_bytes": "--set"})
+
+
+# ---- where each value came from, for error messages ----
+
+
+def test_each_default_says_whether_it_came_from_the_environment_the_env_file_or_the_built_ins(tmp_path):
+    env_file = write_env(tmp_path, "CACHE_MAX_ENTRIES=5\nREQ_TIMEOUT=3\n")
+    resolved = resolve_defaults({"REQ_TIMEOUT": "4"}, tmp_path)
+    assert resolved["cache_upstream_timeout"] == Default("4", "environment variable REQ_TIMEOUT")
+    assert resolved["cache_max_entries"] == Default("5", f"CACHE_MAX_ENTRIES in {env_file.resolve()}")
+    assert resolved["cache_ttl"] == Default(TTL.default, "the built-in default")
+
+
+def test_the_env_file_named_by_cache_env_file_is_named_in_the_source(tmp_path):
+    other = write_env(tmp_path, "DEFAULT_CACHE_EXPIRY_TIME_SECS=7\n", name="other.env")
+    resolved = resolve_defaults({ENV_FILE_VARIABLE: "other.env"}, tmp_path)
+    assert resolved["cache_ttl"].source == f"DEFAULT_CACHE_EXPIRY_TIME_SECS in {other.resolve()}"
+
+
+def test_a_value_equal_to_its_default_comes_from_the_default_s_source_any_other_from_the_change():
+    registered = {
+        "cache_ttl": Default("30", "environment variable X"),
+        "cache_name": Default("a", "the built-in default"),
+    }
+    assert value_sources({"cache_ttl": "30", "cache_name": "b"}, registered, "--set") == {
+        "cache_ttl": "environment variable X",
+        "cache_name": "--set",
+    }
 
 
 def test_the_listen_backlog_defaults_to_the_systems_limit(tmp_path):

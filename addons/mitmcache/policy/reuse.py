@@ -137,7 +137,7 @@ def stale_on_error_limit(configured_limit: float, *, disconnected: bool, pure_rf
     so is explicitly permitted by the client or origin server". In pure RFC mode the operator's
     limit therefore covers only an upstream that cannot be reached (or does not answer in time);
     an upstream that answers with an error gets its error passed on, unless its own or the
-    client's ``stale-if-error`` allows stale. With a configured default lifetime (the seed's
-    forced-lifetime mode) the limit covers both, as documented for ``cache_stale_if_error``.
+    client's ``stale-if-error`` allows stale. With a configured default lifetime (reverse-proxy-rust's
+    forced lifetime, ``DEFAULT_CACHE_EXPIRY_TIME_SECS``) the limit covers both, as documented for ``cache_stale_if_error``.
     """
     return configured_limit if disconnected or not pure_rfc else 0.0
