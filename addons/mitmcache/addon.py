@@ -21,11 +21,16 @@ from mitmproxy import ctx, exceptions, http
 
 from . import config, interim, responses, startup
 from .abort import abort_upstream
+from .admin_guard import answered_here
 from .annotate import annotate
 from .coalesce import HitForMiss, Inflight, Kind, Outcome
 from .control import Control
+from .credentials import FIELDS as ADMIN_CREDENTIAL_FIELDS
+from .credentials import drop_admin_credentials
 from .entry import Entry
 from .expiry import ExpiryScheduler
+from .listening import Listening
+from .log_safety import escaping
 from .policy.cache_status import Status, XCache
 from .policy.dates import parse_http_date
 from .policy.fields import Fields, get_all, get_first, has_any
@@ -61,7 +66,7 @@ from .upstream import Upstream, tls_verification
 # mitmproxy's options (tlsconfig's) that decide how the cache's own upstream client verifies TLS.
 TLS_OPTIONS = {"ssl_insecure", "ssl_verify_upstream_trusted_ca", "ssl_verify_upstream_trusted_confdir"}
 
-log = logging.getLogger("mitmcache")
+log = escaping(logging.getLogger("mitmcache"))  # every cache log line: control characters escaped
 
 TIMEOUT_TICK_SECONDS = 0.1  # how often forwarded flows are checked against REQ_TIMEOUT
 
@@ -71,8 +76,8 @@ _CLIENT_VALIDATORS = frozenset({b"if-none-match", b"if-modified-since"})
 _RANGE = frozenset({b"range"})
 _CONDITIONAL_OR_RANGE = _CLIENT_VALIDATORS | _RANGE
 # Refusals that say something about this request only, not about the URL's responses (a 206
-# answers a Range request).
-_REQUEST_SPECIFIC = frozenset({"request-no-store", "authorization", "partial"})
+# answers a Range request; "cookie": the default lifetime is not given to a Cookie request's).
+_REQUEST_SPECIFIC = frozenset({"request-no-store", "authorization", "partial", "cookie"})
 
 
 @dataclass(slots=True)
@@ -141,8 +146,9 @@ class Cache:
         self.expiry = ExpiryScheduler(self.store, self.refresher, lambda: self.settings, self.counts)
         self.control = Control(self, cache_key)
         self.retention = FlowRetention(lambda: self.settings)
-        # mitmproxy registers children: the control plane's commands, the flow retention hooks.
-        self.addons = [self.control, self.retention]
+        # mitmproxy registers children: the control plane's commands, the flow retention hooks, the
+        # listeners' limits.
+        self.addons = [self.control, self.retention, Listening(lambda: self.settings)]
         self._forwards: dict[str, Forward] = {}
         self._tls_verify: bool | ssl.SSLContext = True
         self._timeouts: asyncio.Task[None] | None = None
@@ -244,13 +250,15 @@ class Cache:
         settings = self.settings
         path, prefix = request.path, settings.admin_prefix
         if path.startswith(prefix) and path[len(prefix) : len(prefix) + 1] in ("", "/", "?"):
-            await self.control.handle(flow, settings)
+            await answered_here(flow, self.control.handle(flow, settings), "admin")
             return
         # The request's field names in one pass: each ``in request.headers`` costs ~2 us on a hit.
         names = {name.lower() for name, _ in request.headers.fields}
         if b"clear-cache" in names:  # reverse-proxy-rust's refresh-or-clear request
-            await self.control.clear_cache_header(flow, settings)
+            await answered_here(flow, self.control.clear_cache_header(flow, settings), "clear-cache")
             return
+        if not names.isdisjoint(ADMIN_CREDENTIAL_FIELDS):
+            drop_admin_credentials(request, settings.admin_key)
         if request.method not in ("GET", "HEAD"):
             self.counts["upstream_fetch"] += 1  # passed by (varnish MAIN.backend_req)
             return

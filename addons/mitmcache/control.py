@@ -25,6 +25,7 @@ import binascii
 import hmac
 import json
 import logging
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -42,6 +43,7 @@ from .entry import Entry
 from .metrics import CacheCollector, Stats, exposition, registry_for, snapshot
 from .policy.freshness import current_age
 from .policy.key import primary_key
+from .policy.numbers import capped
 from .refresh import Refresher, refreshable_in_background
 from .store.base import Store
 
@@ -107,11 +109,15 @@ def authorized(request: http.Request, admin_key: str) -> bool:
 
 
 def redact(request: http.Request) -> None:
-    """Replace the key on the flow: it is never forwarded, but flows are shown and saved."""
+    """Replace the key on the flow: it is never forwarded, but flows are shown and saved. Any
+    ``Authorization`` of a control request is redacted, whatever its scheme (``Basic`` hides the
+    key only in base64)."""
     if "clear-cache-key" in request.headers:
         request.headers["clear-cache-key"] = REDACTED
-    if request.headers.get("authorization", "")[:7].lower() == "bearer ":
-        request.headers["authorization"] = "Bearer " + REDACTED
+    authorization = request.headers.get("authorization", "")
+    if authorization:
+        scheme, space, _ = authorization.strip().partition(" ")
+        request.headers["authorization"] = f"{scheme} {REDACTED}" if space else REDACTED
 
 
 # -- what a purge or refresh names -------------------------------------------------------------
@@ -158,15 +164,26 @@ class Target:
         return {"prefix" if self.prefix else "url": self.value}
 
 
+type Position = tuple[str, tuple[tuple[str, bool, str], ...]]
+
+
+def _position(key: str, vary: Sequence[Sequence[str | None]]) -> Position:
+    """Where an entry sorts in ``entries``: by key, then by its Vary values, an absent field
+    (None) before any present one -- None and a string cannot be compared."""
+    return key, tuple(
+        (str(name), value is not None, "" if value is None else str(value)) for name, value in vary
+    )
+
+
 def _cursor(entry: Entry) -> str:
     raw = json.dumps([entry.key, [list(pair) for pair in entry.vary]]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _after(cursor: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+def _after(cursor: str) -> Position:
     try:
         key, vary = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return str(key), tuple((str(name), str(value)) for name, value in vary)
+        return _position(str(key), [(name, value) for name, value in vary])
     except (ValueError, TypeError, binascii.Error):
         raise BadRequest(f"invalid cursor {cursor!r}") from None
 
@@ -175,9 +192,9 @@ def _count(params: Mapping[str, str], name: str, default: int, maximum: int | No
     raw = params.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):  # "²".isdigit() is true, and int() refuses it
         raise BadRequest(f"{name} must be a whole number >= 0, got {raw!r}")
-    return min(int(raw), maximum) if maximum is not None else int(raw)
+    return capped(raw, maximum if maximum is not None else sys.maxsize)
 
 
 def _target(params: Mapping[str, str]) -> Target:
@@ -237,11 +254,11 @@ class Control:
         store, inflight, now = self._cache.store, self._cache.inflight, time.time()
         keys = await store.keys() if target is None else await self._keys(target)
         found = [e for k in keys for e in await store.peek(k)]
-        found.sort(key=lambda e: (e.key, e.vary))
+        found.sort(key=lambda e: _position(e.key, e.vary))
         total = len(found)
         if cursor:
             after = _after(cursor)
-            found = [e for e in found if (e.key, e.vary) > after]
+            found = [e for e in found if _position(e.key, e.vary) > after]
         page = found[offset : offset + limit]
         rows = []
         for e in page:
