@@ -17,6 +17,9 @@ Sections (``--only`` takes section names, scenario names or throughput configura
   for cached keys.
 * ``coalescing`` (``bench_coalescing.py``): ``herd`` (200 and 1000 clients on one cold key),
   ``hotkey`` (one key polled for 30 s; then the cold-key phase: refreshes stop, entry dropped).
+* ``writequeue`` (``bench_writequeue.py``): ``queue-accept`` (accepted writes/s and p50/p99 on SQLite and
+  PostgreSQL against pass-through), ``queue-rate`` (delivery rate against ASYNC_RATE), ``queue-crash``
+  (10,000 writes with a SIGKILL and a restart: accepted = delivered, duplicates counted).
 
 A configuration is a name, a proxy command line and a workload: adding one (say the lean launcher of
 issue 6) is one entry in ``CONFIGS``; processes with the same command line are shared.
@@ -35,6 +38,7 @@ from pathlib import Path
 
 import bench_coalescing
 import bench_memory
+import bench_writequeue
 import benchlib as bl
 from benchlib import Budget, Section, fmt, median, table
 
@@ -409,7 +413,7 @@ def connections(quick: bool) -> Section:
 
 # -- main ----------------------------------------------------------------------------------------
 
-SECTIONS = ("throughput", "memory", "connections", "coalescing")
+SECTIONS = ("throughput", "memory", "connections", "coalescing", "writequeue")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -421,7 +425,8 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="run only these (comma-separated, repeatable): sections "
         f"({', '.join(SECTIONS)}), scenarios ({', '.join(bench_memory.SCENARIOS)}, "
-        f"{', '.join(bench_coalescing.SCENARIOS)}) or throughput configurations "
+        f"{', '.join(bench_coalescing.SCENARIOS)}, {', '.join(bench_writequeue.SCENARIOS)}) or throughput "
+        "configurations "
         f"({', '.join(c.name for c in CONFIGS)})",
     )
     parser.add_argument("--json", type=Path, help="also write every measurement to this JSON file")
@@ -434,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
 
     only = {name.strip() for item in args.only for name in item.split(",") if name.strip()}
     known = set(SECTIONS) | set(bench_memory.SCENARIOS) | set(bench_coalescing.SCENARIOS)
+    known |= set(bench_writequeue.SCENARIOS)
     known |= {c.name for c in CONFIGS}
     if unknown := only - known:
         parser.error(f"unknown --only names: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
@@ -462,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
         plan.append(("connections", lambda: [connections(args.quick)]))
     if coal := wanted("coalescing", bench_coalescing.SCENARIOS):
         plan.append(("coalescing", lambda: bench_coalescing.run(coal, args.quick)))
+    if queue := wanted("writequeue", bench_writequeue.SCENARIOS):
+        plan.append(("writequeue", lambda: bench_writequeue.run(queue, args.quick)))
 
     machine = bl.machine_info()
     started = time.monotonic()
