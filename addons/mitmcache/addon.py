@@ -17,11 +17,16 @@ from typing import Any
 from mitmproxy import ctx, exceptions, http
 
 from . import answers, config, responses, startup
+from .admin_guard import answered_here
 from .annotate import annotate
 from .compat import install_interim_reader
 from .control import Control
+from .credentials import FIELDS as ADMIN_CREDENTIAL_FIELDS
+from .credentials import drop_admin_credentials
 from .engine import Engine
 from .forwarding import Forwarding, over
+from .listening import Listening
+from .log_safety import escaping
 from .lookup import Answer, Forward, Refuse, Serve
 from .policy.cache_status import Status, XCache
 from .policy.fields import get_first
@@ -34,7 +39,7 @@ from .upstream import tls_verification
 # mitmproxy's options (tlsconfig's) that decide how the cache's own upstream client verifies TLS.
 TLS_OPTIONS = {"ssl_insecure", "ssl_verify_upstream_trusted_ca", "ssl_verify_upstream_trusted_confdir"}
 
-log = logging.getLogger("mitmcache")
+log = escaping(logging.getLogger("mitmcache"))  # every cache log line: control characters escaped
 
 TIMEOUT_TICK_SECONDS = 0.1  # how often forwarded flows are checked against REQ_TIMEOUT
 
@@ -48,8 +53,9 @@ class Cache:
         self.forwarding = Forwarding(self.engine, lambda: self.settings)
         self.control = Control(self.engine, lambda: self.settings, cache_key)
         self.retention = FlowRetention(lambda: self.settings)
-        # mitmproxy registers children: the control plane's commands, the flow retention hooks.
-        self.addons = [self.control, self.retention]
+        # mitmproxy registers children: the control plane's commands, the flow retention hooks, the
+        # listeners' limits.
+        self.addons = [self.control, self.retention, Listening(lambda: self.settings)]
         self._tls_verify: bool | ssl.SSLContext = True
         self._timeouts: asyncio.Task[None] | None = None
         self._defaults: dict[str, config.Default] = {}  # load() fills it; errors name their source
@@ -161,13 +167,15 @@ class Cache:
         settings = self.settings
         path, prefix = request.path, settings.admin_prefix
         if path.startswith(prefix) and path[len(prefix) : len(prefix) + 1] in ("", "/", "?"):
-            await self.control.handle(flow, settings)
+            await answered_here(flow, self.control.handle(flow, settings), "admin")
             return
         # The request's field names in one pass: each ``in request.headers`` costs ~2 us on a hit.
         names = {name.lower() for name, _ in request.headers.fields}
         if b"clear-cache" in names:  # reverse-proxy-rust's refresh-or-clear request
-            await self.control.clear_cache_header(flow, settings)
+            await answered_here(flow, self.control.clear_cache_header(flow, settings), "clear-cache")
             return
+        if not names.isdisjoint(ADMIN_CREDENTIAL_FIELDS):
+            drop_admin_credentials(request, settings.admin_key)
         if request.method not in ("GET", "HEAD"):
             self.engine.upstream_fetch()  # passed by (varnish MAIN.backend_req)
             return

@@ -28,7 +28,7 @@ from .entry import Stored
 from .metrics import CacheCollector, Stats, registry_for, snapshot
 from .policy.freshness import current_age
 from .policy.lifecycle import refreshable_in_background
-from .targets import DEFAULT_PAGE, MAX_PAGE, BadRequest, Target, after_cursor, cursor_of, split_key
+from .targets import DEFAULT_PAGE, MAX_PAGE, BadRequest, Target, after_cursor, cursor_of, position, split_key
 
 log = logging.getLogger("mitmcache")
 
@@ -78,11 +78,11 @@ class Control:
         now = time.time()
         keys = await self.engine.keys() if target is None else await self._keys(target)
         found = [s for k in keys for s in await self.engine.variants(k)]
-        found.sort(key=lambda s: (s.entry.key, s.entry.vary))
+        found.sort(key=lambda s: position(s.entry.key, s.entry.vary))
         total = len(found)
         if cursor:
             after = after_cursor(cursor)
-            found = [s for s in found if (s.entry.key, s.entry.vary) > after]
+            found = [s for s in found if position(s.entry.key, s.entry.vary) > after]
         page = found[offset : offset + limit]
         more = offset + limit < len(found)
         return {

@@ -42,8 +42,8 @@ from .upstream import Upstream
 log = logging.getLogger("mitmcache")
 
 # Refusals that say something about this request only, not about the URL's responses (a 206
-# answers a Range request).
-REQUEST_SPECIFIC = frozenset({"request-no-store", "authorization", "partial"})
+# answers a Range request; "cookie": the default lifetime is not given to a Cookie request's).
+REQUEST_SPECIFIC = frozenset({"request-no-store", "authorization", "partial", "cookie"})
 CONTROL_REFRESH_ATTEMPTS = 10  # a control refresh waits behind fetches under way at most this often
 
 
