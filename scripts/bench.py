@@ -65,7 +65,7 @@ CEILING = bl.reverse_proxy("-s", str(bl.CEILING_ADDON))
 CACHE = bl.CACHE_DEFAULT
 # The lean production launcher (issue 6, docs/launcher.md): our addon is built in (-s addons/cache.py
 # names it); --no-cache leaves it out so that -s loads the ceiling addon alone.
-LEAN = bl.REPO_ROOT / "scripts" / "serve.sh"
+LEAN = bl.LEAN
 LEAN_CEILING = bl.reverse_proxy("--no-cache", "-s", str(bl.CEILING_ADDON), tool=LEAN)
 LEAN_CACHE = bl.cache_proxy(tool=LEAN)
 

@@ -58,6 +58,8 @@ __all__ = [
 MITMWEB = MITMDUMP.with_name("mitmweb")
 ADDON = REPO_ROOT / "addons" / "cache.py"
 CEILING_ADDON = REPO_ROOT / "scripts" / "ceiling_addon.py"
+# The lean production launcher (docs/launcher.md): our addon is built in; -s addons/cache.py is accepted.
+LEAN = REPO_ROOT / "scripts" / "serve.sh"
 ADMIN_KEY = "bench-admin-key"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -186,9 +188,9 @@ async def wait_accepted(pid: int, at_least: int, timeout: float = 5, settle: flo
     seconds (or ``timeout``); returns the number of fds.
 
     A client's connect() returns once the kernel completed the handshake, which may be before the
-    server accepted it: mitmproxy listens with asyncio's default backlog of 100, so a burst of 1000
-    connects overflows the accept queue. With SYN cookies on, the overflowing connections look
-    established to the client and are only accepted when their first request arrives.
+    server accepted it: a burst larger than the listen backlog (asyncio's default is 100; the cache
+    sets CACHE_LISTEN_BACKLOG) overflows the accept queue. With SYN cookies on, the overflowing
+    connections look established to the client and are only accepted when their first request arrives.
     """
     deadline = time.perf_counter() + timeout
     last, last_change = -1, time.perf_counter()
@@ -200,22 +202,6 @@ async def wait_accepted(pid: int, at_least: int, timeout: float = 5, settle: flo
         if fds >= at_least or now > deadline or now - last_change > settle:
             return fds
         await asyncio.sleep(0.02)
-
-
-async def open_accepted(
-    pid: int, host: str, port: int, n: int, wave: int = 50
-) -> tuple[list["Connection"], int]:
-    """Open ``n`` connections in waves small enough for the proxy's accept queue, waiting for each
-    wave to be accepted, so that all are accepted before any request is written (herds)."""
-    before = open_fds(pid)
-    conns: list[Connection] = []
-    errors = 0
-    for start in range(0, n, wave):
-        opened, failed = await open_many(host, port, min(wave, n - start))
-        conns += opened
-        errors += failed
-        await wait_accepted(pid, before + len(conns))
-    return conns, errors
 
 
 def machine_info() -> dict[str, Any]:

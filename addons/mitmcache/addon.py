@@ -18,6 +18,7 @@ from typing import Any
 from mitmproxy import ctx, exceptions, http
 
 from . import answers, config, request_body, responses, startup, workers
+from .admin_guard import answered_here
 from .annotate import annotate
 from .coalesce import Kind, Outcome
 from .compat import (
@@ -28,9 +29,13 @@ from .compat import (
 )
 from .control import Control
 from .core import run_eagerly
+from .credentials import FIELDS as ADMIN_CREDENTIAL_FIELDS
+from .credentials import drop_admin_credentials
 from .disk_tier import DiskTier, InUse
 from .engine import Engine
 from .forwarding import Forwarded, Forwarding, over
+from .listening import Listening
+from .log_safety import escaping
 from .lookup import Answer, Forward, Refuse, Serve
 from .policy.cache_status import Status, XCache
 from .policy.fields import get_first
@@ -46,7 +51,7 @@ from .upstream import tls_verification
 # mitmproxy's options (tlsconfig's) that decide how the cache's own upstream client verifies TLS.
 TLS_OPTIONS = {"ssl_insecure", "ssl_verify_upstream_trusted_ca", "ssl_verify_upstream_trusted_confdir"}
 
-log = logging.getLogger("mitmcache")
+log = escaping(logging.getLogger("mitmcache"))  # every cache log line: control characters escaped
 
 TIMEOUT_TICK_SECONDS = 0.1  # how often forwarded flows are checked against REQ_TIMEOUT
 CLEAR_TAGS = "cache_clear_tags"  # flow metadata: the tags an upstream response's Clear-Cache-Tag named
@@ -61,8 +66,9 @@ class Cache:
         self.forwarding = Forwarding(self.engine, lambda: self.settings)
         self.control = Control(self.engine, lambda: self.settings, cache_key)
         self.retention = FlowRetention(lambda: self.settings)
-        # mitmproxy registers children: the control plane's commands, the flow retention hooks.
-        self.addons = [self.control, self.retention]
+        # mitmproxy registers children: the control plane's commands, the flow retention hooks, the
+        # listeners' limits.
+        self.addons = [self.control, self.retention, Listening(lambda: self.settings)]
         self._tls_verify: bool | ssl.SSLContext = True
         self._timeouts: asyncio.Task[None] | None = None
         self._defaults: dict[str, config.Default] = {}  # load() fills it; errors name their source
@@ -237,16 +243,18 @@ class Cache:
         settings = self.settings
         path, prefix = request.path, settings.admin_prefix
         if path.startswith(prefix) and path[len(prefix) : len(prefix) + 1] in ("", "/", "?"):
-            await self.control.handle(flow, settings)
+            await answered_here(flow, self.control.handle(flow, settings), "admin")
             return
         # The request's field names in one pass: each ``in request.headers`` costs ~2 us on a hit.
         names = {name.lower() for name, _ in request.headers.fields}
         if b"clear-cache" in names:  # reverse-proxy-rust's refresh-or-clear request
-            await self.control.clear_cache_header(flow, settings)
+            await answered_here(flow, self.control.clear_cache_header(flow, settings), "clear-cache")
             return
         if b"clear-cache-tag" in names:  # the same by tag (tag_control.py)
             await self.control.clear_cache_tag_header(flow, settings)
             return
+        if not names.isdisjoint(ADMIN_CREDENTIAL_FIELDS):
+            drop_admin_credentials(request, settings.admin_key)
         if request.method not in ("GET", "HEAD") or request.stream:
             # Passed by (varnish MAIN.backend_req): another method, or a GET/HEAD streaming its
             # body upstream (request_body: CACHE_GET_BODY=pass).

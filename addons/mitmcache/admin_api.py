@@ -65,11 +65,15 @@ def authorized(request: http.Request, admin_key: str) -> bool:
 
 
 def redact(request: http.Request) -> None:
-    """Replace the key on the flow: it is never forwarded, but flows are shown and saved."""
+    """Replace the key on the flow: it is never forwarded, but flows are shown and saved. Any
+    ``Authorization`` of a control request is redacted, whatever its scheme (``Basic`` hides the
+    key only in base64)."""
     if "clear-cache-key" in request.headers:
         request.headers["clear-cache-key"] = REDACTED
-    if request.headers.get("authorization", "")[:7].lower() == "bearer ":
-        request.headers["authorization"] = "Bearer " + REDACTED
+    authorization = request.headers.get("authorization", "")
+    if authorization:
+        scheme, space, _ = authorization.strip().partition(" ")
+        request.headers["authorization"] = f"{scheme} {REDACTED}" if space else REDACTED
 
 
 class Mount(Protocol):

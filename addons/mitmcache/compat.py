@@ -1,27 +1,35 @@
-"""Every patch of mitmproxy internals, in one place, checked against the mitmproxy they were written for.
+"""Patches of mitmproxy's internals, in one place, each checked against the version it was written for.
 
-The cache is an addon, but four things it needs are not in mitmproxy's addon API (mitmproxy
-12.2.3, ``mitmproxy/addonmanager.py``, ``proxy/layers/http/_http1.py``, ``proxy/server.py``):
+mitmproxy 12.2 gives an addon no say over what happens before a request reaches it:
+
+* Its HTTP/1 server (``proxy/layers/http/_http1.py``, ``Http1Server.read_headers``) buffers a
+  request head for as long as the client keeps sending it ("FIXME: protect against header size
+  DoS") and waits for it for as long as the connection stays open: two unfinished 100 MB heads grew
+  the proxy by 200 MB. ``install_request_head_limits`` makes it answer ``431`` to a head larger
+  than ``CACHE_MAX_REQUEST_HEAD_BYTES`` and ``408`` to one not complete within
+  ``CACHE_REQUEST_HEAD_TIMEOUT_SECS`` (RFC 9110 §15.5.9, RFC 6585 §5), closing the connection.
+* Its listeners (``proxy/mode_servers.py``, ``ServerInstance.listen``) call
+  ``asyncio.start_server`` with asyncio's default backlog of 100: a burst of 1000 connections
+  waited up to 20 s in SYN retries. ``install_listen_backlog`` re-listens each TCP socket with
+  ``CACHE_LISTEN_BACKLOG`` (``listen()`` on a listening socket only changes its queue length).
+
+Each ``install_*`` first checks that mitmproxy is the version it was written for
+(``SUPPORTED_VERSION``) and has the shape it patches; otherwise it logs one warning saying which
+version it found and what is not enforced, and leaves mitmproxy as it is.
+
+The cache's own patches, on the way to and from the upstream and in the production launcher:
 
 * **Interim (1xx) responses.** mitmproxy's HTTP/1 client (``Http1Client.read_headers``) takes the
-  first response head it reads as *the* response: a ``102 Processing`` or ``103 Early Hints``
-  becomes the flow's response, the client waits for a final response that never comes, and the
-  real one is dropped as "Unexpected data from server". ``install_interim_reader`` wraps the reader
-  so that complete 1xx heads other than ``101 Switching Protocols`` are skipped; the final response
-  then flows, and is cached, as usual. The 1xx itself is not forwarded (RFC 9110 §15.2 asks a proxy
-  to, which needs mitmproxy itself; see docs/conformance.md).
-* **Closing a hung upstream** (``abort_upstream``). mitmproxy has no timeout for a response head,
-  and ``flow.kill()`` does not reach a flow in transit (mitmproxy issue #4711). The proxy server's
-  connection handler can close a server connection, and the HTTP layer then fails the flow as on
-  any lost connection: the ``error`` hook runs and the client gets mitmproxy's ``502``.
-* **The production launcher's addon manager** (``DispatchTable``): mitmproxy's, with events
-  dispatched through a table of the hooks that exist (see its docstring).
+  first response head it reads as *the* response: a ``102``/``103`` became the flow's response and
+  the real one was dropped. ``install_interim_reader`` skips complete 1xx heads other than ``101``;
+  the 1xx itself is not forwarded (see docs/conformance.md).
+* **Closing a hung upstream** (``abort_upstream``): mitmproxy has no timeout for a response head and
+  ``flow.kill()`` does not reach a flow in transit (mitmproxy issue #4711); the proxy server's
+  connection handler can close the server connection, and the flow then fails as on any lost one.
+* **The production launcher's addon manager** (``DispatchTable``): events dispatched through a
+  table of the hooks that exist (see its docstring).
 * **Workers on one port** (``install_reuse_port``): the listeners bind with ``SO_REUSEPORT``, which
   ``asyncio.start_server`` supports but mitmproxy does not ask for.
-
-Each patch checks the shape of what it uses and leaves mitmproxy untouched if that differs;
-``check_version`` says once, clearly, when the running mitmproxy is not the one they were written
-for, so a mitmproxy upgrade shows where to look.
 """
 
 import asyncio
@@ -29,39 +37,229 @@ import dataclasses
 import inspect
 import logging
 import re
+import socket
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from mitmproxy import addonmanager, ctx, exceptions, flow, hooks, http, master
+from mitmproxy import addonmanager, ctx, exceptions, flow, hooks, http, master, version
 from mitmproxy.connection import ConnectionState
-from mitmproxy.version import VERSION
+from mitmproxy.net.http import http1
+
+from . import responses
 
 log = logging.getLogger("mitmcache")
 
-WRITTEN_FOR = "12.2"  # the mitmproxy release line (major.minor) these patches were written against
+SUPPORTED_VERSION = "12.2"  # the mitmproxy minor version these patches were written against
+_MARKER = "_mitmcache_patched"  # on a patched function: the limits it reads
+
+
+@dataclass(slots=True)
+class HeadLimits:
+    """What the patched HTTP/1 reader enforces; the addon updates it when the settings change."""
+
+    max_bytes: int = 64 * 1024
+    timeout: float = 30.0
+
+
+@dataclass(slots=True)
+class Backlog:
+    size: int = 4096
+
+
+HEAD_LIMITS = HeadLimits()
+BACKLOG = Backlog()
+
+
+def supported(mitmproxy_version: str | None = None) -> bool:
+    """Whether the running mitmproxy (or ``mitmproxy_version``) is the one the patches were written for."""
+    found = version.VERSION if mitmproxy_version is None else mitmproxy_version
+    return found == SUPPORTED_VERSION or found.startswith(SUPPORTED_VERSION + ".")
+
+
+def _check(what: str, *attributes: tuple[Any, str]) -> bool:
+    """Whether mitmproxy is the version (and has the attributes) a patch was written for; says so
+    once in the log when it is not."""
+    if not supported():
+        log.warning(
+            "mitmproxy %s is not the %s.x these patches were written for: %s not enforced",
+            version.VERSION,
+            SUPPORTED_VERSION,
+            what,
+        )
+        return False
+    missing = [name for owner, name in attributes if not hasattr(owner, name)]
+    if missing:
+        log.warning("mitmproxy %s lacks %s: %s not enforced", version.VERSION, ", ".join(missing), what)
+        return False
+    return True
+
+
 _warned = False
 
 
-def version_matches(version: str = VERSION) -> bool:
-    return version == WRITTEN_FOR or version.startswith(WRITTEN_FOR + ".")
-
-
-def check_version(version: str = VERSION) -> bool:
-    """Whether the running mitmproxy is the release line the patches were written for; if not, say
-    so once (each patch still checks what it touches and stays out of the way if that changed)."""
+def check_version() -> bool:
+    """Whether the running mitmproxy is the one the patches were written for; if not, say so once
+    (each patch still checks the shape of what it touches and stays out of the way if that changed)."""
     global _warned
-    if version_matches(version):
+    if supported():
         return True
     if not _warned:
         _warned = True
         log.warning(
             "mitmcache patches mitmproxy internals written for mitmproxy %s.x, but this is mitmproxy %s: "
-            "interim (1xx) responses, closing hung upstreams and the production launcher's dispatch may "
-            "not work (see addons/mitmcache/compat.py)",
-            WRITTEN_FOR,
-            version,
+            "see addons/mitmcache/compat.py for what may not work",
+            SUPPORTED_VERSION,
+            version.VERSION,
         )
     return False
+
+
+# -- request heads -----------------------------------------------------------------------------------
+
+
+def head_too_large(buffer: bytes | bytearray, limit: int) -> bool:
+    """Whether the head at the start of ``buffer`` is (or will be) larger than ``limit`` bytes: no
+    blank line ends it within the limit. What follows a complete head (a body) does not count."""
+    if len(buffer) <= limit:
+        return False
+    window = bytes(buffer)[: limit + 4]  # h11's ReceiveBuffer has no slicing
+    end = window.find(b"\n\r\n")
+    if end < 0:
+        end = window.find(b"\n\n")
+    return end < 0 or end + 1 > limit
+
+
+def refusal(code: int, detail: str) -> bytes:
+    """A complete HTTP/1 answer that closes the connection: the proxy will not read the rest."""
+    reason = {408: "request timeout", 431: "request header fields too large"}[code]
+    response = responses.json_response(code, {"error": reason, "detail": detail})
+    response.headers["connection"] = "close"
+    return http1.assemble_response(response)
+
+
+def install_request_head_limits() -> bool:
+    """Make mitmproxy's HTTP/1 server enforce ``HEAD_LIMITS``; True when it does."""
+    from mitmproxy.proxy import commands, events
+    from mitmproxy.proxy.layers.http import _http1
+
+    server = getattr(_http1, "Http1Server", None)
+    if not _check(
+        "request head size and timeout limits",
+        (_http1, "Http1Server"),
+        (server, "read_headers"),
+        (server, "_handle_event"),
+        (server, "done"),
+    ):
+        return False
+    assert server is not None
+    read_headers, handle_event = server.read_headers, server._handle_event
+    if installed := getattr(read_headers, _MARKER, None):
+        global HEAD_LIMITS  # a hot reload re-imported this module: share the patch's limits
+        HEAD_LIMITS = installed
+        return True
+
+    def refuse(self, code: int, detail: str):
+        peer = self.conn.peername
+        log.info("%d to %s: %s", code, f"{peer[0]}:{peer[1]}" if peer else "a client", detail)
+        yield commands.SendData(self.conn, refusal(code, detail))
+        yield commands.CloseConnection(self.conn)
+        self.state = self.done
+
+    def limited_read_headers(self, event):
+        limit = HEAD_LIMITS.max_bytes
+        if isinstance(event, events.DataReceived) and head_too_large(self.buf, limit):
+            yield from refuse(self, 431, f"the request head is larger than {limit} bytes")
+            return
+        yield from read_headers(self, event)
+
+    def timed_handle_event(self, event):
+        """Time the wait for each request head with a wakeup of this layer's own: it starts when the
+        connection is ready for a head (accepted, or its previous response sent)."""
+        state = self.__dict__
+        if isinstance(event, events.Wakeup) and event.command is state.get("_mitmcache_wakeup"):
+            state["_mitmcache_wakeup"] = None
+            since = state.get("_mitmcache_head_since")
+            if self.state != self.read_headers or since is None:
+                return
+            remaining = since + HEAD_LIMITS.timeout - time.monotonic()
+            if remaining > 0:
+                state["_mitmcache_wakeup"] = wakeup = commands.RequestWakeup(remaining)
+                yield wakeup
+            elif self.buf:
+                yield from refuse(self, 408, f"no complete request head within {HEAD_LIMITS.timeout:g}s")
+            else:  # an idle connection: nothing to answer
+                yield commands.CloseConnection(self.conn)
+                self.state = self.done
+            return
+        yield from handle_event(self, event)
+        if self.state != self.read_headers:
+            state["_mitmcache_head_since"] = None
+        elif state.get("_mitmcache_head_since") is None:
+            state["_mitmcache_head_since"] = time.monotonic()
+            if state.get("_mitmcache_wakeup") is None:
+                state["_mitmcache_wakeup"] = wakeup = commands.RequestWakeup(HEAD_LIMITS.timeout)
+                yield wakeup
+
+    for patched, original in ((limited_read_headers, read_headers), (timed_handle_event, handle_event)):
+        setattr(patched, _MARKER, HEAD_LIMITS)
+        patched.__doc__ = original.__doc__
+    server.read_headers = limited_read_headers
+    server._handle_event = timed_handle_event
+    return True
+
+
+# -- the listen backlog ------------------------------------------------------------------------------
+
+
+def install_listen_backlog() -> bool:
+    """Make mitmproxy's TCP listeners queue ``BACKLOG.size`` connections; True when they do."""
+    from mitmproxy.proxy import mode_servers
+
+    instance = getattr(mode_servers, "AsyncioServerInstance", None)
+    if not _check("the listen backlog", (mode_servers, "AsyncioServerInstance"), (instance, "listen")):
+        return False
+    assert instance is not None
+    listen = instance.listen
+    if installed := getattr(listen, _MARKER, None):
+        global BACKLOG  # a hot reload re-imported this module: share the patch's backlog
+        BACKLOG = installed
+        return True
+
+    async def listen_with_backlog(self, host, port):
+        servers = await listen(self, host, port)
+        _relisten_all(servers)
+        return servers
+
+    setattr(listen_with_backlog, _MARKER, BACKLOG)
+    listen_with_backlog.__doc__ = listen.__doc__
+    instance.listen = listen_with_backlog
+    return True
+
+
+def apply_listen_backlog(proxyserver: Any) -> None:
+    """Give the listeners already running ``BACKLOG.size``: mitmdump loads ``-s`` scripts in a task
+    of their own, which may run after its listeners started."""
+    if supported():
+        for instance in getattr(proxyserver, "servers", ()):
+            _relisten_all(getattr(instance, "_servers", ()))
+
+
+def _relisten_all(servers: Any) -> None:
+    for server in servers:
+        for listener in getattr(server, "sockets", ()):  # asyncio's TransportSockets: no listen()
+            if listener.type == socket.SOCK_STREAM:
+                relisten(listener.fileno(), BACKLOG.size)
+
+
+def relisten(fileno: int, backlog: int) -> None:
+    """``listen(backlog)`` on a listening socket we do not own: it only changes its queue length."""
+    sock = socket.socket(fileno=fileno)
+    try:
+        sock.listen(backlog)
+    finally:
+        sock.detach()  # the descriptor stays asyncio's
 
 
 # -- interim (1xx) responses ------------------------------------------------------------------------
@@ -69,7 +267,7 @@ def check_version(version: str = VERSION) -> bool:
 # An interim status line: HTTP/1.x 1xx, but not 101 (an upgrade is final for the HTTP exchange).
 _INTERIM_STATUS_LINE = re.compile(rb"HTTP/1\.[01] 1(?!01)\d\d[ \r\n]")
 _END_OF_HEAD = re.compile(rb"\n\r?\n")  # what h11's ReceiveBuffer takes as the end of a head
-_MARKER = "_mitmcache_skips_interim"
+_FLAG = "_mitmcache_skips_interim"  # on a function patched below: already installed
 
 
 def skip_interim_heads(buffer) -> bool:
@@ -88,7 +286,9 @@ def skip_interim_heads(buffer) -> bool:
 
 def install_interim_reader() -> bool:
     """Make mitmproxy's HTTP/1 client skip interim responses; True when it does."""
-    check_version()
+    if not supported():
+        _check("skipping interim (1xx) responses")
+        return False
     try:
         from mitmproxy.proxy import events
         from mitmproxy.proxy.layers.http import _http1
@@ -101,7 +301,7 @@ def install_interim_reader() -> bool:
             "mitmproxy's HTTP/1 client is not the one expected: interim (1xx) responses stay unhandled"
         )
         return False
-    if getattr(original, _MARKER, False):
+    if getattr(original, _FLAG, False):
         return True
 
     def read_headers(self, event):
@@ -110,7 +310,7 @@ def install_interim_reader() -> bool:
             return  # the rest of an interim head is still to come
         yield from original(self, event)
 
-    setattr(read_headers, _MARKER, True)
+    setattr(read_headers, _FLAG, True)
     read_headers.__doc__ = original.__doc__
     client.read_headers = read_headers
     return True
@@ -146,7 +346,7 @@ def install_failure_answers() -> bool:
     if original is None:  # pragma: no cover - another mitmproxy
         log.warning("mitmproxy's HTTP/1 server is not the one expected: its error pages stay unstamped")
         return False
-    if getattr(original, _MARKER, False):
+    if getattr(original, _FLAG, False):
         return True
 
     def send(self, event):
@@ -163,7 +363,7 @@ def install_failure_answers() -> bool:
         yield commands.SendData(self.conn, http1.assemble_response(answer))
         yield commands.CloseConnection(self.conn)
 
-    setattr(send, _MARKER, True)
+    setattr(send, _FLAG, True)
     send.__doc__ = original.__doc__
     server.send = send
     return True
@@ -193,7 +393,7 @@ def install_request_body_discard() -> bool:
     if original is None:  # pragma: no cover - another mitmproxy
         log.warning("mitmproxy's HTTP stream is not the one expected: refused request bodies are buffered")
         return False
-    if getattr(original, _MARKER, False):
+    if getattr(original, _FLAG, False):
         return True
 
     def state_consume_request_body(self, event):
@@ -201,7 +401,7 @@ def install_request_body_discard() -> bool:
             return  # dropped: the response (set at the request's head) does not need it
         yield from original(self, event)
 
-    setattr(state_consume_request_body, _MARKER, True)
+    setattr(state_consume_request_body, _FLAG, True)
     state_consume_request_body.__doc__ = original.__doc__
     HttpStream.state_consume_request_body = state_consume_request_body
     return True
@@ -363,7 +563,7 @@ def install_reuse_port() -> bool:
     if instance is None or listen is None or not hasattr(instance, "handle_stream"):
         log.warning("mitmproxy's listeners are not the ones expected: workers cannot share a port")
         return False
-    if getattr(listen, _REUSE_MARKER, False):
+    if getattr(listen, _REUSE_FLAG, False):
         return True
 
     async def listen_reusing_port(self, host: str, port: int):
@@ -371,10 +571,10 @@ def install_reuse_port() -> bool:
             return await listen(self, host, port)
         return [await asyncio.start_server(self.handle_stream, host, port, reuse_port=True)]
 
-    setattr(listen_reusing_port, _REUSE_MARKER, True)
+    setattr(listen_reusing_port, _REUSE_FLAG, True)
     listen_reusing_port.__doc__ = listen.__doc__
     instance.listen = listen_reusing_port
     return True
 
 
-_REUSE_MARKER = "_mitmcache_reuses_port"
+_REUSE_FLAG = "_mitmcache_reuses_port"

@@ -19,6 +19,7 @@ from typing import Any
 
 from dotenv import dotenv_values
 
+from .front_settings import FALLBACK_BACKLOG, listen_backlog
 from .policy.codings import Coding
 from .policy.lifecycle import Lifecycle, RefreshMode
 from .policy.storable import Rules
@@ -44,6 +45,18 @@ def positive_seconds(raw: str) -> float:
     return value
 
 
+# Longer than any upstream fetch or request head a person would wait for: a larger value is a typo
+# (REQ_TIMEOUT=1e9 would hold coalesced clients for 30 years).
+MAX_TIMEOUT_SECONDS = 3600.0
+
+
+def timeout_seconds(raw: str) -> float:
+    value = positive_seconds(raw)
+    if value > MAX_TIMEOUT_SECONDS:
+        raise ValueError
+    return value
+
+
 def count(raw: str) -> int:
     value = int(raw)
     if value < 0:
@@ -60,6 +73,25 @@ def byte_size(raw: str) -> int:
     if not match or match.group(2).lower() not in _BYTE_UNITS:
         raise ValueError
     return int(match.group(1)) * _BYTE_UNITS[match.group(2).lower()]
+
+
+def positive_byte_size(raw: str) -> int:
+    """A size that must leave room for something: 0 would quietly store nothing."""
+    value = byte_size(raw)
+    if value == 0:
+        raise ValueError
+    return value
+
+
+MIN_REQUEST_HEAD_BYTES = 1024  # a request line and a Host field fit; less refuses ordinary clients
+MAX_REQUEST_HEAD_BYTES = 16 * 1024**2
+
+
+def request_head_size(raw: str) -> int:
+    value = byte_size(raw)
+    if not MIN_REQUEST_HEAD_BYTES <= value <= MAX_REQUEST_HEAD_BYTES:
+        raise ValueError
+    return value
 
 
 def choice(*allowed: str) -> Callable[[str], str]:
@@ -207,8 +239,8 @@ SETTINGS: tuple[Setting, ...] = (
         "cache_upstream_timeout",
         "REQ_TIMEOUT",
         "10",
-        positive_seconds,
-        "a number of seconds > 0",
+        timeout_seconds,
+        "a number of seconds > 0 and at most 3600",
         "Upstream fetch timeout, in seconds; also the longest a held (coalesced) client waits.",
     ),
     Setting(
@@ -231,8 +263,8 @@ SETTINGS: tuple[Setting, ...] = (
         "cache_max_bytes",
         "CACHE_MAX_BYTES",
         "256MB",
-        byte_size,
-        "a size such as 268435456, 512k, 64MB, 1g",
+        positive_byte_size,
+        "a size > 0 such as 268435456, 512k, 64MB, 1g",
         "Upper bound of the memory the stored entries use; least recently used entries are evicted.",
     ),
     Setting(
@@ -247,8 +279,8 @@ SETTINGS: tuple[Setting, ...] = (
         "cache_max_object_bytes",
         "CACHE_MAX_OBJECT_BYTES",
         "8MB",
-        byte_size,
-        "a size such as 1048576, 512k, 8MB",
+        positive_byte_size,
+        "a size > 0 such as 1048576, 512k, 8MB",
         "Largest body stored. Larger bodies, and bodies of unknown length that grow past it, are "
         "streamed to the client and not stored.",
     ),
@@ -410,6 +442,43 @@ SETTINGS: tuple[Setting, ...] = (
         "on or off",
         "on: clients see the tag fields too. off: they are removed from what clients see (the cache "
         "keeps them).",
+    ),
+    Setting(
+        "cache_cookie_default_ttl",
+        "CACHE_COOKIE_DEFAULT_TTL",
+        "off",
+        choice("on", "off"),
+        "on or off",
+        "off: the default lifetime (cache_ttl) does not apply to responses to requests that carry "
+        "Cookie; they are stored only when the upstream says so (s-maxage, max-age, Expires or public). "
+        "on: they get it like any other response.",
+    ),
+    Setting(
+        "cache_max_request_head_bytes",
+        "CACHE_MAX_REQUEST_HEAD_BYTES",
+        "64KB",
+        request_head_size,
+        "a size from 1k to 16MB such as 65536 or 64KB",
+        "Largest request head (request line and fields) read from a client; a larger one is answered "
+        "431 and its connection closed (HTTP/1).",
+    ),
+    Setting(
+        "cache_request_head_timeout",
+        "CACHE_REQUEST_HEAD_TIMEOUT_SECS",
+        "30",
+        timeout_seconds,
+        "a number of seconds > 0 and at most 3600",
+        "Longest wait for a complete request head once a connection is ready for one: a partial head "
+        "is answered 408, an idle connection is closed (HTTP/1).",
+    ),
+    Setting(
+        "cache_listen_backlog",
+        "CACHE_LISTEN_BACKLOG",
+        "system",
+        listen_backlog,
+        "system, or a whole number from 1 to 65535",
+        "Connections the kernel queues before the proxy accepts them; system: the system's limit "
+        "(/proc/sys/net/core/somaxconn, else 4096). asyncio's default of 100 drops a burst.",
     ),
 )
 
@@ -574,6 +643,10 @@ class Settings:
     store_max_bytes: int
     tag_fields: tuple[str, ...]
     tag_fields_keep: bool
+    cookie_default_ttl: str = "off"
+    max_request_head_bytes: int = 64 * 1024
+    request_head_timeout: float = 30.0
+    listen_backlog: int = FALLBACK_BACKLOG
     rules: Rules = field(init=False, compare=False)  # what storing needs, built once, not per response
     lifecycle: Lifecycle = field(init=False, compare=False)  # what an entry's life needs, likewise
 
@@ -584,6 +657,7 @@ class Settings:
             heuristic_percent=self.heuristic_percent if self.pure_rfc else 0.0,
             targeted_fields=self.targeted_fields,
             tags=TagRules(self.tag_fields, self.tag_fields_keep),
+            cookie_default_ttl=self.cookie_default_ttl == "on",
         )
         object.__setattr__(self, "rules", rules)  # a frozen dataclass's own derived field
         lifecycle = Lifecycle(

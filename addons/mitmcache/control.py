@@ -33,7 +33,7 @@ from .shared_tier import SharedTier
 from .store_status import StoreCollector, store_health, store_stats
 from .tag_control import TagControl
 from .tag_stats import TagCollector
-from .targets import DEFAULT_PAGE, MAX_PAGE, BadRequest, Target, after_cursor, cursor_of, split_key
+from .targets import DEFAULT_PAGE, MAX_PAGE, BadRequest, Target, after_cursor, cursor_of, position, split_key
 
 log = logging.getLogger("mitmcache")
 
@@ -98,11 +98,11 @@ class Control:
         now = time.time()
         keys = await self.engine.keys() if target is None else await self._keys(target)
         found = [s for k in keys for s in await self.engine.variants(k)]
-        found.sort(key=lambda s: (s.entry.key, s.entry.vary))
+        found.sort(key=lambda s: position(s.entry.key, s.entry.vary))
         total = len(found)
         if cursor:
             after = after_cursor(cursor)
-            found = [s for s in found if (s.entry.key, s.entry.vary) > after]
+            found = [s for s in found if position(s.entry.key, s.entry.vary) > after]
         page = found[offset : offset + limit]
         more = offset + limit < len(found)
         return {

@@ -44,8 +44,8 @@ from .upstream import Upstream
 log = logging.getLogger("mitmcache")
 
 # Refusals that say something about this request only, not about the URL's responses (a 206
-# answers a Range request).
-REQUEST_SPECIFIC = frozenset({"request-no-store", "authorization", "partial"})
+# answers a Range request; "cookie": the default lifetime is not given to a Cookie request's).
+REQUEST_SPECIFIC = frozenset({"request-no-store", "authorization", "partial", "cookie"})
 CONTROL_REFRESH_ATTEMPTS = 10  # a control refresh waits behind fetches under way at most this often
 HIT_FOR_MISS_SHARE = 16  # hit-for-miss keys take at most this fraction (1/16) of cache_max_bytes
 

@@ -9,12 +9,14 @@ Query parameters are sorted the way cache keys are.
 import base64
 import binascii
 import json
-from collections.abc import Mapping
+import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from .entry import Entry
 from .policy.key import primary_key
+from .policy.numbers import capped
 from .policy.tags import parse_tag_list
 
 DEFAULT_PAGE = 100  # entries listed per page, unless asked otherwise
@@ -66,15 +68,26 @@ class Target:
         return {"prefix" if self.prefix else "url": self.value}
 
 
+type Position = tuple[str, tuple[tuple[str, bool, str], ...]]
+
+
+def position(key: str, vary: Sequence[Sequence[str | None]]) -> Position:
+    """Where an entry sorts in ``entries``: by key, then by its Vary values, an absent field
+    (None) before any present one -- None and a string cannot be compared."""
+    return key, tuple(
+        (str(name), value is not None, "" if value is None else str(value)) for name, value in vary
+    )
+
+
 def cursor_of(entry: Entry) -> str:
     raw = json.dumps([entry.key, [list(pair) for pair in entry.vary]]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def after_cursor(cursor: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+def after_cursor(cursor: str) -> Position:
     try:
         key, vary = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return str(key), tuple((str(name), str(value)) for name, value in vary)
+        return position(str(key), [(name, value) for name, value in vary])
     except (ValueError, TypeError, binascii.Error):
         raise BadRequest(f"invalid cursor {cursor!r}") from None
 
@@ -83,9 +96,9 @@ def count_param(params: Mapping[str, str], name: str, default: int, maximum: int
     raw = params.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):  # "²".isdigit() is true, and int() refuses it
         raise BadRequest(f"{name} must be a whole number >= 0, got {raw!r}")
-    return min(int(raw), maximum) if maximum is not None else int(raw)
+    return capped(raw, maximum if maximum is not None else sys.maxsize)
 
 
 def tags_param(query_tags: list[str], params: Mapping[str, str]) -> tuple[str, ...]:

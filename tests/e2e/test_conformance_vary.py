@@ -81,8 +81,8 @@ def test_vary_star_never_matches(origin, rfc_proxy, http, path, vary):
 @pytest.mark.parametrize(
     ("field", "stored", "presented"),
     [
-        pytest.param("Foo", ["1, 2"], ["1", "2"], id="combined lines"),
-        pytest.param("Foo", ["1,2"], ["1 ,  2"], id="whitespace"),
+        pytest.param("Prefer", ["return=minimal, wait=5"], ["return=minimal", "wait=5"], id="combined lines"),
+        pytest.param("Prefer", ["return=minimal,wait=5"], ["return=minimal ,  wait=5"], id="whitespace"),
         pytest.param("Accept-Language", ["en, de"], ["de, en"], id="language order"),
         pytest.param("Accept-Language", ["en, de"], ["eN, De"], id="language case"),
         pytest.param("Accept-Language", ["en, de"], ["en ,   de"], id="language whitespace"),
@@ -93,10 +93,28 @@ def test_selecting_fields_are_normalised(origin, rfc_proxy, http, path, field, s
     """RFC 9111 §4.1: fields match after "adding or removing whitespace", "combining multiple header
     field lines" and "normalizing both header field values in a way that is known to have identical
     semantics ... (e.g., reordering field values when order is not significant; case-normalization,
-    where values are defined to be case-insensitive)"."""
+    where values are defined to be case-insensitive)". Lines combine, and list members lose their
+    whitespace, only for fields defined as lists (``Prefer``: RFC 7240 §2)."""
     vary_route(origin, path, field)
     get(http, rfc_proxy, path, *((field, value) for value in stored))
     assert get(http, rfc_proxy, path, *((field, value) for value in presented)).headers["x-cache"] == "HIT"
+
+
+@pytest.mark.parametrize(
+    ("stored", "presented"),
+    [
+        pytest.param(["1, 2"], ["1", "2"], id="combined lines"),
+        pytest.param(["1"], ["1,"], id="a trailing comma"),
+        pytest.param(["a  b"], ["a b"], id="inner whitespace"),
+    ],
+)
+def test_a_field_not_known_to_be_a_list_is_compared_as_sent(origin, rfc_proxy, http, path, stored, presented):
+    """RFC 9110 §5.3: only list-based fields may be sent as several lines or combined; a cache that
+    does not know a field cannot assume it is one (``Origin: https://app.example,`` is not
+    ``https://app.example``)."""
+    vary_route(origin, path, "Foo")
+    get(http, rfc_proxy, path, *(("Foo", value) for value in stored))
+    assert get(http, rfc_proxy, path, *(("Foo", value) for value in presented)).headers["x-cache"] == "MISS"
 
 
 def test_different_variants_are_stored_side_by_side(origin, rfc_proxy, http, path):

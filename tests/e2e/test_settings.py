@@ -92,7 +92,7 @@ def test_a_bad_environment_value_is_blamed_on_its_variable(proxy_factory):
         returncode,
         output,
         f"{PROGRAM[proxy_factory.launcher]}: invalid value '0' for cache_upstream_timeout "
-        "(from environment variable REQ_TIMEOUT): expected a number of seconds > 0",
+        "(from environment variable REQ_TIMEOUT): expected a number of seconds > 0 and at most 3600",
     )
 
 
@@ -154,7 +154,7 @@ def test_mitmweb_stops_on_a_bad_setting_with_one_line(origin, tmp_path, source):
         returncode,
         output,
         f"mitmweb: invalid value 'lots' for cache_max_bytes (from {named}): "
-        "expected a size such as 268435456, 512k, 64MB, 1g",
+        "expected a size > 0 such as 268435456, 512k, 64MB, 1g",
     )
 
 

@@ -60,6 +60,8 @@ def test_parse(lines, expected):
         ("max-age=\u0663", None),  # ARABIC-INDIC DIGIT THREE: str.isdigit() says yes, DIGIT says no
         ("max-age=2147483648", DELTA_SECONDS_CAP),
         ("max-age=99999999999999999999999", DELTA_SECONDS_CAP),
+        ("max-age=" + "9" * 5000, DELTA_SECONDS_CAP),  # more digits than int() converts
+        ("max-age=" + "0" * 5000 + "7", 7),
         ("no-store", None),
     ],
 )

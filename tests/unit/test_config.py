@@ -125,7 +125,7 @@ VALID: dict[str, list[tuple[str, object]]] = {
         ("", ()),
     ],
     "cache_refresh_window": SECONDS_VALID,
-    "cache_upstream_timeout": [("10", 10), ("0.25", 0.25)],
+    "cache_upstream_timeout": [("10", 10), ("0.25", 0.25), ("3600", 3600)],
     "cache_admin_key": [("s3cret", "s3cret"), (" padded ", "padded"), ("", "")],
     "cache_admin_prefix": [("/__cache", "/__cache"), ("/admin/", "/admin"), ("/a/b", "/a/b")],
     "cache_max_bytes": SIZES_VALID,
@@ -173,6 +173,10 @@ VALID: dict[str, list[tuple[str, object]]] = {
         ("", ()),
     ],
     "cache_tag_fields_keep": [("on", True), ("OFF", False), ("true", True), ("0", False)],
+    "cache_cookie_default_ttl": [("off", "off"), (" ON ", "on")],
+    "cache_max_request_head_bytes": [("64KB", 65536), ("1k", 1024), ("16MB", 16 * 2**20)],
+    "cache_request_head_timeout": [("30", 30), ("0.5", 0.5), ("3600", 3600)],
+    "cache_listen_backlog": [("1", 1), ("4096", 4096), ("65535", 65535)],
 }
 INVALID: dict[str, list[str]] = {
     "cache_ttl": SECONDS_INVALID,
@@ -180,12 +184,12 @@ INVALID: dict[str, list[str]] = {
     "cache_heuristic_percent": ["-1", "101", "nan", "ten", ""],
     "cache_targeted_fields": ["CDN Cache Control", "a;b", "x:y"],
     "cache_refresh_window": SECONDS_INVALID,
-    "cache_upstream_timeout": ["0", "-1", "never", "inf"],
+    "cache_upstream_timeout": ["0", "-1", "never", "inf", "3600.5", "1e9"],
     "cache_admin_key": [],  # any string is a valid key
     "cache_admin_prefix": ["", "/", "admin", "/a?b", "/a#b", "/a b"],
-    "cache_max_bytes": SIZES_INVALID,
+    "cache_max_bytes": [*SIZES_INVALID, "0", "0MB"],  # 0 would store nothing: refused
     "cache_max_entries": COUNT_INVALID,
-    "cache_max_object_bytes": SIZES_INVALID,
+    "cache_max_object_bytes": [*SIZES_INVALID, "0", "0k"],
     "cache_stale_if_error": SECONDS_INVALID,
     "cache_hit_for_miss": SECONDS_INVALID,
     "cache_refresh_ahead": SECONDS_INVALID,
@@ -215,6 +219,10 @@ INVALID: dict[str, list[str]] = {
     "cache_get_body": ["", "cache", "allow"],
     "cache_tag_fields": ["Surrogate Key", "a;b"],
     "cache_tag_fields_keep": ["", "maybe", "2"],
+    "cache_cookie_default_ttl": ["", "yes", "1"],
+    "cache_max_request_head_bytes": ["0", "1023", "17MB", "big"],
+    "cache_request_head_timeout": ["0", "-1", "3601", "inf", ""],
+    "cache_listen_backlog": ["0", "-1", "65536", "lots", ""],
 }
 
 
@@ -296,3 +304,19 @@ def test_compression_defaults_to_gzip_and_off_means_no_coding():
     assert (settings.coding, settings.compress_min_bytes) == (Coding.GZIP, 512)
     off = parse_settings({**{s.option: s.default for s in SETTINGS}, "cache_compress": "off"})
     assert off.coding is None
+
+
+def test_the_listen_backlog_defaults_to_the_systems_limit(tmp_path):
+    from mitmcache.front_settings import FALLBACK_BACKLOG, system_backlog
+
+    somaxconn = tmp_path / "somaxconn"
+    somaxconn.write_text("8192\n")
+    assert system_backlog(somaxconn) == 8192
+    assert system_backlog(tmp_path / "absent") == FALLBACK_BACKLOG
+    assert parse_one("cache_listen_backlog", "system") == system_backlog()
+
+
+def test_the_cookie_setting_reaches_the_storage_rules():
+    base = {s.option: s.default for s in SETTINGS}
+    assert parse_settings(base).rules.cookie_default_ttl is False
+    assert parse_settings(base | {"cache_cookie_default_ttl": "on"}).rules.cookie_default_ttl is True

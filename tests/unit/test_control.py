@@ -12,9 +12,12 @@ from mitmproxy import ctx, exceptions, http
 from mitmproxy.test import taddons, tflow, tutils
 
 from mitmcache.addon import Cache
+from mitmcache.admin_api import redact
 from mitmcache.entry import Entry, Meta
 from mitmcache.request_key import cache_key
 from mitmcache.targets import BadRequest, Target
+from mitmcache.targets import count_param as _count
+from mitmcache.targets import position as _position
 from mitmcache.upstream import Fetched
 from tests.support.entries import stored_entry
 
@@ -313,3 +316,29 @@ async def test_a_json_body_labelled_as_a_form_is_read_as_json(cache):
     headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/x-www-form-urlencoded"}
     flow = request_flow("/__cache/purge", "POST", headers, body=b'{"url": "/j"}')  # what curl -d sends
     assert (await answer(cache, flow))[1]["purged"] == 1
+
+
+def test_variants_with_and_without_a_varied_field_sort_together():
+    """An absent field (None) sorts before any value; comparing None with a string used to raise."""
+    positions = [_position("k", (("x-tenant", "a"),)), _position("k", (("x-tenant", None),))]
+    assert sorted(positions) == [_position("k", (("x-tenant", None),)), _position("k", (("x-tenant", "a"),))]
+
+
+@pytest.mark.parametrize("raw", ["\u00b2", "\u0663", "-1", "1.5", "ten"])
+def test_a_count_that_is_not_ascii_digits_is_a_bad_request(raw):
+    with pytest.raises(BadRequest, match="whole number"):
+        _count({"limit": raw}, "limit", 100, 1000)
+
+
+def test_a_count_of_thousands_of_digits_is_the_maximum():
+    assert _count({"limit": "9" * 5000}, "limit", 100, 1000) == 1000
+
+
+@pytest.mark.parametrize("authorization", ["Bearer k3y", "Basic YWRtaW46azN5", "k3y"])
+def test_a_control_requests_authorization_is_redacted_whatever_its_scheme(authorization):
+    request = tutils.treq()
+    request.headers["Authorization"] = authorization
+    redact(request)
+    assert "k3y" not in request.headers["authorization"]
+    assert "YWRtaW46azN5" not in request.headers["authorization"]
+    assert request.headers["authorization"].endswith("[redacted]")

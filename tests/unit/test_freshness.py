@@ -192,6 +192,7 @@ def test_a_lifetime_the_cache_assigned_counts_from_arrival():
         (["7, 100"], 7),
         ([" 7 "], 7),
         (["99999999999999999999"], DELTA_SECONDS_CAP),
+        (["9" * 5000], DELTA_SECONDS_CAP),  # more digits than int() converts
     ],
 )
 def test_age_field_value(age, expected):

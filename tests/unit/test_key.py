@@ -74,8 +74,10 @@ def test_vary_names(vary_lines, expected):
         ("accept-encoding", ["gzip;q=1.0, br"], ["br, gzip; q=1.0"]),
         ("accept-language", ["en-US, fr"], ["fr,en-us"]),
         ("accept", ["text/html, */*"], ["*/*,TEXT/HTML"]),
-        ("x-custom", ["a  b"], ["a b"]),
-        ("x-custom", ["a, b"], ["a", "b"]),
+        ("via", ["1.1 a,  1.1  b"], ["1.1 a", "1.1 b"]),
+        ("x-forwarded-for", ["10.0.0.1 ,10.0.0.2"], ["10.0.0.1", "10.0.0.2"]),
+        ("x-custom", [" a b "], ["a b"]),
+        ("cookie", ["a=1", "b=2"], ["a=1; b=2"]),
     ],
 )
 def test_equivalent_values_normalise_alike(name, a, b):
@@ -89,6 +91,7 @@ def test_equivalent_values_normalise_alike(name, a, b):
     [
         ("x-custom", ["A"], ["a"]),
         ("x-custom", ["a, b"], ["b, a"]),
+        ("via", ["1.1 a, 1.1 b"], ["1.1 b, 1.1 a"]),
         ("accept-encoding", ["gzip"], ["br"]),
         ("accept-encoding", ["gzip;q=0"], ["gzip"]),
     ],
@@ -134,3 +137,17 @@ def test_absent_accept_encoding_differs_from_an_empty_one():
     variant stored for one must not answer the other."""
     vary = secondary_key(("accept-encoding",), fields())
     assert not matches(vary, fields(("accept-encoding", "")))
+
+
+@pytest.mark.parametrize(
+    ("name", "a", "b"),
+    [
+        ("origin", ["https://app.example,"], ["https://app.example"]),
+        ("origin", ["https://app.example, https://evil.example"], ["https://app.example"]),
+        ("user-agent", ["curl/8  (x)"], ["curl/8 (x)"]),
+        ("x-custom", ["a, b"], ["a", "b"]),
+    ],
+)
+def test_fields_that_are_not_lists_are_compared_as_sent(name, a, b):
+    """A trailing comma or a second member does not make a non-list value equal to another one."""
+    assert normalise(name, a) != normalise(name, b)

@@ -148,3 +148,16 @@ def test_content_range_text():
     """RFC 9110 §14.4: Content-Range: bytes first-last/complete-length."""
     assert ByteRange(4, 9).content_range(10) == "bytes 4-9/10"
     assert ByteRange(4, 9).length == 6
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("bytes=0-" + "9" * 5000, partial((0, 9)), id="huge last-pos clipped"),
+        pytest.param("bytes=-" + "9" * 5000, partial((0, 9)), id="huge suffix is the whole body"),
+        pytest.param("bytes=" + "9" * 5000 + "-", Plan(Kind.UNSATISFIABLE), id="huge first-pos"),
+    ],
+)
+def test_positions_with_more_digits_than_int_converts_are_past_any_end(value, expected):
+    """A position of thousands of digits is read as larger than any body, never as an error."""
+    assert answer(value) == expected

@@ -28,6 +28,7 @@ def admitted(
     response_time: float = NOW,
     default_ttl: float = 60.0,
     override: bool = False,
+    cookie_default_ttl: bool = False,
 ) -> Entry | Refusal:
     """``admit`` for a response to ``GET http://example.com/r``, received at NOW."""
     return admit(
@@ -42,7 +43,7 @@ def admitted(
         body=body,
         request_time=request_time,
         response_time=response_time,
-        rules=Rules(default_ttl=default_ttl, override=override),
+        rules=Rules(default_ttl=default_ttl, override=override, cookie_default_ttl=cookie_default_ttl),
     )
 
 
@@ -460,6 +461,7 @@ def test_no_heuristic_without_last_modified_and_nothing_stored_without_validator
         (str(len(BODY) - 1), False),
         (f"{len(BODY)}, {len(BODY) + 1}", False),
         ("twelve", False),
+        ("9" * 5000, False),  # more digits than int() converts
     ],
 )
 def test_an_incomplete_response_is_not_stored(content_length, complete):
@@ -542,3 +544,53 @@ def test_a_head_that_cannot_be_stored_is_known_before_its_body(response, reason)
 )
 def test_a_head_that_may_be_stored_or_needs_its_body_is_not_refused(status, response):
     assert refused_by_head(status, [], fields(response), Rules(default_ttl=60.0, override=False), NOW) is None
+
+
+@pytest.mark.parametrize("field", ["Cache-Control", "Age"])
+def test_a_number_of_thousands_of_digits_is_the_largest_value_not_an_error(field):
+    """RFC 9111 §1.2.2: a delta-seconds too large to represent is taken as 2^31; Python's int()
+    refuses more than 4,300 digits, which used to raise inside the store path."""
+    huge = "9" * 5000
+    value = f"max-age={huge}" if field == "Cache-Control" else huge
+    result = pure([("Cache-Control", "max-age=60"), (field, value)] if field == "Age" else [(field, value)])
+    assert isinstance(result, Entry)
+    if field == "Cache-Control":
+        assert result.lifetime == 2**31
+    else:
+        assert result.initial_age >= 2**31
+
+
+# ---- responses to requests that carry Cookie ----
+
+COOKIE = [("Cookie", "session=alice")]
+
+
+@pytest.mark.parametrize("override", [False, True])
+def test_the_default_lifetime_does_not_apply_to_a_cookie_requests_response(override):
+    """An account page without freshness information, fetched with a session cookie, is not given
+    the operator's lifetime and shared with everyone."""
+    assert refusal_reason([("Date", DATE)], request=COOKIE, override=override) == "cookie"
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        [("Cache-Control", "max-age=60")],
+        [("Cache-Control", "s-maxage=60")],
+        [("Cache-Control", "public")],
+        [("Expires", format_http_date(NOW + 60)), ("Date", DATE)],
+    ],
+)
+def test_the_origins_explicit_freshness_still_counts_with_a_cookie(response):
+    assert isinstance(admitted(response, request=COOKIE), Entry)
+    assert isinstance(admitted(response, request=COOKIE, override=True), Entry)
+
+
+def test_without_a_cookie_the_default_lifetime_applies_as_before():
+    entry = make_entry([("Date", DATE)])
+    assert (entry.lifetime, entry.lifetime_source) == (60, "default")
+
+
+def test_cookie_default_ttl_on_gives_cookie_requests_the_default_lifetime():
+    entry = make_entry([("Date", DATE)], request=COOKIE, cookie_default_ttl=True)
+    assert (entry.lifetime, entry.lifetime_source) == (60, "default")

@@ -9,6 +9,8 @@ stale" -- we use the first occurrence.
 
 from collections.abc import Iterable
 
+from .numbers import capped
+
 Directives = dict[str, str | None]
 
 # RFC 9111 §1.2.2: a delta-seconds value too large to represent is treated as 2^31.
@@ -83,7 +85,7 @@ def delta_seconds(directives: Directives, name: str) -> int | None:
     argument = directives[name]
     if argument is None or not argument.isascii() or not argument.isdigit():
         return None
-    return min(int(argument), DELTA_SECONDS_CAP)
+    return capped(argument, DELTA_SECONDS_CAP)
 
 
 def field_names(directives: Directives, name: str) -> frozenset[str] | None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from .cache_control import DELTA_SECONDS_CAP, Directives, delta_seconds
 from .dates import parse_http_date
+from .numbers import capped
 
 # RFC 9110 §15.1 "heuristically cacheable" status codes, minus 206: a partial response is never
 # stored as if it were complete (RFC 9111 §3.3 allows storing it only as partial content).
@@ -104,7 +105,7 @@ def _age_value(age_values: list[str]) -> float:
     raw = age_values[0].split(",", 1)[0].strip()
     if not raw.isascii() or not raw.isdigit():
         return 0.0
-    return float(min(int(raw), DELTA_SECONDS_CAP))
+    return float(capped(raw, DELTA_SECONDS_CAP))
 
 
 def current_age(initial_age: float, response_time: float, now: float) -> float:

@@ -33,20 +33,47 @@ def vary_names(vary: Iterable[str]) -> tuple[str, ...] | None:
     return tuple(sorted(names))
 
 
+# Content negotiation fields: lists of case-insensitive members whose order carries no meaning once
+# the q-values are kept (RFC 9110 §12.5).
+_NEGOTIATION_LISTS = frozenset({"accept", "accept-charset", "accept-encoding", "accept-language"})
+# Other request fields defined as comma-separated lists (RFC 9110 §5.6.1 ``#rule``), whose member
+# order may matter: their lines combine, and whitespace around members goes.
+_ORDERED_LISTS = frozenset(
+    {
+        "cache-control",
+        "connection",
+        "expect",
+        "forwarded",
+        "if-match",
+        "if-none-match",
+        "pragma",
+        "prefer",
+        "te",
+        "upgrade",
+        "via",
+        "x-forwarded-for",
+    }
+)
+
+
 def normalise(name: str, values: Sequence[str]) -> str:
     """One comparable value for a request field (RFC 9111 §4.1 allows normalising).
 
-    Repeated lines are combined, whitespace around list members is dropped, and for the
-    content-negotiation fields, whose members are case-insensitive tokens, case and member order
-    are ignored. ``Accept-Encoding`` is reduced further, to the codings the cache can serve
+    Only fields known to be lists are treated as lists: their repeated lines are combined and
+    whitespace around members is dropped; for the content-negotiation fields, case and member
+    order are ignored too. Any other field is compared as sent, less the whitespace around each
+    line: reading ``Origin: https://app.example,`` as a list would give it the real origin's
+    variant. Cookie lines (split by HTTP/2, RFC 9113 §8.2.3) are joined as one cookie string.
+    ``Accept-Encoding`` is reduced further, to the codings the cache can serve
     (``codings.normalised``): the upstream is sent that value, so it cannot choose another.
     """
     if name == "accept-encoding":
         return normalise_values(values)  # reduced to the codings the cache can serve
-    members = split_list(values)
-    if name in ("accept-language", "accept", "accept-charset"):
-        return ",".join(sorted(m.replace(" ", "").lower() for m in members))
-    return ",".join(" ".join(m.split()) for m in members)
+    if name in _NEGOTIATION_LISTS:
+        return ",".join(sorted(m.replace(" ", "").lower() for m in split_list(values)))
+    if name in _ORDERED_LISTS:
+        return ",".join(" ".join(m.split()) for m in split_list(values))
+    return ("; " if name == "cookie" else "\n").join(value.strip(" \t") for value in values)
 
 
 def secondary_key(names: Iterable[str], request_fields: Fields) -> tuple[tuple[str, str | None], ...]:

@@ -14,9 +14,12 @@ from enum import Enum
 from itertools import pairwise
 
 from .dates import parse_http_date
+from .numbers import capped
 from .validators import parse_entity_tags
 
 MAX_RANGES = 16  # more ranges than this in one request are answered with the whole response
+# Larger than any body: a position beyond it means the same as this one (past the end).
+MAX_POSITION = 2**63 - 1
 LAST_MODIFIED_STRONG_AFTER = 60.0  # RFC 9110 §8.8.2.2: a Date this long after Last-Modified
 
 
@@ -94,13 +97,13 @@ def parse_range(value: str) -> list[tuple[int | None, int | None]] | None:
         if last and not _digits(last):
             return None
         if not first:
-            specs.append((None, int(last)))  # suffix-range
+            specs.append((None, _position(last)))  # suffix-range
         elif not last:
-            specs.append((int(first), None))
-        elif int(last) < int(first):
+            specs.append((_position(first), None))
+        elif _position(last) < _position(first):
             return None
         else:
-            specs.append((int(first), int(last)))
+            specs.append((_position(first), _position(last)))
     return specs or None
 
 
@@ -132,6 +135,10 @@ def if_range_holds(if_range: str, etag: str, last_modified: str | None, date: fl
     if since is None or modified is None:
         return False
     return since == modified and date - modified >= LAST_MODIFIED_STRONG_AFTER
+
+
+def _position(digits: str) -> int:
+    return capped(digits, MAX_POSITION)
 
 
 def _digits(text: str) -> bool:

@@ -14,6 +14,7 @@ from .dates import format_http_date, parse_http_date
 from .fields import HOP_BY_HOP, Fields, by_name, connection_listed, get_all, split_list
 from .freshness import Lifetime, corrected_initial_age, freshness_lifetime
 from .key import secondary_key, vary_names
+from .numbers import capped
 from .tags import CLEAR_FIELD, DEFAULT_TAG_RULES, TagRules, response_tags, split_withheld
 from .validators import generate_etag
 
@@ -40,6 +41,7 @@ class Rules:
     heuristic_percent: float = 0.0  # RFC 9111 §4.2.2, used only without a default_ttl
     targeted_fields: tuple[str, ...] = ()  # RFC 9213 target list, in order of precedence
     tags: TagRules = DEFAULT_TAG_RULES  # which fields carry tags, and whether clients see them
+    cookie_default_ttl: bool = False  # the default lifetime applies to responses to Cookie requests
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +147,10 @@ def _judge_head(
     )
     if lifetime is None:
         return Refusal("no-freshness")
+    if lifetime.source in ("default", "override") and _personal_without_permission(
+        request_fields, response_cc, expires, rules
+    ):
+        return Refusal("cookie")
     revalidatable = upstream_etag is not None or last_modified is not None
     # A response stale on arrival is worth keeping only if it can be validated, or served stale
     # within the upstream's own allowances (RFC 5861).
@@ -268,6 +274,17 @@ def _first(index: dict[str, list[str]], name: str) -> str | None:
     return values[0] if values else None
 
 
+def _personal_without_permission(
+    request_fields: Fields, response_cc: cache_control.Directives, expires: Sequence[str], rules: Rules
+) -> bool:
+    """A response to a request with ``Cookie`` that the origin gave no lifetime of its own and did
+    not mark ``public``: likely a page for that user (an account page, or one lured to a path that
+    looks static), which the operator's default lifetime must not share with everyone."""
+    if rules.cookie_default_ttl or not get_all(request_fields, "cookie"):
+        return False
+    return not ({"s-maxage", "max-age", "public"} & response_cc.keys() or expires)
+
+
 def complete(content_length: Sequence[str], body: bytes) -> bool:
     """Whether ``body`` is all the response said it would be (RFC 9111 §3.3: "A cache MUST NOT use
     an incomplete response to answer requests"): it matches the ``Content-Length`` lines, if any."""
@@ -278,7 +295,7 @@ def complete(content_length: Sequence[str], body: bytes) -> bool:
         len(set(lengths)) == 1
         and lengths[0].isascii()
         and lengths[0].isdigit()
-        and int(lengths[0]) == len(body)
+        and capped(lengths[0], len(body) + 1) == len(body)
     )
 
 

@@ -12,6 +12,9 @@ from collections.abc import Sequence
 from .dates import parse_http_date
 
 _ENTITY_TAG = re.compile(r'(W/)?("[\x21\x23-\x7e\x80-\xff]*")[ \t]*(?:,|$)')
+_SEPARATORS = re.compile(r"[ \t,]*")
+# More entity-tags than anyone sends for one resource; the rest of a longer list is not read.
+MAX_ENTITY_TAGS = 128
 
 
 def generate_etag(body: bytes) -> str:
@@ -20,19 +23,22 @@ def generate_etag(body: bytes) -> str:
     return '"' + base64.urlsafe_b64encode(digest).rstrip(b"=").decode() + '"'
 
 
-def parse_entity_tags(value: str) -> list[str] | None:
+def parse_entity_tags(value: str, limit: int = MAX_ENTITY_TAGS) -> list[str] | None:
     """The opaque-tags (quotes kept, ``W/`` dropped) of an ``If-None-Match`` list, ``["*"]``
-    for ``*``, or None when the field is malformed and must be ignored (RFC 9110 §13.1.2)."""
+    for ``*``, or None when the field is malformed and must be ignored (RFC 9110 §13.1.2).
+
+    One pass over the value, which is never copied (a field of a million empty tags used to be
+    copied once per tag), and at most ``limit`` tags are read: a client that lists more is
+    answered as if its tag were not among them, with the full response."""
     stripped = value.strip()
     if stripped == "*":
         return ["*"]
     tags: list[str] = []
-    pos = 0
-    while True:
-        rest = value[pos:].lstrip(" \t,")  # empty list elements are ignored (RFC 9110 §5.6.1)
-        if not rest:
+    pos, end = 0, len(value)
+    while len(tags) < limit:
+        pos = _SEPARATORS.match(value, pos).end()  # empty list elements are ignored (RFC 9110 §5.6.1)
+        if pos == end:
             break
-        pos = len(value) - len(rest)
         match = _ENTITY_TAG.match(value, pos)
         if match is None:
             return None
@@ -54,10 +60,12 @@ def none_match(if_none_match: list[str], etag: str) -> bool | None:
     """
     tags: list[str] = []
     for line in if_none_match:
-        parsed = parse_entity_tags(line)
+        parsed = parse_entity_tags(line, MAX_ENTITY_TAGS - len(tags))
         if parsed is None:
             return None
         tags.extend(parsed)
+        if len(tags) >= MAX_ENTITY_TAGS:
+            break
     if "*" in tags:
         return False
     return opaque_tag(etag) not in tags
