@@ -12,5 +12,7 @@ for _name in [m for m in sys.modules if m == "mitmcache" or m.startswith("mitmca
     del sys.modules[_name]
 
 from mitmcache.addon import Cache
+from mitmcache.writequeue.addon import WriteQueue
 
-addons = [Cache()]
+cache = Cache()
+addons = [cache, WriteQueue(cache)]  # the write queue after the cache: control requests are the cache's

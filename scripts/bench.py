@@ -22,6 +22,9 @@ Sections (``--only`` takes section names, scenario names or throughput configura
   ``shared-purge`` (propagation to another process), ``shared-outage`` (Redis killed under load).
 * ``tags`` (``bench_tags.py``): ``tag-purge`` (a purge of a tag naming 10,000 entries, on memory and
   on Redis), ``tag-memory`` (memory per tagged entry).
+* ``writequeue`` (``bench_writequeue.py``): ``queue-accept`` (accepted writes/s and p50/p99 on SQLite and
+  PostgreSQL against pass-through), ``queue-rate`` (delivery rate against ASYNC_RATE), ``queue-crash``
+  (10,000 writes with a SIGKILL and a restart: accepted = delivered, duplicates counted).
 
 A configuration is a name, a proxy command line and a workload: adding one (say the lean launcher of
 issue 6) is one entry in ``CONFIGS``; processes with the same command line are shared.
@@ -42,6 +45,7 @@ import bench_coalescing
 import bench_memory
 import bench_shared
 import bench_tags
+import bench_writequeue
 import benchlib as bl
 from benchlib import Budget, Section, fmt, median, table
 
@@ -420,7 +424,7 @@ def connections(quick: bool) -> Section:
 
 # -- main ----------------------------------------------------------------------------------------
 
-SECTIONS = ("throughput", "memory", "connections", "coalescing", "shared", "tags")
+SECTIONS = ("throughput", "memory", "connections", "coalescing", "writequeue", "shared", "tags")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -432,8 +436,8 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="run only these (comma-separated, repeatable): sections "
         f"({', '.join(SECTIONS)}), scenarios ({', '.join(bench_memory.SCENARIOS)}, "
-        f"{', '.join(bench_coalescing.SCENARIOS)}, {', '.join(bench_shared.SCENARIOS)}, "
-        f"{', '.join(bench_tags.SCENARIOS)}) or throughput "
+        f"{', '.join(bench_coalescing.SCENARIOS)}, {', '.join(bench_writequeue.SCENARIOS)}, "
+        f"{', '.join(bench_shared.SCENARIOS)}, {', '.join(bench_tags.SCENARIOS)}) or throughput "
         "configurations "
         f"({', '.join(c.name for c in CONFIGS)})",
     )
@@ -447,7 +451,9 @@ def main(argv: list[str] | None = None) -> int:
 
     only = {name.strip() for item in args.only for name in item.split(",") if name.strip()}
     known = set(SECTIONS) | set(bench_memory.SCENARIOS) | set(bench_coalescing.SCENARIOS)
-    known |= set(bench_shared.SCENARIOS) | set(bench_tags.SCENARIOS)
+    known |= set(bench_writequeue.SCENARIOS)
+    known |= set(bench_shared.SCENARIOS)
+    known |= set(bench_tags.SCENARIOS)
     known |= {c.name for c in CONFIGS}
     if unknown := only - known:
         parser.error(f"unknown --only names: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
@@ -476,6 +482,8 @@ def main(argv: list[str] | None = None) -> int:
         plan.append(("connections", lambda: [connections(args.quick)]))
     if coal := wanted("coalescing", bench_coalescing.SCENARIOS):
         plan.append(("coalescing", lambda: bench_coalescing.run(coal, args.quick)))
+    if queue := wanted("writequeue", bench_writequeue.SCENARIOS):
+        plan.append(("writequeue", lambda: bench_writequeue.run(queue, args.quick)))
     if shared := wanted("shared", bench_shared.SCENARIOS):
         plan.append(
             (

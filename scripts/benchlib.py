@@ -578,7 +578,8 @@ def ensure_wrk() -> str:
 
 
 # done() prints one JSON line; request() (unique mode) makes every request a new cache key;
-# response() (limit mode) stops after a fixed number of responses.
+# response() (limit mode) stops after a fixed number of responses; a 4th and 5th argument set the
+# method and body (writes).
 _WRK_LUA = r"""
 local mode, prefix, limit = "fixed", "k", 0
 local counter, seen = 0, 0
@@ -586,6 +587,10 @@ function init(args)
   mode = args[1] or "fixed"
   prefix = args[2] or "k"
   limit = tonumber(args[3] or "0")
+  if args[4] and args[4] ~= "" then
+    wrk.method = args[4]
+    wrk.body = args[5] or ""
+  end
   if mode == "unique" then
     request = function()
       counter = counter + 1
@@ -690,8 +695,11 @@ def run_wrk(
     measure_pid: int | None = None,
     headers: Sequence[str] = (),
     timeout: float = 10,
+    method: str = "",
+    body: str = "",
 ) -> WrkResult:
-    """One wrk run (one thread, on the load core) against ``url``; ``unique`` appends ``?u=<new>``."""
+    """One wrk run (one thread, on the load core) against ``url``; ``unique`` appends ``?u=<new>``;
+    ``method`` and ``body`` make it send writes (default: GET without a body)."""
     global _unique_runs
     _unique_runs += 1
     prefix = f"{os.getpid()}-{time.time_ns()}-{_unique_runs}"
@@ -705,6 +713,8 @@ def run_wrk(
     for h in headers:
         argv += ["-H", h]
     argv += ["-s", str(_lua_script()), url, "--", "unique" if unique else "fixed", prefix, str(limit)]
+    if method:
+        argv += [method, body]
     cpu_before = cpu_seconds(measure_pid) if measure_pid else None
     stdout, stderr, returncode = _run_until_done(pinned(argv, LOAD_CORE), seconds + 120)
     cpu_after = cpu_seconds(measure_pid) if measure_pid else None

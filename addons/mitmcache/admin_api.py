@@ -10,7 +10,7 @@ import hmac
 import json
 import logging
 from collections.abc import Callable, Coroutine, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl
 
 from mitmproxy import http
@@ -72,9 +72,23 @@ def redact(request: http.Request) -> None:
         request.headers["authorization"] = "Bearer " + REDACTED
 
 
+class Mount(Protocol):
+    """Endpoints of another part of the proxy under ``{prefix}/{name}/...``, behind the admin key
+    (the write queue's ``queue``); its state shows in ``health``."""
+
+    async def handle(self, flow: http.HTTPFlow, rest: str, answer: Callable[..., None]) -> None: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+    def index(self) -> dict[str, str]:
+        """Its endpoints (path under the prefix -> methods), for the admin index."""
+        ...
+
+
 class AdminApi:
     def __init__(self, control: "Control") -> None:
         self._control = control
+        self._mounts: dict[str, Mount] = {}
         self._endpoints: dict[str, Callable[[http.HTTPFlow, str], Coroutine[Any, Any, None]]] = {
             "health": self._endpoint_health,
             "stats": self._endpoint_stats,
@@ -137,6 +151,11 @@ class AdminApi:
         if endpoint == "" and request.method in ("GET", "HEAD"):
             self._answer(flow, 200, self._index(settings), "index")
             return
+        head, _, rest = endpoint.partition("/")
+        if head in self._mounts:
+            if self._admitted(flow, settings, name):
+                await self._mounts[head].handle(flow, rest, self._answer)
+            return
         if endpoint not in ENDPOINTS:
             self._answer(
                 flow,
@@ -155,21 +174,31 @@ class AdminApi:
                 headers={"allow": ", ".join(methods)},
             )
             return
-        if endpoint not in PUBLIC:
-            if not settings.admin_key:
-                self._refuse_disabled(flow, name)
-                return
-            if not authorized(request, settings.admin_key):
-                self._refuse_unauthorized(flow, name)
-                return
+        if endpoint not in PUBLIC and not self._admitted(flow, settings, name):
+            return
         redact(request)
         try:
             await self._endpoints[endpoint](flow, name)
         except BadRequest as e:
             self._answer(flow, 400, {"error": "bad request", "detail": str(e)}, name)
 
+    def mount(self, name: str, endpoints: Mount) -> None:
+        self._mounts[name] = endpoints
+
+    def _admitted(self, flow: http.HTTPFlow, settings: Settings, name: str) -> bool:
+        """Whether the request carries the admin key; if not, it is answered (403 or 401)."""
+        if not settings.admin_key:
+            self._refuse_disabled(flow, name)
+            return False
+        if not authorized(flow.request, settings.admin_key):
+            self._refuse_unauthorized(flow, name)
+            return False
+        redact(flow.request)
+        return True
+
     async def _endpoint_health(self, flow: http.HTTPFlow, name: str) -> None:
-        self._answer(flow, 200, self._control.health(), name)
+        mounted = {mount_name: mount.health() for mount_name, mount in self._mounts.items()}
+        self._answer(flow, 200, {**self._control.health(), **mounted}, name)
 
     async def _endpoint_stats(self, flow: http.HTTPFlow, name: str) -> None:
         self._answer(flow, 200, await self._control.stats(), name)
@@ -228,8 +257,16 @@ class AdminApi:
         return {
             "service": SERVICE,
             "endpoints": {
-                f"{settings.admin_prefix}/{name}": " ".join(methods) + (" (no key)" if name in PUBLIC else "")
-                for name, methods in ENDPOINTS.items()
+                **{
+                    f"{settings.admin_prefix}/{name}": " ".join(methods)
+                    + (" (no key)" if name in PUBLIC else "")
+                    for name, methods in ENDPOINTS.items()
+                },
+                **{
+                    f"{settings.admin_prefix}/{path}": methods
+                    for mount in self._mounts.values()
+                    for path, methods in mount.index().items()
+                },
             },
         }
 

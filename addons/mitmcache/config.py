@@ -23,6 +23,8 @@ from .policy.lifecycle import Lifecycle, RefreshMode
 from .policy.storable import Rules
 from .policy.tags import TagRules
 from .store.selection import StoreLocation, redacted, store_location
+from .writequeue.queue_url import parse_queue_url
+from .writequeue.routes import parse_routes
 
 ENV_FILE_VARIABLE = "CACHE_ENV_FILE"
 
@@ -111,6 +113,32 @@ def token(raw: str) -> str:
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9._-]*", value):
         raise ValueError
     return value
+
+
+def at_least_one(raw: str) -> int:
+    value = count(raw)
+    if value < 1:
+        raise ValueError
+    return value
+
+
+def rate(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0 or value == float("inf"):
+        raise ValueError
+    return value
+
+
+def success_status(raw: str) -> int:
+    value = int(raw)
+    if not 200 <= value <= 299:
+        raise ValueError
+    return value
+
+
+def optional_positive_seconds(raw: str) -> float | None:
+    """Empty: inherit (None)."""
+    return positive_seconds(raw) if raw.strip() else None
 
 
 @dataclass(frozen=True)
@@ -337,6 +365,132 @@ SETTINGS: tuple[Setting, ...] = (
 
 BY_OPTION = {s.option: s for s in SETTINGS}
 
+# The write queue's settings (addons/mitmcache/writequeue, docs/write-queue.md), parsed by its own
+# addon: the cache's Settings never see them.
+WRITE_QUEUE_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "cache_data_dir",
+        "CACHE_DATA_DIR",
+        "data",
+        text,
+        "a directory path",
+        "Directory of the proxy's own files (the write queue's SQLite file), relative to the working "
+        "directory; created with mode 0700 at start.",
+    ),
+    Setting(
+        "async_routes",
+        "ASYNC_ROUTES",
+        "",
+        parse_routes,
+        "comma-separated METHOD /path-glob items such as POST /events/*, PUT /items/* (not GET or HEAD)",
+        "Writes answered at once and delivered to the upstream in the background: comma-separated "
+        "METHOD /path-glob (fnmatch on the path without the query; * crosses /). Empty: off.",
+    ),
+    Setting(
+        "async_response_status",
+        "ASYNC_RESPONSE_STATUS",
+        "202",
+        success_status,
+        "a status from 200 to 299",
+        "Status of the answer to a queued write.",
+    ),
+    Setting(
+        "async_queue_url",
+        "ASYNC_QUEUE_URL",
+        "",
+        parse_queue_url,
+        "sqlite:///absolute/path or postgresql://user[:password]@host:port/db",
+        "Where queued writes are kept: sqlite:///absolute/path, or postgresql://user[:password]@host:port/db "
+        "to share one queue between proxies. Empty: queue.db in CACHE_DATA_DIR.",
+    ),
+    Setting(
+        "async_enqueue_rate",
+        "ASYNC_ENQUEUE_RATE",
+        "0",
+        rate,
+        "a number of requests per second >= 0",
+        "Below this many routed requests in the last second (per process), forward them synchronously "
+        "(the client gets the upstream's answer); above it, queue them. 0: always queue.",
+    ),
+    Setting(
+        "async_workers",
+        "ASYNC_WORKERS",
+        "8",
+        at_least_one,
+        "a whole number >= 1",
+        "Queued writes being delivered at once (per process).",
+    ),
+    Setting(
+        "async_rate",
+        "ASYNC_RATE",
+        "0",
+        rate,
+        "a number of deliveries per second >= 0",
+        "Most deliveries started per second (per process; a token bucket holding one second's worth). "
+        "0: no limit.",
+    ),
+    Setting(
+        "async_max_retries",
+        "ASYNC_MAX_RETRIES",
+        "10",
+        count,
+        "a whole number >= 0",
+        "Attempts after the first before a queued write is dead (kept and re-queueable). 0: no retries.",
+    ),
+    Setting(
+        "async_request_timeout",
+        "ASYNC_REQUEST_TIMEOUT",
+        "",
+        optional_positive_seconds,
+        "a number of seconds > 0, or nothing for REQ_TIMEOUT",
+        "Seconds one delivery may take. Empty: REQ_TIMEOUT.",
+    ),
+    Setting(
+        "async_shutdown_timeout",
+        "ASYNC_SHUTDOWN_TIMEOUT",
+        "10",
+        seconds,
+        "a number of seconds >= 0",
+        "On SIGTERM/SIGINT, seconds the deliveries in flight may take to finish; the rest are released "
+        "for the next start.",
+    ),
+    Setting(
+        "async_ordered",
+        "ASYNC_ORDERED",
+        "none",
+        choice("none", "url"),
+        "none or url",
+        "url: deliveries to the same URL keep the order they were accepted in (a later one waits while "
+        "an earlier one is retried; a dead one no longer blocks). none: no order.",
+    ),
+    Setting(
+        "async_max_body_bytes",
+        "ASYNC_MAX_BODY_BYTES",
+        "1MB",
+        byte_size,
+        "a size such as 1048576, 512k, 1MB",
+        "Largest body of a queued write; a larger one gets 413.",
+    ),
+    Setting(
+        "async_max_queued",
+        "ASYNC_MAX_QUEUED",
+        "100000",
+        at_least_one,
+        "a whole number >= 1",
+        "Most writes waiting or being delivered; when full, new writes get 503 with Retry-After.",
+    ),
+    Setting(
+        "async_keep_secs",
+        "ASYNC_KEEP_SECS",
+        "86400",
+        seconds,
+        "a number of seconds >= 0",
+        "How long delivered and dead writes (and their Idempotency-Keys) are kept before they are pruned.",
+    ),
+)
+
+ALL_SETTINGS = SETTINGS + WRITE_QUEUE_SETTINGS
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -426,7 +580,7 @@ def resolve_defaults(environ: Mapping[str, str] | None = None, cwd: Path | None 
     dotenv = env_file_values(environ, cwd)
     dotenv_path = (cwd / (environ.get(ENV_FILE_VARIABLE) or ".env")).resolve()
     resolved = {}
-    for s in SETTINGS:
+    for s in ALL_SETTINGS:
         if s.env in environ:
             resolved[s.option] = Default(environ[s.env], f"environment variable {s.env}")
         elif s.env in dotenv:
@@ -463,11 +617,19 @@ def parse_one(option: str, raw: str, source: str | None = None) -> Any:
         if option == "cache_refresh_concurrency" and value < 1:
             raise ValueError
     except ValueError:
-        origin = f" (from {source})" if source else ""
-        raise ValueError(
-            f"invalid value {setting.shown(raw)!r} for {setting.option}{origin}: expected {setting.expected}"
-        ) from None
+        raise invalid(setting, raw, source) from None
     return value
+
+
+def invalid(setting: Setting, raw: str, source: str | None = None, why: str = "") -> ValueError:
+    """The one-line error naming a setting, where its value came from (``source``) and what a valid
+    value looks like; a value that may hold a password (a queue URL) is not shown."""
+    shown = "" if setting.env == "ASYNC_QUEUE_URL" else f" {setting.shown(raw)!r}"
+    origin = f" (from {source})" if source else ""
+    because = f"{why}; " if why else ""
+    return ValueError(
+        f"invalid value{shown} for {setting.option}{origin}: {because}expected {setting.expected}"
+    )
 
 
 def parse_settings(raw: Mapping[str, str], sources: Mapping[str, str] | None = None) -> Settings:

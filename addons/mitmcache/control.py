@@ -55,6 +55,7 @@ class Control:
         self.handle = self._api.handle
         self.clear_cache_header = self._api.clear_cache_header
         self.clear_cache_tag_header = self._api.clear_cache_tag_header
+        self.mount = self._api.mount  # another part's endpoints under the prefix (the write queue's)
 
     # -- the core, shared by the endpoints and the commands -------------------------------------
 

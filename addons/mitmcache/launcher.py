@@ -81,6 +81,7 @@ from mitmproxy.utils import debug
 from .addon import Cache
 from .chain import OnDemand, Slot, UsageError
 from .compat import DispatchTable
+from .writequeue.addon import WriteQueue
 
 PROG = "mitmcache"
 # The entry script mitmdump loads (``-s addons/cache.py``): the launcher has the cache built in.
@@ -270,6 +271,7 @@ class LeanMaster(master.Master):
         if cache:
             self.cache = Cache()
             self.slot.add(self.cache)
+            self.slot.add(WriteQueue(self.cache))  # off unless ASYNC_ROUTES is set
         for path in scripts:
             self.slot.add_script(path)
         self.slot.configure_all()

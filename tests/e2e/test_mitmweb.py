@@ -65,7 +65,7 @@ def web(origin_process: Origin, tmp_path_factory: pytest.TempPathFactory) -> Ite
     ]
     proxy = Proxy(
         origin_process,
-        {"cache_admin_key": KEY},
+        {"cache_admin_key": KEY, "async_routes": "POST /queued/*"},
         command=command,
         cwd=tmp / "cwd",
         log_path=tmp / "mitmweb.log",
@@ -99,6 +99,20 @@ def test_mitmweb_flows_carry_the_cache_decision(origin, web, http):
         ("GET", "HIT", "🟢"),
         ("POST", "BYPASS invalidated", "⚪"),
     ]
+
+
+def test_a_queued_write_says_so_in_mitmweb_and_the_queue_commands_answer_in_one_line(origin, web, http):
+    origin.route("/queued/a", status=200)
+    job_id = http.post(f"{web.proxy.url}/queued/a", content=b"x").json()["id"]
+    assert web.flow("POST", "/queued/a")["comment"].split(" | ")[0] == f"QUEUED id={job_id}"
+    stats = web.api.post("/commands/cache.queue.stats", json={"arguments": []})
+    assert stats.status_code == 200, stats.text
+    assert re.fullmatch(
+        r"queued=\d+ delivering=\d+ delivered=\d+ dead=\d+ oldest_queued_age=\S+ delivery_rate=\S+",
+        stats.json()["value"],
+    )
+    retried = web.api.post("/commands/cache.queue.retry", json={"arguments": [job_id]})
+    assert retried.json()["value"] == f"id={job_id} retry=scheduled"
 
 
 def test_cache_commands_run_through_the_mitmweb_api(origin, web, http):

@@ -380,3 +380,12 @@ def test_a_stalled_redis_fails_no_request_and_the_proxy_says_degraded(origin, sh
     finally:
         redis_server.resume()
     wait_for_store_state(http, proxy, "up")
+
+
+def test_a_bad_store_url_stops_startup_naming_the_setting_without_its_password(proxy_factory):
+    code, output = proxy_factory.run_expecting_failure(
+        {"cache_store": "redis://:pw-s3cret@127.0.0.1:99999/0"}
+    )
+    assert code != 0
+    assert "invalid value 'redis://:[redacted]@127.0.0.1:99999/0' for cache_store" in output
+    assert "pw-s3cret" not in output

@@ -74,7 +74,7 @@ LEAN = REPO_ROOT / "scripts" / "serve.sh"
 LAUNCHERS: dict[str, tuple[str, ...]] = {"mitmdump": (str(MITMDUMP),), "lean": (str(LEAN),)}
 
 # The cache's own settings, removed from the child's environment so a developer's shell never changes
-# what a test sees. Any variable starting with CACHE_ is removed too.
+# what a test sees. Any variable starting with CACHE_ or ASYNC_ is removed too.
 CACHE_ENV_VARS = frozenset(
     {
         "DEFAULT_CACHE_EXPIRY_TIME_SECS",
@@ -85,6 +85,7 @@ CACHE_ENV_VARS = frozenset(
     }
 )
 CACHE_ENV_PREFIX = "CACHE_"
+WRITE_QUEUE_ENV_PREFIX = "ASYNC_"
 
 POLL_INTERVAL = 0.05
 HEALTH_PATH = "/__cache/health"
@@ -116,7 +117,9 @@ def pattern_sha256(size: int) -> str:
 def clean_env(extra: Mapping[str, str | None] | None = None) -> dict[str, str]:
     """``os.environ`` without the cache's variables, then ``extra`` merged on top (None unsets)."""
     env = {
-        k: v for k, v in os.environ.items() if k not in CACHE_ENV_VARS and not k.startswith(CACHE_ENV_PREFIX)
+        k: v
+        for k, v in os.environ.items()
+        if k not in CACHE_ENV_VARS and not k.startswith((CACHE_ENV_PREFIX, WRITE_QUEUE_ENV_PREFIX))
     }
     for key, value in (extra or {}).items():
         if value is None:
@@ -247,11 +250,15 @@ class Origin:
 
     Use as a context manager or call ``start()``/``stop()``. Control calls go over HTTP to the
     origin's ``/__origin/`` API. ``tls=True`` makes it an HTTPS origin with ``tls_certificate()``
-    (``url`` is then ``https://...``; ``certfile`` is the certificate to trust).
+    (``url`` is then ``https://...``; ``certfile`` is the certificate to trust). ``port`` listens on that
+    port (an upstream that comes back where a proxy expects it), rather than any free one.
     """
 
-    def __init__(self, *, host: str = "127.0.0.1", workdir: Path | None = None, tls: bool = False) -> None:
+    def __init__(
+        self, *, host: str = "127.0.0.1", workdir: Path | None = None, tls: bool = False, port: int = 0
+    ) -> None:
         self.host = host
+        self._listen_port = port  # 0: any free port
         self.certfile: Path | None = None
         self._keyfile: Path | None = None
         if tls:
@@ -284,7 +291,7 @@ class Origin:
                     "--host",
                     self.host,
                     "--port",
-                    "0",
+                    str(self._listen_port),
                     "--portfile",
                     str(portfile),
                     *tls_args,

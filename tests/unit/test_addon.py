@@ -50,7 +50,7 @@ async def test_entry_script_loads_like_mitmdump_does():
         module = tctx.script(str(ENTRY_SCRIPT))
         assert module is not None
         # The entry script re-imports the package (for hot reload), so compare by name.
-        assert [type(addon).__name__ for addon in module.addons] == ["Cache"]
+        assert [type(addon).__name__ for addon in module.addons] == ["Cache", "WriteQueue"]
 
 
 async def test_invalid_options_raise_options_error_naming_the_setting_and_its_source():

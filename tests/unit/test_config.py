@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from mitmcache.config import (
+    ALL_SETTINGS,
     BY_OPTION,
     ENV_FILE_VARIABLE,
     SETTINGS,
@@ -31,7 +32,7 @@ def write_env(directory: Path, text: str, name: str = ".env") -> Path:
 
 
 def test_built_in_defaults_without_environment_or_env_file(tmp_path):
-    assert defaults({}, tmp_path) == {s.option: s.default for s in SETTINGS}
+    assert defaults({}, tmp_path) == {s.option: s.default for s in ALL_SETTINGS}
 
 
 def test_env_file_overrides_the_built_in_default(tmp_path):

@@ -126,7 +126,7 @@ def start(master: LeanMaster, *argv: str) -> None:
 
 async def test_the_chain_is_mitmdumps_order_with_only_what_the_cache_needs(lean):
     start(lean)
-    assert [launcher.addonmanager._get_name(a) for a in lean.slot.addons] == ["cache"]
+    assert [launcher.addonmanager._get_name(a) for a in lean.slot.addons] == ["cache", "writequeue"]
     assert [launcher.addonmanager._get_name(a) for a in lean.addons.chain] == [
         "termlog",
         "core",
@@ -232,7 +232,11 @@ async def test_a_script_loads_after_the_cache_and_the_entry_script_is_the_built_
     script = tmp_path / "tag.py"
     script.write_text("class Tag:\n    def response(self, flow):\n        pass\naddons = [Tag()]\n")
     start(lean, "-s", str(script), "--set", "cache_ttl=9")
-    assert [launcher.addonmanager._get_name(a) for a in lean.slot.addons] == ["cache", str(script)]
+    assert [launcher.addonmanager._get_name(a) for a in lean.slot.addons] == [
+        "cache",
+        "writequeue",
+        str(script),
+    ]
     assert lean.addons.get("tag") is not None
     assert lean.cache is not None and lean.cache.settings.ttl == 9  # set before the cache was loaded
     with pytest.raises(UsageError, match="no such script"):

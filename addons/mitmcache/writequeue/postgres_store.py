@@ -1,0 +1,355 @@
+"""The queue in PostgreSQL: one queue shared by several proxies (asyncproxy's model).
+
+Each job is delivered by exactly one proxy: leasing takes due rows with ``FOR UPDATE SKIP LOCKED``
+(no two transactions take the same row, none waits for another's), and a lease that outlives its
+owner's process expires and is taken over. An acceptance ``NOTIFY``s the other proxies, which also
+poll, so a lost notification delays a delivery by at most one poll. Acceptances that arrive while
+one commit runs are committed together in the next (group commit).
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+
+from .job import Job, NewJob, State, encode_fields
+from .store import Accepted, Change, Counts, KeyReused, QueueFull, StoreUnavailable, job_from_row
+
+log = logging.getLogger("mitmcache")
+
+TABLE = "mitmcache_jobs"
+CHANNEL = "mitmcache_jobs"
+CONNECT_TIMEOUT = 5.0
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    seq BIGSERIAL PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    state TEXT NOT NULL,
+    method TEXT NOT NULL,
+    url TEXT NOT NULL,
+    target TEXT NOT NULL,
+    fields TEXT NOT NULL,
+    body BYTEA NOT NULL,
+    idempotency_key TEXT UNIQUE,
+    fingerprint TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_status INTEGER,
+    last_error TEXT,
+    accepted_at DOUBLE PRECISION NOT NULL,
+    next_attempt_at DOUBLE PRECISION,
+    delivered_at DOUBLE PRECISION,
+    finished_at DOUBLE PRECISION,
+    lease_owner TEXT,
+    lease_until DOUBLE PRECISION
+);
+CREATE INDEX IF NOT EXISTS {TABLE}_pending ON {TABLE} (seq) WHERE state IN ('queued', 'delivering');
+CREATE INDEX IF NOT EXISTS {TABLE}_pending_url ON {TABLE} (url, seq) WHERE state IN ('queued', 'delivering');
+CREATE INDEX IF NOT EXISTS {TABLE}_finished ON {TABLE} (finished_at) WHERE finished_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS {TABLE}_delivered ON {TABLE} (delivered_at) WHERE delivered_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS {TABLE}_state ON {TABLE} (state);
+"""
+
+_DUE = "((j.state = 'queued' AND j.next_attempt_at <= $3) OR (j.state = 'delivering' AND j.lease_until < $3))"
+_IN_ORDER = (
+    f" AND NOT EXISTS (SELECT 1 FROM {TABLE} AS e WHERE e.url = j.url AND e.seq < j.seq"
+    " AND e.state IN ('queued', 'delivering'))"
+)
+_REQUEUE = (
+    f"UPDATE {TABLE} SET state = 'queued', attempts = 0, next_attempt_at = $1, finished_at = NULL, "
+    "lease_owner = NULL, lease_until = NULL"
+)
+_INSERT = (
+    f"INSERT INTO {TABLE} (id, state, method, url, target, fields, body, idempotency_key, fingerprint, "
+    "accepted_at, next_attempt_at) VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $9, $9)"
+)
+_FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+def _row(job: NewJob) -> tuple[Any, ...]:
+    return (
+        job.id,
+        job.method,
+        job.url,
+        job.target,
+        encode_fields(job.fields),
+        job.body,
+        job.idempotency_key,
+        job.fingerprint,
+        job.accepted_at,
+    )
+
+
+class PostgresStore:
+    def __init__(self, url: str, connections: int) -> None:
+        self._url = url
+        self._connections = connections
+        self._pool: asyncpg.Pool | None = None
+        self._listener: asyncpg.Connection | None = None
+        self._arrived = asyncio.Event()
+        self._waiting: list[tuple[NewJob, int, asyncio.Future[Accepted]]] = []
+        self._committer: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._url, min_size=1, max_size=self._connections, timeout=CONNECT_TIMEOUT
+            )
+            async with self._pool.acquire() as conn, conn.transaction():
+                # Proxies starting together must not race to create the table.
+                await conn.execute(f"SELECT pg_advisory_xact_lock(hashtext('{TABLE}'))")
+                await conn.execute(SCHEMA)
+        except _FAILURES as e:
+            await self.close()
+            raise StoreUnavailable(f"{type(e).__name__}: {e}") from None
+        await self._listen()
+
+    async def _listen(self) -> None:
+        """Notifications from other proxies; without them (a lost connection) polling still works."""
+        try:
+            self._listener = await asyncpg.connect(self._url, timeout=CONNECT_TIMEOUT)
+            await self._listener.add_listener(CHANNEL, lambda *_: self._arrived.set())
+        except _FAILURES as e:
+            log.warning("write queue: no notifications from PostgreSQL (%s); polling", e)
+            self._listener = None
+
+    async def close(self) -> None:
+        if self._committer is not None:
+            with contextlib.suppress(Exception):
+                await self._committer
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            with contextlib.suppress(*_FAILURES):
+                await listener.close(timeout=2)
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            try:
+                await asyncio.wait_for(pool.close(), 5)
+            except (*_FAILURES,):
+                pool.terminate()
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self, *, single: bool = False) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection in a transaction; ``single``: for one statement, which is atomic on
+        its own (no BEGIN and COMMIT round trips)."""
+        if self._pool is None:
+            raise StoreUnavailable("postgresql: the queue is closed")
+        try:
+            async with self._pool.acquire(timeout=CONNECT_TIMEOUT) as conn:
+                if single:
+                    yield conn
+                else:
+                    async with conn.transaction():
+                        yield conn
+        except _FAILURES as e:
+            raise StoreUnavailable(f"postgresql: {type(e).__name__}: {e}") from None
+
+    # -- acceptance: group commit ------------------------------------------------------------
+
+    async def accept(self, job: NewJob, max_queued: int) -> Accepted:
+        future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
+        self._waiting.append((job, max_queued, future))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.get_running_loop().create_task(self._commit_waiting())
+        return await future
+
+    async def _commit_waiting(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                results: list[Accepted | Exception] = await self._commit(batch)
+            except StoreUnavailable as e:
+                results = [e] * len(batch)
+            for (_, _, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+    async def _commit(
+        self, batch: list[tuple[NewJob, int, asyncio.Future[Accepted]]]
+    ) -> list[Accepted | Exception]:
+        async with self._transaction() as conn:
+            pending = await conn.fetchval(
+                f"SELECT count(*) FROM {TABLE} WHERE state IN ('queued', 'delivering')"
+            )
+            results: list[Accepted | Exception] = []
+            plain: list[tuple[Any, ...]] = []
+            inserted = 0
+            for job, max_queued, _ in batch:
+                if job.idempotency_key is None:
+                    if pending >= max_queued:
+                        results.append(QueueFull())
+                        continue
+                    plain.append(_row(job))
+                    pending += 1
+                    results.append(Accepted(job.id, False))
+                    continue
+                row = await conn.fetchrow(
+                    f"SELECT id, fingerprint FROM {TABLE} WHERE idempotency_key = $1", job.idempotency_key
+                )
+                if row is None and pending >= max_queued:
+                    results.append(QueueFull())
+                    continue
+                if row is None:
+                    new_id = await conn.fetchval(
+                        _INSERT + " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id", *_row(job)
+                    )
+                    if new_id is not None:
+                        pending += 1
+                        inserted += 1
+                        results.append(Accepted(job.id, False))
+                        continue
+                    # another proxy committed the same key meanwhile: what it stored decides
+                    row = await conn.fetchrow(
+                        f"SELECT id, fingerprint FROM {TABLE} WHERE idempotency_key = $1", job.idempotency_key
+                    )
+                results.append(
+                    Accepted(row["id"], True) if row["fingerprint"] == job.fingerprint else KeyReused()
+                )
+            if plain:
+                await conn.executemany(_INSERT, plain)
+            if plain or inserted:
+                await conn.execute(f"SELECT pg_notify('{CHANNEL}', '')")
+        return results
+
+    # -- delivery ----------------------------------------------------------------------------
+
+    async def lease(self, owner: str, limit: int, now: float, until: float, ordered: bool) -> list[Job]:
+        sql = (
+            f"UPDATE {TABLE} SET state = 'delivering', lease_owner = $1, lease_until = $2, attempts = attempts + 1 "
+            f"WHERE seq IN (SELECT j.seq FROM {TABLE} AS j WHERE {_DUE}{_IN_ORDER if ordered else ''} "
+            "ORDER BY j.seq LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING *"
+        )
+        async with self._transaction(single=True) as conn:
+            rows = await conn.fetch(sql, owner, until, now, limit)
+        return [job_from_row(row, now) for row in sorted(rows, key=lambda row: row["seq"])]
+
+    async def renew(self, owner: str, ids: list[str], until: float) -> None:
+        async with self._transaction(single=True) as conn:
+            await conn.execute(
+                f"UPDATE {TABLE} SET lease_until = $1 WHERE id = ANY($2) AND lease_owner = $3 AND state = 'delivering'",
+                until,
+                ids,
+                owner,
+            )
+
+    async def finish(
+        self, owner: str, job_id: str, state: State, status: int | None, error: str | None, now: float
+    ) -> bool:
+        async with self._transaction(single=True) as conn:
+            done = await conn.execute(
+                f"UPDATE {TABLE} SET state = $1, last_status = $2, last_error = $3, delivered_at = $4, "
+                "finished_at = $5, lease_owner = NULL, lease_until = NULL "
+                "WHERE id = $6 AND lease_owner = $7 AND state = 'delivering'",
+                state.value,
+                status,
+                error,
+                now if state is State.DELIVERED else None,
+                now,
+                job_id,
+                owner,
+            )
+        return done.endswith(" 1")
+
+    async def postpone(
+        self, owner: str, job_id: str, next_attempt_at: float, status: int | None, error: str | None
+    ) -> bool:
+        async with self._transaction(single=True) as conn:
+            done = await conn.execute(
+                f"UPDATE {TABLE} SET state = 'queued', next_attempt_at = $1, last_status = $2, last_error = $3, "
+                "lease_owner = NULL, lease_until = NULL WHERE id = $4 AND lease_owner = $5 AND state = 'delivering'",
+                next_attempt_at,
+                status,
+                error,
+                job_id,
+                owner,
+            )
+        return done.endswith(" 1")
+
+    async def release(self, owner: str, ids: list[str]) -> None:
+        async with self._transaction(single=True) as conn:
+            await conn.execute(
+                f"UPDATE {TABLE} SET state = 'queued', attempts = greatest(attempts - 1, 0), lease_owner = NULL, "
+                "lease_until = NULL WHERE id = ANY($1) AND lease_owner = $2 AND state = 'delivering'",
+                ids,
+                owner,
+            )
+
+    # -- control -----------------------------------------------------------------------------
+
+    async def get(self, job_id: str, now: float) -> Job | None:
+        async with self._transaction(single=True) as conn:
+            row = await conn.fetchrow(f"SELECT * FROM {TABLE} WHERE id = $1", job_id)
+        return None if row is None else job_from_row(row, now)
+
+    async def counts(self, now: float, window: float) -> Counts:
+        by_state = dict.fromkeys(("queued", "delivering", "delivered", "dead"), 0)
+        async with self._transaction() as conn:
+            for row in await conn.fetch(
+                f"SELECT CASE WHEN state = 'delivering' AND lease_until < $1 THEN 'queued' ELSE state END AS s, "
+                f"count(*) AS n FROM {TABLE} GROUP BY s",
+                now,
+            ):
+                by_state[row["s"]] = row["n"]
+            oldest = await conn.fetchval(
+                f"SELECT accepted_at FROM {TABLE} WHERE state IN ('queued', 'delivering') "
+                "AND (state = 'queued' OR lease_until < $1) ORDER BY seq LIMIT 1",
+                now,
+            )
+            recent = await conn.fetchval(
+                f"SELECT count(*) FROM {TABLE} WHERE delivered_at >= $1", now - window
+            )
+        return Counts(**by_state, oldest_queued_at=oldest, delivered_recently=recent)
+
+    async def requeue(self, job_id: str, now: float) -> Change:
+        async with self._transaction() as conn:
+            state = await conn.fetchval(f"SELECT state FROM {TABLE} WHERE id = $1 FOR UPDATE", job_id)
+            if state is None:
+                return Change.NOT_FOUND
+            if state != State.DEAD.value:
+                return Change.CONFLICT
+            await conn.execute(_REQUEUE + " WHERE id = $2", now, job_id)
+            await conn.execute(f"SELECT pg_notify('{CHANNEL}', '')")
+        return Change.DONE
+
+    async def requeue_dead(self, now: float) -> int:
+        async with self._transaction() as conn:
+            done = await conn.execute(_REQUEUE + " WHERE state = 'dead'", now)
+            await conn.execute(f"SELECT pg_notify('{CHANNEL}', '')")
+        return int(done.rsplit(" ", 1)[1])
+
+    async def delete(self, job_id: str, now: float) -> Change:
+        async with self._transaction() as conn:
+            row = await conn.fetchrow(
+                f"SELECT state, lease_until FROM {TABLE} WHERE id = $1 FOR UPDATE", job_id
+            )
+            if row is None:
+                return Change.NOT_FOUND
+            if (
+                row["state"] == State.DELIVERING.value
+                and row["lease_until"] is not None
+                and row["lease_until"] >= now
+            ):
+                return Change.CONFLICT
+            await conn.execute(f"DELETE FROM {TABLE} WHERE id = $1", job_id)
+        return Change.DONE
+
+    async def prune(self, before: float) -> int:
+        async with self._transaction(single=True) as conn:
+            done = await conn.execute(
+                f"DELETE FROM {TABLE} WHERE finished_at < $1 AND state IN ('delivered', 'dead')", before
+            )
+        return int(done.rsplit(" ", 1)[1])
+
+    async def wait_for_jobs(self, timeout: float) -> None:
+        """Until a notification (any proxy accepted or re-queued a job) or ``timeout`` (the poll)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._arrived.wait()
+        self._arrived.clear()

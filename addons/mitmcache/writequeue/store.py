@@ -1,0 +1,96 @@
+"""The queue store's interface, shared by SQLite (one proxy) and PostgreSQL (many proxies).
+
+Jobs move queued -> delivering (leased by one process until ``lease_until``, renewed while it
+runs) -> delivered or dead, or back to queued for a retry. A lease whose owner died simply
+expires: lease() takes such jobs over. Acceptance is the one hot write: stores commit the
+acceptances that arrive together in one transaction (group commit), so a durable commit per
+request does not cap throughput.
+"""
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .job import Job, NewJob, State, decode_fields
+
+PENDING = (State.QUEUED.value, State.DELIVERING.value)
+
+
+class StoreUnavailable(Exception):
+    """The queue cannot be reached or written: nothing is accepted (503)."""
+
+
+class QueueFull(Exception):
+    """ASYNC_MAX_QUEUED jobs are waiting: nothing more is accepted (503 with Retry-After)."""
+
+
+class KeyReused(Exception):
+    """An Idempotency-Key already names a different request (422)."""
+
+
+class Change(enum.Enum):
+    DONE = "done"
+    NOT_FOUND = "not_found"
+    CONFLICT = "conflict"  # the job is not in a state that allows it
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    id: str
+    duplicate: bool  # the same Idempotency-Key and request were accepted before: nothing stored
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    queued: int
+    delivering: int
+    delivered: int
+    dead: int
+    oldest_queued_at: float | None
+    delivered_recently: int  # delivered within the window asked for
+
+
+class QueueStore(Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def accept(self, job: NewJob, max_queued: int) -> Accepted: ...
+    async def lease(self, owner: str, limit: int, now: float, until: float, ordered: bool) -> list[Job]: ...
+    async def renew(self, owner: str, ids: list[str], until: float) -> None: ...
+    async def finish(
+        self, owner: str, job_id: str, state: State, status: int | None, error: str | None, now: float
+    ) -> bool: ...
+    async def postpone(
+        self, owner: str, job_id: str, next_attempt_at: float, status: int | None, error: str | None
+    ) -> bool: ...
+    async def release(self, owner: str, ids: list[str]) -> None: ...
+    async def get(self, job_id: str, now: float) -> Job | None: ...
+    async def counts(self, now: float, window: float) -> Counts: ...
+    async def requeue(self, job_id: str, now: float) -> Change: ...
+    async def requeue_dead(self, now: float) -> int: ...
+    async def delete(self, job_id: str, now: float) -> Change: ...
+    async def prune(self, before: float) -> int: ...
+    async def wait_for_jobs(self, timeout: float) -> None: ...
+
+
+def job_from_row(row: Mapping[str, Any], now: float) -> Job:
+    """A stored row as a Job; a delivery whose lease ran out is waiting to be taken over: queued."""
+    state = State(row["state"])
+    if state is State.DELIVERING and row["lease_until"] is not None and row["lease_until"] < now:
+        state = State.QUEUED
+    return Job(
+        id=str(row["id"]),
+        state=state,
+        method=row["method"],
+        url=row["url"],
+        target=row["target"],
+        fields=decode_fields(row["fields"]),
+        body=bytes(row["body"]),
+        idempotency_key=row["idempotency_key"],
+        attempts=row["attempts"],
+        last_status=row["last_status"],
+        last_error=row["last_error"],
+        accepted_at=row["accepted_at"],
+        next_attempt_at=row["next_attempt_at"],
+        delivered_at=row["delivered_at"],
+    )

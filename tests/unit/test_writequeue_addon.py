@@ -1,0 +1,151 @@
+"""The write queue's hooks and commands, driven the way mitmproxy drives them (taddons/tflow), on a
+real SQLite file: what is kept of a request, how the flow says it was queued, the commands' lines."""
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from mitmproxy import exceptions, hooks, http
+from mitmproxy.test import taddons, tflow, tutils
+
+from mitmcache.addon import Cache
+from mitmcache.writequeue.addon import WriteQueue
+from mitmcache.writequeue.job import capture
+
+KEY = "admin-key"
+
+
+def write(
+    path: str = "/events/a", body: bytes = b"payload", method: str = "POST", **headers: str
+) -> http.HTTPFlow:
+    fields = http.Headers(host="example", content_length=str(len(body)), **headers)
+    request = tutils.treq(method=method.encode(), path=path.encode(), headers=fields, content=body)
+    return tflow.tflow(req=request)
+
+
+# -- what is kept ---------------------------------------------------------------------------------
+
+
+def test_capture_keeps_end_to_end_fields_and_drops_this_hops_and_the_admin_keys():
+    flow = write(
+        "/events/a?x=1",
+        connection="keep-alive, x-hop",
+        x_hop="1",
+        x_trace="t",
+        clear_cache_key=KEY,
+        authorization=f"Bearer {KEY}",
+        transfer_encoding="chunked",
+    )
+    job = capture(flow.request, KEY)
+    names = [name.lower() for name, _ in job.fields]
+    assert names == ["host", "x-trace"]
+    assert (job.method, job.target, job.body) == ("POST", "/events/a?x=1", b"payload")
+
+
+def test_capture_keeps_an_authorization_that_is_not_the_admin_key():
+    job = capture(write(authorization="Bearer user-token", clear_cache_key=KEY).request, KEY)
+    assert ("authorization", "Bearer user-token") in [(k.lower(), v) for k, v in job.fields]
+
+
+def test_the_clients_idempotency_key_is_kept_apart_and_used_for_delivery():
+    job = capture(write(idempotency_key="order-1").request, KEY)
+    assert job.idempotency_key == "order-1"
+    assert "idempotency-key" not in [k.lower() for k, _ in job.fields]
+
+
+def test_the_same_request_has_the_same_fingerprint_and_another_body_another():
+    one, same, other = (capture(write(body=b).request, KEY) for b in (b"a", b"a", b"b"))
+    assert one.fingerprint == same.fingerprint != other.fingerprint
+    assert one.id != same.id
+
+
+# -- the hooks ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def queue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    cache = Cache()
+    writequeue = WriteQueue(cache)
+    with taddons.context(cache, writequeue) as tctx:
+        tctx.configure(cache, cache_admin_key=KEY)
+        tctx.configure(writequeue, async_routes="POST /events/*", async_request_timeout="1")
+        await writequeue.running()
+        yield writequeue
+        await writequeue.done()
+
+
+async def routed(queue: WriteQueue, flow: http.HTTPFlow) -> http.HTTPFlow:
+    queue.requestheaders(flow)
+    await queue.request(flow)
+    return flow
+
+
+async def test_an_accepted_write_says_queued_with_its_id_on_the_flow(queue):
+    flow = await routed(queue, write())
+    assert flow.response is not None and flow.response.status_code == 202
+    job_id = json.loads(flow.response.content)["id"]
+    assert flow.comment == f"QUEUED id={job_id}"
+    assert flow.response.headers["x-cache"] == "QUEUED"
+    assert flow.metadata["cache_control"] == "queue"  # the cache's response hook leaves it alone
+
+
+async def test_an_unrouted_write_is_left_to_the_cache(queue):
+    flow = await routed(queue, write("/other"))
+    assert flow.response is None and not flow.comment
+
+
+async def test_the_stats_command_is_one_line_of_key_value_pairs(queue):
+    await routed(queue, write())
+    await queue._refresh_counts()
+    line = queue.admin.cmd_stats()
+    assert "\n" not in line
+    pairs = dict(item.split("=", 1) for item in line.split())
+    assert set(pairs) == {"queued", "delivering", "delivered", "dead", "oldest_queued_age", "delivery_rate"}
+    assert int(pairs["queued"]) + int(pairs["delivering"]) + int(pairs["dead"]) == 1
+
+
+async def test_the_retry_commands_answer_in_one_line(queue):
+    assert queue.admin.cmd_retry("some-id") == "id=some-id retry=scheduled"
+    assert queue.admin.cmd_retry_dead() == "retry_dead=scheduled"
+    await asyncio.sleep(0.1)
+
+
+async def test_routes_that_queue_reads_are_refused_naming_the_setting(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cache = Cache()
+    writequeue = WriteQueue(cache)
+    with (
+        taddons.context(cache, writequeue) as tctx,
+        pytest.raises(exceptions.OptionsError, match=r"async_routes \(from --set\): 'GET /events/\*': GET"),
+    ):
+        tctx.configure(writequeue, async_routes="GET /events/*")
+
+
+async def test_the_commands_say_the_queue_is_off_without_routes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cache = Cache()
+    writequeue = WriteQueue(cache)
+    with taddons.context(cache, writequeue):
+        await writequeue.running()
+        assert writequeue.admin.cmd_stats() == "queue=off"
+
+
+async def test_a_script_reload_may_call_running_and_done_synchronously(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cache = Cache()
+    writequeue = WriteQueue(cache)
+    with taddons.context(cache, writequeue) as tctx:
+        tctx.configure(writequeue, async_routes="POST /events/*")
+        tctx.master.addons.invoke_addon_sync(writequeue, hooks.RunningHook())  # as script.py does on reload
+        await eventually(lambda: writequeue.store is not None)
+        tctx.master.addons.invoke_addon_sync(writequeue, hooks.DoneHook())  # as AddonManager.remove does
+        await eventually(lambda: writequeue.store is None)
+
+
+async def eventually(check, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
