@@ -45,6 +45,16 @@ class Answer(Protocol):
     ) -> None: ...
 
 
+def _allowed_methods(parts: list[str]) -> tuple[str, ...] | None:
+    """The methods an endpoint under ``/queue/`` takes (``parts``: its path segments); None when
+    there is no such endpoint."""
+    if (len(parts) == 2 and parts[1] == "retry") or parts == [RETRY_DEAD]:
+        return ("POST",)
+    if len(parts) <= 1:
+        return ("GET", "HEAD", "DELETE") if parts else ("GET", "HEAD")
+    return None
+
+
 class QueueAdmin:
     def __init__(
         self,
@@ -85,13 +95,8 @@ class QueueAdmin:
         name = f"{NAME}/{rest}".rstrip("/")
         store = self._store()
         parts = rest.split("/") if rest else []
-        if len(parts) == 2 and parts[1] == "retry":
-            allowed: tuple[str, ...] = ("POST",)
-        elif parts == [RETRY_DEAD]:
-            allowed = ("POST",)
-        elif len(parts) <= 1:
-            allowed = ("GET", "HEAD", "DELETE") if parts else ("GET", "HEAD")
-        else:
+        allowed = _allowed_methods(parts)
+        if allowed is None:
             answer(flow, 404, {"error": "no such endpoint", "endpoint": name}, name)
             return
         if method not in allowed:
