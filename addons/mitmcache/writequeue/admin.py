@@ -85,13 +85,8 @@ class QueueAdmin:
         name = f"{NAME}/{rest}".rstrip("/")
         store = self._store()
         parts = rest.split("/") if rest else []
-        if len(parts) == 2 and parts[1] == "retry":
-            allowed: tuple[str, ...] = ("POST",)
-        elif parts == [RETRY_DEAD]:
-            allowed = ("POST",)
-        elif len(parts) <= 1:
-            allowed = ("GET", "HEAD", "DELETE") if parts else ("GET", "HEAD")
-        else:
+        allowed = _allowed_methods(parts)
+        if allowed is None:
             answer(flow, 404, {"error": "no such endpoint", "endpoint": name}, name)
             return
         if method not in allowed:
@@ -222,3 +217,15 @@ class QueueAdmin:
 def _by(flow: http.HTTPFlow) -> str:
     peer = flow.client_conn.peername
     return f" (by {peer[0]})" if peer else ""
+
+
+def _allowed_methods(parts: list[str]) -> tuple[str, ...] | None:
+    """The methods an endpoint under ``/queue/`` answers (its path split at ``/``); None: no such
+    endpoint."""
+    if len(parts) == 2 and parts[1] == "retry":
+        return ("POST",)
+    if parts == [RETRY_DEAD]:
+        return ("POST",)
+    if len(parts) <= 1:
+        return ("GET", "HEAD", "DELETE") if parts else ("GET", "HEAD")
+    return None

@@ -132,22 +132,7 @@ class Deliverer:
         outcome = verdict(status, job.attempts, settings.max_retries)
         try:
             if outcome is Verdict.RETRY:
-                retry_after = None
-                if answer is not None:
-                    raw = next((v for k, v in answer.fields if k.lower() == b"retry-after"), b"")
-                    retry_after = parse_retry_after(raw.decode("latin-1"), now)
-                delay = backoff(job.attempts, retry_after)
-                if await self._store.postpone(self.owner, job.id, now + delay, status, error):
-                    self._metrics.counts["retried"] += 1
-                    log.debug(
-                        "write queue: %s %s (job %s) attempt %d: %s; retry in %.1fs",
-                        job.method,
-                        job.target,
-                        job.id,
-                        job.attempts,
-                        error or status,
-                        delay,
-                    )
+                await self._postpone(job, answer, error, now)
                 return
             state = State.DELIVERED if outcome is Verdict.DELIVERED else State.DEAD
             recorded = await self._store.finish(self.owner, job.id, state, status, error, now)
@@ -170,6 +155,26 @@ class Deliverer:
                 job.id,
                 job.attempts,
                 error or f"upstream answered {status}",
+            )
+
+    async def _postpone(self, job: Job, answer: Answer | None, error: str | None, now: float) -> None:
+        """Schedules the job's next attempt after its back-off (or the upstream's ``Retry-After``)."""
+        status = None if answer is None else answer.status
+        retry_after = None
+        if answer is not None:
+            raw = next((v for k, v in answer.fields if k.lower() == b"retry-after"), b"")
+            retry_after = parse_retry_after(raw.decode("latin-1"), now)
+        delay = backoff(job.attempts, retry_after)
+        if await self._store.postpone(self.owner, job.id, now + delay, status, error):
+            self._metrics.counts["retried"] += 1
+            log.debug(
+                "write queue: %s %s (job %s) attempt %d: %s; retry in %.1fs",
+                job.method,
+                job.target,
+                job.id,
+                job.attempts,
+                error or status,
+                delay,
             )
 
     async def _renew_leases(self) -> None:
