@@ -46,7 +46,6 @@ from .request_key import authority, cache_key, origin_form
 from .retention import FlowRetention
 from .shared_tier import SharedTier
 from .store.selection import Backend, disk_path
-from .upstream import tls_verification
 
 # mitmproxy's options (tlsconfig's) that decide how the cache's own upstream client verifies TLS.
 TLS_OPTIONS = {"ssl_insecure", "ssl_verify_upstream_trusted_ca", "ssl_verify_upstream_trusted_confdir"}
@@ -91,7 +90,7 @@ class Cache:
     @startup.one_line_at_startup
     def configure(self, updated: set[str]) -> None:
         if updated & TLS_OPTIONS and "ssl_insecure" in ctx.options:
-            self._tls_verify = self._upstream_tls_verification()
+            self._tls_verify = startup.upstream_tls_verification()
         if not updated & config.BY_OPTION.keys():
             return
         values = {s.option: getattr(ctx.options, s.option) for s in config.SETTINGS}
@@ -110,7 +109,7 @@ class Cache:
         self.settings = settings
         self.engine.configure(settings)
         log.setLevel(settings.log_level.upper())
-        self._warn_about_options(settings)
+        startup.warn_about_options(settings)
 
     # -- the store and its secrets ---------------------------------------------------------------
 
@@ -152,42 +151,6 @@ class Cache:
             return DiskTier(settings.store, path, settings)
         except (OSError, sqlite3.Error, InUse) as e:
             raise exceptions.OptionsError(f"cache_store: cannot use the disk store {path}: {e}") from None
-
-    @staticmethod
-    def _warn_about_options(settings: config.Settings) -> None:
-        options = ctx.options
-        if (
-            settings.log_level == "debug"
-            and "termlog_verbosity" in options
-            and options.termlog_verbosity != "debug"
-        ):
-            log.warning(
-                "cache_log_level is debug, but the terminal log shows debug lines only with "
-                "--set termlog_verbosity=debug (mitmweb's event log: its own level filter)"
-            )
-        if "connection_strategy" in options and options.connection_strategy != "lazy":
-            log.warning(
-                "connection_strategy is %r: every client connection opens an upstream connection, even for "
-                "cache hits, and hits fail while the upstream is down. Run with --set connection_strategy=lazy.",
-                options.connection_strategy,
-            )
-
-    @staticmethod
-    def _upstream_tls_verification() -> bool | ssl.SSLContext:
-        """mitmproxy reports an unreadable CA only when a connection fails; the cache's own client
-        needs it now, so it stops startup instead, naming the option."""
-        options = ctx.options
-        try:
-            return tls_verification(
-                options.ssl_insecure,
-                options.ssl_verify_upstream_trusted_ca,
-                options.ssl_verify_upstream_trusted_confdir,
-            )
-        except (OSError, ssl.SSLError) as e:
-            raise exceptions.OptionsError(
-                "ssl_verify_upstream_trusted_ca/ssl_verify_upstream_trusted_confdir: "
-                f"cannot load the upstream's trusted CA: {e}"
-            ) from None
 
     def running(self) -> None:
         self._running = True
@@ -239,19 +202,10 @@ class Cache:
         if flow.is_replay == "request":
             self.engine.upstream_fetch()
             return
-        request = flow.request
-        settings = self.settings
-        path, prefix = request.path, settings.admin_prefix
-        if path.startswith(prefix) and path[len(prefix) : len(prefix) + 1] in ("", "/", "?"):
-            await answered_here(flow, self.control.handle(flow, settings), "admin")
-            return
+        request, settings = flow.request, self.settings
         # The request's field names in one pass: each ``in request.headers`` costs ~2 us on a hit.
         names = {name.lower() for name, _ in request.headers.fields}
-        if b"clear-cache" in names:  # reverse-proxy-rust's refresh-or-clear request
-            await answered_here(flow, self.control.clear_cache_header(flow, settings), "clear-cache")
-            return
-        if b"clear-cache-tag" in names:  # the same by tag (tag_control.py)
-            await self.control.clear_cache_tag_header(flow, settings)
+        if await self._by_control(flow, names):
             return
         if not names.isdisjoint(ADMIN_CREDENTIAL_FIELDS):
             drop_admin_credentials(request, settings.admin_key)
@@ -277,6 +231,21 @@ class Cache:
             request.method, key, request.headers.fields, may_lead, directives, deadline
         )
         self._answer(flow, key, answer, names)
+
+    async def _by_control(self, flow: http.HTTPFlow, names: set[bytes]) -> bool:
+        """Answers the control plane's requests (the admin API, ``Clear-Cache``, ``Clear-Cache-Tag``)
+        here; False for every other request."""
+        settings = self.settings
+        path, prefix = flow.request.path, settings.admin_prefix
+        if path.startswith(prefix) and path[len(prefix) : len(prefix) + 1] in ("", "/", "?"):
+            await answered_here(flow, self.control.handle(flow, settings), "admin")
+        elif b"clear-cache" in names:  # reverse-proxy-rust's refresh-or-clear request
+            await answered_here(flow, self.control.clear_cache_header(flow, settings), "clear-cache")
+        elif b"clear-cache-tag" in names:  # the same by tag (tag_control.py)
+            await self.control.clear_cache_tag_header(flow, settings)
+        else:
+            return False
+        return True
 
     def _answer(self, flow: http.HTTPFlow, key: str, answer: Answer, names: set[bytes]) -> None:
         name, counters = self.settings.name, self.engine.counters

@@ -193,20 +193,7 @@ class Refresher:
         revalidated = fetched.status == 304 and await self._freshen_selected(entry, fetched)
         if revalidated:
             entry = as_sent(entry)  # re-admitted as the upstream sent it, coded again when stored
-        admitted = admit(
-            key=entry.key,
-            url=entry.url,
-            host=entry.host,
-            method="GET",
-            request_fields=job.request_fields,
-            status=entry.status if revalidated else fetched.status,
-            reason=entry.reason if revalidated else fetched.reason,
-            response_fields=freshened_fields(entry, fetched.fields) if revalidated else fetched.fields,
-            body=entry.body if revalidated else fetched.body,
-            request_time=fetched.request_time,
-            response_time=fetched.response_time,
-            rules=core.settings().rules,
-        )
+        admitted = self._admit(job, entry, fetched, revalidated)
         unstored = None if fetched.status == 304 else fetched  # a 304 is no client's answer
         if job.for_client and not revalidated and kept_against_forced_answer(entry, time.time()):
             core.counters.add(Count.REFRESH_UNSHAREABLE)
@@ -224,6 +211,24 @@ class Refresher:
         await core.write(admitted, meta, encoded=True)
         core.counters.add(Count.REFRESH_REVALIDATED if revalidated else Count.REFRESH_REPLACED)
         return Outcome(Kind.STORED, revalidated=revalidated), None
+
+    def _admit(self, job: _Fetch, entry: Entry, fetched: Fetched, revalidated: bool) -> Entry | Refusal:
+        """The refresh's answer judged for storing: a revalidated entry as freshened by the 304,
+        otherwise the upstream's new answer."""
+        return admit(
+            key=entry.key,
+            url=entry.url,
+            host=entry.host,
+            method="GET",
+            request_fields=job.request_fields,
+            status=entry.status if revalidated else fetched.status,
+            reason=entry.reason if revalidated else fetched.reason,
+            response_fields=freshened_fields(entry, fetched.fields) if revalidated else fetched.fields,
+            body=entry.body if revalidated else fetched.body,
+            request_time=fetched.request_time,
+            response_time=fetched.response_time,
+            rules=self._core.settings().rules,
+        )
 
     async def _freshen_selected(self, entry: Entry, not_modified: Fetched) -> bool:
         """A 304 freshens the stored variants it selects (RFC 9111 §4.3.4) but ``entry`` (the

@@ -1,5 +1,6 @@
 """What the cache says and does at startup that stock mitmproxy would not: stop on a bad setting
-with one line, and warn about options nobody registered.
+with one line, warn about options nobody registered or that work against the cache, and check the
+upstream's trusted CA at once.
 
 mitmproxy's script loader (``mitmproxy/addons/script.py``, ``Script.loadscript``) logs an exception
 from a script's ``load`` or ``configure`` with its traceback and carries on: the proxy opens its
@@ -12,11 +13,15 @@ import difflib
 import functools
 import logging
 import os
+import ssl
 import sys
 from collections.abc import Callable, Iterable
 from typing import NoReturn
 
 from mitmproxy import ctx, exceptions
+
+from .config import Settings
+from .upstream import tls_verification
 
 log = logging.getLogger("mitmcache")
 
@@ -75,3 +80,41 @@ def warn_about_unknown_options() -> None:
     """At ``running``, every addon has registered its options: what is still deferred is unknown."""
     for warning in unknown_options(ctx.options.deferred, ctx.options.keys()):
         log.warning(warning)
+
+
+def warn_about_options(settings: Settings) -> None:
+    """Warns about mitmproxy options that quietly undo a setting: debug lines the terminal would
+    not show, and an eager upstream connection that makes hits depend on the upstream."""
+    options = ctx.options
+    if (
+        settings.log_level == "debug"
+        and "termlog_verbosity" in options
+        and options.termlog_verbosity != "debug"
+    ):
+        log.warning(
+            "cache_log_level is debug, but the terminal log shows debug lines only with "
+            "--set termlog_verbosity=debug (mitmweb's event log: its own level filter)"
+        )
+    if "connection_strategy" in options and options.connection_strategy != "lazy":
+        log.warning(
+            "connection_strategy is %r: every client connection opens an upstream connection, even for "
+            "cache hits, and hits fail while the upstream is down. Run with --set connection_strategy=lazy.",
+            options.connection_strategy,
+        )
+
+
+def upstream_tls_verification() -> bool | ssl.SSLContext:
+    """mitmproxy reports an unreadable CA only when a connection fails; the cache's own client
+    needs it now, so it stops startup instead, naming the option."""
+    options = ctx.options
+    try:
+        return tls_verification(
+            options.ssl_insecure,
+            options.ssl_verify_upstream_trusted_ca,
+            options.ssl_verify_upstream_trusted_confdir,
+        )
+    except (OSError, ssl.SSLError) as e:
+        raise exceptions.OptionsError(
+            "ssl_verify_upstream_trusted_ca/ssl_verify_upstream_trusted_confdir: "
+            f"cannot load the upstream's trusted CA: {e}"
+        ) from None

@@ -1,6 +1,6 @@
 """Interim (1xx) responses from the upstream (RFC 9110 §15.2; RFC 9111 §3), end to end.
 
-mitmproxy 12 would take a 1xx for the final response (see ``mitmcache/compat.py``); the addon
+mitmproxy 12 would take a 1xx for the final response (see ``mitmcache/compat/upstream.py``); the addon
 makes it skip interim heads. The test origin here is a raw socket server, since the programmable
 origin cannot send an interim response before the final one.
 """

@@ -61,7 +61,8 @@ def test_a_reloaded_module_shares_the_installed_patchs_limits(monkeypatch):
     assert compat.install_request_head_limits() is True
     assert compat.install_listen_backlog() is True
     limits, backlog = compat.HEAD_LIMITS, compat.BACKLOG
-    monkeypatch.delitem(sys.modules, "mitmcache.compat", raising=False)
+    for name in [m for m in sys.modules if m == "mitmcache.compat" or m.startswith("mitmcache.compat.")]:
+        monkeypatch.delitem(sys.modules, name)
     fresh = importlib.import_module("mitmcache.compat")
     assert fresh is not compat
     assert fresh.install_request_head_limits() is True

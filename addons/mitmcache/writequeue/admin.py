@@ -45,16 +45,6 @@ class Answer(Protocol):
     ) -> None: ...
 
 
-def _allowed_methods(parts: list[str]) -> tuple[str, ...] | None:
-    """The methods an endpoint under ``/queue/`` takes (``parts``: its path segments); None when
-    there is no such endpoint."""
-    if (len(parts) == 2 and parts[1] == "retry") or parts == [RETRY_DEAD]:
-        return ("POST",)
-    if len(parts) <= 1:
-        return ("GET", "HEAD", "DELETE") if parts else ("GET", "HEAD")
-    return None
-
-
 class QueueAdmin:
     def __init__(
         self,
@@ -227,3 +217,15 @@ class QueueAdmin:
 def _by(flow: http.HTTPFlow) -> str:
     peer = flow.client_conn.peername
     return f" (by {peer[0]})" if peer else ""
+
+
+def _allowed_methods(parts: list[str]) -> tuple[str, ...] | None:
+    """The methods an endpoint under ``/queue/`` answers (its path split at ``/``); None: no such
+    endpoint."""
+    if len(parts) == 2 and parts[1] == "retry":
+        return ("POST",)
+    if parts == [RETRY_DEAD]:
+        return ("POST",)
+    if len(parts) <= 1:
+        return ("GET", "HEAD", "DELETE") if parts else ("GET", "HEAD")
+    return None

@@ -132,7 +132,7 @@ class Deliverer:
         outcome = verdict(status, job.attempts, settings.max_retries)
         try:
             if outcome is Verdict.RETRY:
-                await self._postpone(job, answer, status, error, now)
+                await self._postpone(job, answer, error, now)
                 return
             state = State.DELIVERED if outcome is Verdict.DELIVERED else State.DEAD
             recorded = await self._store.finish(self.owner, job.id, state, status, error, now)
@@ -141,8 +141,11 @@ class Deliverer:
             log.warning("write queue: cannot record the delivery of job %s: %s", job.id, e)
             return
         if state is State.DELIVERED:
+            if recorded:
+                self._metrics.counts["delivered"] += 1
+                self._metrics.observe_latency(now - job.accepted_at)
             assert answer is not None
-            await self._delivered(job, answer, recorded, now)
+            await self._invalidate(job.url, job.fields, answer.fields)
         elif recorded:
             self._metrics.counts["dead"] += 1
             log.warning(
@@ -154,10 +157,9 @@ class Deliverer:
                 error or f"upstream answered {status}",
             )
 
-    async def _postpone(
-        self, job: Job, answer: Answer | None, status: int | None, error: str | None, now: float
-    ) -> None:
-        """Another attempt later: after the back-off, or the upstream's Retry-After within its cap."""
+    async def _postpone(self, job: Job, answer: Answer | None, error: str | None, now: float) -> None:
+        """Schedules the job's next attempt after its back-off (or the upstream's ``Retry-After``)."""
+        status = None if answer is None else answer.status
         retry_after = None
         if answer is not None:
             raw = next((v for k, v in answer.fields if k.lower() == b"retry-after"), b"")
@@ -174,12 +176,6 @@ class Deliverer:
                 error or status,
                 delay,
             )
-
-    async def _delivered(self, job: Job, answer: Answer, recorded: bool, now: float) -> None:
-        if recorded:
-            self._metrics.counts["delivered"] += 1
-            self._metrics.observe_latency(now - job.accepted_at)
-        await self._invalidate(job.url, job.fields, answer.fields)
 
     async def _renew_leases(self) -> None:
         """Every in-flight job's lease, renewed in one statement a few times per lease period: a

@@ -1,0 +1,165 @@
+"""Patches on the way to and from the upstream.
+
+* **Interim (1xx) responses.** mitmproxy's HTTP/1 client (``Http1Client.read_headers``) takes the
+  first response head it reads as *the* response: a ``102``/``103`` became the flow's response and
+  the real one was dropped. ``install_interim_reader`` skips complete 1xx heads other than ``101``;
+  the 1xx itself is not forwarded (see docs/conformance.md).
+* **The cache's own answer** where mitmproxy would send its HTML error page to a client whose flow
+  failed upstream (``install_failure_answers``, ``answer_failure_with``).
+* **Closing a hung upstream** (``abort_upstream``): mitmproxy has no timeout for a response head and
+  ``flow.kill()`` does not reach a flow in transit (mitmproxy issue #4711); the proxy server's
+  connection handler can close the server connection, and the flow then fails as on any lost one.
+"""
+
+import re
+
+from mitmproxy import ctx, http
+from mitmproxy.connection import ConnectionState
+
+from . import _FLAG, _check, check_version, log, supported
+
+# -- interim (1xx) responses ------------------------------------------------------------------------
+
+# An interim status line: HTTP/1.x 1xx, but not 101 (an upgrade is final for the HTTP exchange).
+_INTERIM_STATUS_LINE = re.compile(rb"HTTP/1\.[01] 1(?!01)\d\d[ \r\n]")
+_END_OF_HEAD = re.compile(rb"\n\r?\n")  # what h11's ReceiveBuffer takes as the end of a head
+
+
+def skip_interim_heads(buffer) -> bool:
+    """Drop complete interim response heads from the start of ``buffer`` (an h11 ReceiveBuffer);
+    False when an interim head is still incomplete (wait for more data)."""
+    while True:
+        data = bytes(buffer)
+        if not _INTERIM_STATUS_LINE.match(data):
+            return True
+        end = _END_OF_HEAD.search(data)
+        if end is None:
+            return False
+        buffer.maybe_extract_at_most(end.end())
+        log.debug("skipped an interim response from the upstream: %r", data[: data.find(b"\n")].strip())
+
+
+def install_interim_reader() -> bool:
+    """Make mitmproxy's HTTP/1 client skip interim responses; True when it does."""
+    if not supported():
+        _check("skipping interim (1xx) responses")
+        return False
+    try:
+        from mitmproxy.proxy import events
+        from mitmproxy.proxy.layers.http import _http1
+    except ImportError:  # pragma: no cover - another mitmproxy layout
+        return False
+    client = getattr(_http1, "Http1Client", None)
+    original = getattr(client, "read_headers", None)
+    if original is None or not hasattr(_http1, "ReceiveBuffer"):
+        log.warning(
+            "mitmproxy's HTTP/1 client is not the one expected: interim (1xx) responses stay unhandled"
+        )
+        return False
+    if getattr(original, _FLAG, False):
+        return True
+
+    def read_headers(self, event):
+        data_for_a_request = isinstance(event, events.DataReceived) and self.request is not None
+        if data_for_a_request and not skip_interim_heads(self.buf):
+            return  # the rest of an interim head is still to come
+        yield from original(self, event)
+
+    setattr(read_headers, _FLAG, True)
+    read_headers.__doc__ = original.__doc__
+    client.read_headers = read_headers
+    return True
+
+
+# -- the cache's own answer when mitmproxy would send its error page -------------------------------------
+
+_FAILURE_ANSWER = "_mitmcache_failure_answer"  # on a flow's request: what to send if the flow fails
+
+
+def answer_failure_with(flow: http.HTTPFlow, response: http.Response) -> None:
+    """Send ``response`` instead of mitmproxy's HTML error page, should mitmproxy send one for this
+    failed flow (it does when the client has no response head yet)."""
+    setattr(flow.request, _FAILURE_ANSWER, response)
+
+
+def install_failure_answers() -> bool:
+    """mitmproxy answers a flow that failed upstream (refused, reset, closed, TLS) with an HTML page
+    it makes itself, in ``Http1Server.send`` on a ``ResponseProtocolError``, after the ``error``
+    hook ran; the hook cannot replace it (``proxy/layers/http/__init__.py``,
+    ``handle_protocol_error``). Wrapped, the answer the hook left on the flow's request (the same
+    object the HTTP/1 server parsed: ``answer_failure_with``) is sent instead. HTTP/2 clients still
+    get mitmproxy's page (``Http2Connection``). True when installed."""
+    check_version()
+    try:
+        from mitmproxy.net.http import http1
+        from mitmproxy.proxy import commands
+        from mitmproxy.proxy.layers.http import ResponseProtocolError, _http1
+    except ImportError:  # pragma: no cover - another mitmproxy layout
+        return False
+    server = getattr(_http1, "Http1Server", None)
+    original = getattr(server, "send", None)
+    if original is None:  # pragma: no cover - another mitmproxy
+        log.warning("mitmproxy's HTTP/1 server is not the one expected: its error pages stay unstamped")
+        return False
+    if getattr(original, _FLAG, False):
+        return True
+
+    def send(self, event):
+        answer = None
+        if isinstance(event, ResponseProtocolError) and self.response is None and self.request is not None:
+            answer = getattr(self.request, _FAILURE_ANSWER, None)
+        if (
+            answer is None
+            or event.code.http_status_code() is None
+            or not self.conn.state & ConnectionState.CAN_WRITE
+        ):
+            yield from original(self, event)
+            return
+        yield commands.SendData(self.conn, http1.assemble_response(answer))
+        yield commands.CloseConnection(self.conn)
+
+    setattr(send, _FLAG, True)
+    send.__doc__ = original.__doc__
+    server.send = send
+    return True
+
+
+# -- closing a hung upstream --------------------------------------------------------------------------
+
+
+def abort_upstream(flow: http.HTTPFlow) -> bool:
+    """Close ``flow``'s server connection; True when it was closed."""
+    proxyserver = ctx.master.addons.get("proxyserver")
+    handler = getattr(proxyserver, "connections", {}).get(flow.client_conn.id)
+    server = flow.server_conn
+    if handler is None or server not in getattr(handler, "transports", {}):
+        return False
+    close = getattr(handler, "close_connection", None)
+    if close is None:  # pragma: no cover - another mitmproxy
+        log.warning("mitmproxy's connection handler has no close_connection: cannot abort %s", flow.id)
+        return False
+    close(server)
+    return True
+
+
+def upstream_reset(flow: http.HTTPFlow) -> bool:
+    """Whether ``flow``'s server connection ended with an error (a TCP reset) rather than a clean
+    close. mitmproxy's connection handler (``proxy/server.py``, ``handle_connection``) ends a
+    close-delimited body the same way for both; the stream reader still holds the error while the
+    end of the body is being processed. False when it cannot tell."""
+    proxyserver = ctx.master.addons.get("proxyserver")
+    handler = getattr(proxyserver, "connections", {}).get(flow.client_conn.id)
+    io = getattr(handler, "transports", {}).get(flow.server_conn)
+    reader = getattr(io, "reader", None)
+    return reader is not None and reader.exception() is not None
+
+
+def last_activity(flow: http.HTTPFlow) -> float | None:
+    """When ``flow``'s client connection last saw data either way (epoch seconds), from the proxy
+    server's connection handler (``proxy/server.py``: ``server_event`` registers every event with
+    the handler's ``TimeoutWatchdog``); None when it cannot tell. mitmproxy's addon API says
+    nothing while a response body is being read, and this is how a stalled upstream shows."""
+    proxyserver = ctx.master.addons.get("proxyserver")
+    handler = getattr(proxyserver, "connections", {}).get(flow.client_conn.id)
+    watchdog = getattr(handler, "timeout_watchdog", None)
+    return getattr(watchdog, "last_activity", None)
