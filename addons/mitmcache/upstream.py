@@ -57,10 +57,24 @@ def tls_verification(
 
 
 class Upstream:
+    """One pooled client, one TLS verification, one pool for every caller: the refresher and the
+    write queue. Each caller bounds its own concurrency; the pool holds the sum of their shares, so
+    that deliveries never wait behind refreshes for a connection, nor refreshes behind deliveries."""
+
     def __init__(self) -> None:
         self._client: httpx.AsyncClient | None = None
+        self._shares: dict[str, int] = {}
+        self._sending = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def reserve(self, user: str, connections: int) -> None:
+        """``user``'s share of the pool (again: replaced); counted by ``start``, so declare it before."""
+        self._shares[user] = connections
 
     def start(self, verify_tls: bool | ssl.SSLContext, max_connections: int) -> None:
+        """Open the pool: ``max_connections`` for the engine, plus the shares reserved."""
+        max_connections += sum(self._shares.values())
         self._client = httpx.AsyncClient(
             verify=verify_tls,
             trust_env=False,  # never route refreshes through a proxy from the environment
@@ -74,6 +88,9 @@ class Upstream:
         self._client.headers.clear()
 
     async def close(self) -> None:
+        """Close once the calls under way have ended: a stopping proxy lets the write queue's
+        deliveries in flight finish (their own timeouts bound them) after the engine has stopped."""
+        await self._idle.wait()
         if self._client is not None:
             client, self._client = self._client, None
             await client.aclose()
@@ -92,19 +109,28 @@ class Upstream:
         body: bytes | AsyncIterable[bytes] | None,
         timeout: float,
         max_bytes: int,
+        *,
+        keep_body: bool = True,
     ) -> Fetched:
         """Send any method to ``url`` with exactly ``fields`` and ``body`` (bytes, or an async
-        iterable streamed upstream in chunks, as the write queue delivers large bodies); raise
-        UpstreamError, or TooLarge when the answer's body passes ``max_bytes``."""
+        iterable streamed upstream in chunks, as the write queue delivers large bodies), within
+        ``timeout`` seconds; redirects are answers, not followed. Raise UpstreamError, or TooLarge
+        when the answer's body passes ``max_bytes``. Without ``keep_body`` the answer's body is read
+        to its end (so that its connection can be reused) and dropped, whatever its size: the write
+        queue needs only the status and fields."""
         if self._client is None:
             raise UpstreamError(502, "upstream client not running")
         request_time = time.time()
+        self._sending += 1
+        self._idle.clear()
         try:
             async with asyncio.timeout(timeout):
                 async with self._client.stream(method, url, headers=list(fields), content=body) as response:
                     chunks: list[bytes] = []
                     size = 0
                     async for chunk in response.aiter_raw():
+                        if not keep_body:
+                            continue
                         size += len(chunk)
                         if size > max_bytes:
                             raise TooLarge
@@ -121,3 +147,7 @@ class Upstream:
             raise UpstreamError(504, f"upstream-timeout after {timeout:g}s") from None
         except httpx.HTTPError as e:
             raise UpstreamError(502, f"upstream-error: {type(e).__name__}: {e}".rstrip(": ")) from None
+        finally:
+            self._sending -= 1
+            if not self._sending:
+                self._idle.set()

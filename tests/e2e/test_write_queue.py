@@ -160,7 +160,7 @@ def test_a_delivery_that_takes_longer_than_the_timeout_is_retried(origin, tmp_pa
     with Proxy(origin, queue_settings(async_request_timeout="1"), cwd=tmp_path) as proxy:
         job_id = json_body(httpx.post(f"{proxy.url}/events/hung", content=b"x"))["id"]
         first = wait_until(lambda: (j := job(proxy, job_id))["last_error"] and j, what="the timeout")
-        assert first["last_error"] == "timeout after 1s"
+        assert first["last_error"] == "upstream-timeout after 1s"
         assert wait_for_state(proxy, job_id, "delivered")["attempts"] == 2
 
 
@@ -412,10 +412,14 @@ def test_writes_accepted_before_a_sigkill_are_all_delivered_after_restart(origin
         assert json_body(httpx.get(f"{again.url}/__cache/queue", headers=AUTH))["jobs"]["queued"] == 0
 
 
-def test_a_stopping_proxy_finishes_deliveries_in_flight_and_releases_the_rest(origin, tmp_path):
+@pytest.mark.parametrize("via", ["mitmdump", "lean"])
+def test_a_stopping_proxy_finishes_deliveries_in_flight_and_releases_the_rest(origin, tmp_path, via):
+    """The engine stops first (its addon comes first) and its upstream client, which deliveries go
+    through, stays open until the delivery in flight has finished."""
     origin.route("/events/stop", status=200, delay=1.0)
     settings = queue_settings(async_workers="1", async_shutdown_timeout="5", async_request_timeout="5")
-    proxy = Proxy(origin, settings, cwd=tmp_path / "cwd", log_path=tmp_path / "first.log").start()
+    first = tmp_path / "first.log"
+    proxy = Proxy(origin, settings, cwd=tmp_path / "cwd", log_path=first, launcher=via).start()
     ids = [json_body(httpx.post(f"{proxy.url}/events/stop?n={n}", content=b"x"))["id"] for n in range(3)]
     wait_until(lambda: origin.count("/events/stop") >= 1, what="the first delivery")
     started = time.monotonic()
@@ -424,7 +428,9 @@ def test_a_stopping_proxy_finishes_deliveries_in_flight_and_releases_the_rest(or
     assert time.monotonic() - started < 5
     proxy.stop()
     assert delivered_ids(origin)[ids[0]] == 1
-    with Proxy(origin, settings, cwd=tmp_path / "cwd", log_path=tmp_path / "second.log") as again:
+    with Proxy(
+        origin, settings, cwd=tmp_path / "cwd", log_path=tmp_path / "second.log", launcher=via
+    ) as again:
         assert job(again, ids[0])["state"] == "delivered"
         for job_id in ids[1:]:
             wait_for_state(again, job_id, "delivered")

@@ -201,3 +201,33 @@ async def test_any_method_can_be_sent_with_a_body_streamed_in_chunks(origin, ups
     fetched = await upstream.send("PUT", origin.url + "/upload", sent, body(), 5, 1_000_000)
     assert (fetched.status, fetched.body) == (201, b"first second")
     assert (b"X-Method", b"PUT") in fetched.fields
+
+
+async def test_without_keep_body_the_answer_is_read_and_dropped_whatever_its_size(origin, upstream):
+    """The write queue needs a delivery's status and fields, not its body: a body past max_bytes is
+    no reason to lose the answer."""
+    fetched = await upstream.send("POST", origin.url + "/big", [], b"x", 5, 0, keep_body=False)
+    assert (fetched.status, fetched.body) == (200, b"")
+
+
+async def test_a_reserved_share_widens_the_pool(origin):
+    """The write queue reserves its workers' connections: they do not wait behind the engine's."""
+    client = Upstream()
+    client.reserve("queue", 1)
+    client.start(verify_tls=True, max_connections=1)
+    calls = [asyncio.create_task(client.get(origin.url + "/slow", [], 1, 1_000)) for _ in range(2)]
+    await asyncio.sleep(0.3)
+    assert len(origin.requests) == 2
+    await asyncio.gather(*calls, return_exceptions=True)
+    await client.close()
+
+
+async def test_close_waits_for_the_calls_under_way(origin, upstream):
+    """A stopping proxy lets the write queue's deliveries in flight finish after the engine stopped."""
+    call = asyncio.create_task(upstream.get(origin.url + "/slow", [], 0.5, 1_000))
+    await asyncio.sleep(0.1)
+    await upstream.close()
+    assert call.done()
+    with pytest.raises(UpstreamError) as error:
+        await call
+    assert error.value.status == 504  # its own timeout ended it, not the client's closing

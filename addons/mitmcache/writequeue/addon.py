@@ -12,7 +12,6 @@ import contextlib
 import json
 import logging
 import os
-import ssl
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -23,10 +22,9 @@ from mitmproxy.net.http import status_codes
 
 from .. import config, startup
 from ..policy.fields import get_first
-from ..upstream import tls_verification
 from .admin import NAME, QueueAdmin
 from .delivery import Deliverer
-from .engine import CacheInvalidation, HttpxDelivery
+from .engine import CacheInvalidation, EngineDelivery
 from .job import capture
 from .metrics import QueueCollector, QueueMetrics
 from .pacing import RecentRate
@@ -57,7 +55,7 @@ class WriteQueue:
         self._started = False
         self._defaults: dict[str, config.Default] = {}  # load() fills it; errors name their source
         self._ready = asyncio.Event()  # running() has opened the store (or found it off, or failed)
-        self._client: HttpxDelivery | None = None
+        self._client = EngineDelivery(cache)
         self._invalidation = CacheInvalidation(cache)
         self.admin = QueueAdmin(lambda: self.store, self.metrics, self._refresh_counts, self._status)
         self.addons = [self.admin]  # its commands
@@ -102,6 +100,8 @@ class WriteQueue:
         elif self._started and self.store is None and settings.enabled and "async_routes" in updated:
             log.warning("write queue: ASYNC_ROUTES set while running: the queue opens at the next start")
         self.settings = settings
+        if not self._started and settings.enabled:
+            EngineDelivery.reserve(self._cache, settings.workers)  # the engine starts after this
         self._recent = RecentRate(settings.enqueue_rate) if settings.enqueue_rate else None
 
     def running(self) -> asyncio.Task[None]:
@@ -121,7 +121,6 @@ class WriteQueue:
             ):
                 return
             self.store = store
-            self._client = HttpxDelivery(self._tls_verify(), settings.workers)
             self._deliverer = Deliverer(
                 store, self._client, lambda: self.settings, self.metrics, self._invalidation.invalidate
             )
@@ -159,20 +158,6 @@ class WriteQueue:
             return None
         return store
 
-    @staticmethod
-    def _tls_verify() -> bool | ssl.SSLContext:
-        """Deliveries verify the upstream as mitmproxy's own connections do (the cache checked the
-        options at startup)."""
-        options = ctx.options
-        try:
-            return tls_verification(
-                options.ssl_insecure,
-                options.ssl_verify_upstream_trusted_ca,
-                options.ssl_verify_upstream_trusted_confdir,
-            )
-        except (OSError, ssl.SSLError):
-            return True
-
     def done(self) -> asyncio.Task[None]:
         """Graceful stop, as a task (see ``running``): mitmproxy awaits it at shutdown."""
         return asyncio.get_running_loop().create_task(self._stop())
@@ -181,9 +166,6 @@ class WriteQueue:
         if self._deliverer is not None and self.settings is not None:
             deliverer, self._deliverer = self._deliverer, None
             await deliverer.stop(self.settings.shutdown_timeout)
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.close()
         if self.store is not None:
             store, self.store = self.store, None
             await store.close()

@@ -1,17 +1,18 @@
-"""What the write queue needs of the cache engine: an upstream client for any method, and the
-invalidation of cached entries (the engine's ``invalidate_url``). This is the one file that knows
-the cache: the engine's own any-method client (``Engine.upstream.send``) can replace this one's."""
+"""What the write queue needs of the cache engine: its upstream client, for any method
+(``Engine.upstream.send``), and the invalidation of cached entries (``Engine.invalidate_url``).
+This is the one file that knows the cache; the rest of the queue sees the small interface below,
+which the queue's unit tests fake."""
 
-import asyncio
-import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
-import httpx
+from ..upstream import UpstreamError
 
 type Fields = Sequence[tuple[bytes, bytes]]
+
+POOL_SHARE = "writequeue"  # the queue's share of the engine's connection pool
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,41 +30,31 @@ class DeliveryClient(Protocol):
         self, method: str, url: str, fields: Sequence[tuple[str, str]], body: bytes, timeout: float
     ) -> Answer: ...
 
-    async def close(self) -> None: ...
 
+class EngineDelivery:
+    """Sends exactly the stored request through the cache engine's own upstream client: one pool,
+    the TLS verification of mitmproxy's own upstream connections (``ssl_insecure``,
+    ``ssl_verify_upstream_trusted_ca``/``_confdir``), no proxy from the environment, redirects not
+    followed (a 3xx is the upstream's answer). The answer's body is read only to free the connection."""
 
-class HttpxDelivery:
-    """Sends exactly the stored request (httpx's own default fields cleared, no proxy from the
-    environment, redirects not followed: a 3xx is the upstream's answer), and reads the answer's
-    body only to free the connection."""
+    def __init__(self, cache: object) -> None:
+        self._cache = cache  # mitmcache.addon.Cache
 
-    def __init__(self, verify: bool | ssl.SSLContext, connections: int) -> None:
-        self._client = httpx.AsyncClient(
-            verify=verify,
-            trust_env=False,
-            follow_redirects=False,
-            timeout=None,  # bounded by each delivery's own deadline
-            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-        )
-        self._client.headers.clear()
+    @classmethod
+    def reserve(cls, cache: object, workers: int) -> None:
+        """One connection per worker in the engine's pool, declared before the engine starts."""
+        cache.engine.upstream.reserve(POOL_SHARE, workers)  # type: ignore[attr-defined]
 
     async def send(
         self, method: str, url: str, fields: Sequence[tuple[str, str]], body: bytes, timeout: float
     ) -> Answer:
+        upstream = self._cache.engine.upstream  # type: ignore[attr-defined]
         headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in fields]
         try:
-            async with asyncio.timeout(timeout):
-                async with self._client.stream(method, url, headers=headers, content=body) as response:
-                    async for _ in response.aiter_raw():
-                        pass
-                    return Answer(response.status_code, list(response.headers.raw))
-        except TimeoutError:
-            raise DeliveryFailed(f"timeout after {timeout:g}s") from None
-        except httpx.HTTPError as e:
-            raise DeliveryFailed(f"{type(e).__name__}: {e}".rstrip(": ")) from None
-
-    async def close(self) -> None:
-        await self._client.aclose()
+            fetched = await upstream.send(method, url, headers, body, timeout, 0, keep_body=False)
+        except UpstreamError as e:
+            raise DeliveryFailed(e.detail) from None
+        return Answer(fetched.status, fetched.fields)
 
 
 class CacheInvalidation:
