@@ -34,9 +34,9 @@ from .lookup import Forward, Lookup
 from .policy.fields import Fields
 from .policy.invalidation import invalidated_targets, invalidates
 from .policy.key import matches, primary_key
-from .policy.revalidation import freshened_fields, head_freshens, kept_against_forced_answer
+from .policy.revalidation import head_freshens, kept_against_forced_answer
 from .policy.storable import Refusal, admit
-from .refresh import Refresher, refresh_request_fields
+from .refresh import Refresher, freshened
 from .store.base import Store, Usage
 from .store.memory import MemoryStore
 from .upstream import Upstream
@@ -236,21 +236,8 @@ class Engine:
 
     async def _freshen_by_head(self, stored: Stored, fields: Fields, request_time: float) -> bool:
         core, entry = self.core, as_sent(stored.entry)
-        admitted = admit(
-            key=entry.key,
-            url=entry.url,
-            host=entry.host,
-            method="GET",
-            request_fields=refresh_request_fields(entry),
-            status=entry.status,
-            reason=entry.reason,
-            response_fields=freshened_fields(entry, fields),
-            body=entry.body,
-            request_time=request_time,
-            response_time=time.time(),
-            rules=core.settings().rules,
-        )
-        if isinstance(admitted, Refusal) or admitted.vary != entry.vary:
+        admitted = freshened(entry, fields, request_time, time.time(), core.settings().rules)
+        if admitted is None:
             return False
         await core.write(admitted, core.meta_after(stored.meta, time.time()))
         core.counters.add(Count.HEAD_FRESHENED)

@@ -72,6 +72,28 @@ class _Fetch:
     for_client: bool
 
 
+def freshened(entry: Entry, fields, request_time: float, response_time: float, rules) -> Entry | None:
+    """``entry`` (as sent) re-admitted with the fields of the 304 or HEAD that freshens it (RFC 9111
+    §4.3.4, §4.3.5); None when the result may not replace it (refused, or varying otherwise)."""
+    admitted = admit(
+        key=entry.key,
+        url=entry.url,
+        host=entry.host,
+        method="GET",
+        request_fields=refresh_request_fields(entry),
+        status=entry.status,
+        reason=entry.reason,
+        response_fields=freshened_fields(entry, fields),
+        body=entry.body,
+        request_time=request_time,
+        response_time=response_time,
+        rules=rules,
+    )
+    if isinstance(admitted, Refusal) or admitted.vary != entry.vary:
+        return None
+    return admitted
+
+
 class Refresher:
     def __init__(self, core: Core) -> None:
         self._core = core
@@ -251,21 +273,14 @@ class Refresher:
     async def _freshen(self, entry: Entry, not_modified: Fetched) -> None:
         """Freshen another stored variant that a 304 selected (RFC 9111 §4.3.4)."""
         core, entry = self._core, as_sent(entry)
-        admitted = admit(
-            key=entry.key,
-            url=entry.url,
-            host=entry.host,
-            method="GET",
-            request_fields=refresh_request_fields(entry),
-            status=entry.status,
-            reason=entry.reason,
-            response_fields=freshened_fields(entry, not_modified.fields),
-            body=entry.body,
-            request_time=not_modified.request_time,
-            response_time=not_modified.response_time,
-            rules=core.settings().rules,
+        admitted = freshened(
+            entry,
+            not_modified.fields,
+            not_modified.request_time,
+            not_modified.response_time,
+            core.settings().rules,
         )
-        if isinstance(admitted, Refusal) or admitted.vary != entry.vary:
+        if admitted is None:
             await core.store.discard(entry.key, entry.vary, entry.version)
             return
         previous = next(
