@@ -14,6 +14,8 @@ from .policy.cache_status import Status, XCache
 
 log = logging.getLogger("mitmcache")
 
+METADATA = "cache"  # flow.metadata: the decision, as data
+
 MARKERS = {
     XCache.HIT: ":green_circle:",
     XCache.STALE: ":yellow_circle:",
@@ -54,7 +56,7 @@ def annotate(
     counts.decision(status.x_cache, status.detail)
     flow.comment = describe(status, age, flow.response.status_code if flow.response else None)
     flow.marked = MARKERS[status.x_cache]
-    flow.metadata["cache"] = {
+    flow.metadata[METADATA] = {
         "status": status.x_cache,
         "key": key,
         "fwd": status.fwd,

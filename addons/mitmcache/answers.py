@@ -62,14 +62,17 @@ def serve(
     cache_name: str,
     counters: Counters,
     names: set[bytes] | None = None,
+    head: bool | None = None,
 ) -> None:
     """Answer from a stored entry: a 304 when the client's own conditions allow, a range when it
     asks for one, else the response. ``names``: the request's field names, lower case, where the
-    caller has them: a plain GET (the common hit) then skips looking for validators and ranges."""
+    caller has them: a plain GET (the common hit) then skips looking for validators and ranges;
+    ``head``: whether it is a HEAD, where the caller knows."""
     request = flow.request
     entry, status, age = answer.entry, answer.status, answer.age
     fields = request.headers.fields  # raw, as the stored ETag is: obs-text compares byte for byte
-    head = request.method == "HEAD"
+    if head is None:
+        head = request.method == "HEAD"
     if entry.coding is not None and not accepts_coding(fields, names, entry.coding):
         flow.response = _identity(entry, fields, head, age, status, cache_name, counters)
     elif names is not None and names.isdisjoint(CONDITIONAL_OR_RANGE):

@@ -413,7 +413,9 @@ def test_writes_accepted_before_a_sigkill_are_all_delivered_after_restart(origin
         wait_until(lambda: set(accepted) <= set(delivered_ids(origin)), timeout=60, what="every accepted id")
         # Writes stored just before the kill whose 202 never reached the client are delivered too,
         # possibly after the last acknowledged one: wait for the queue to drain, not just for those.
-        jobs = wait_until(lambda: (j := queue_jobs(again))["queued"] == j["delivering"] == 0 and j, 60, "drained")
+        jobs = wait_until(
+            lambda: (j := queue_jobs(again))["queued"] == j["delivering"] == 0 and j, 60, "drained"
+        )
         assert jobs["dead"] == 0
         counts = delivered_ids(origin)
         duplicates = {k: v for k, v in counts.items() if v > 1}

@@ -53,7 +53,15 @@ def refusal(code: int, detail: str) -> bytes:
 
 
 def install_request_head_limits() -> bool:
-    """Make mitmproxy's HTTP/1 server enforce ``HEAD_LIMITS``; True when it does."""
+    """Make mitmproxy's HTTP/1 server enforce ``HEAD_LIMITS``; True when it does.
+
+    The wait for each head is timed by a wakeup of the layer's own, armed where the connection
+    becomes ready for a head (``start``, and ``mark_done`` once the previous exchange is over) and
+    caught in ``_handle_event`` before it reaches a state that does not expect it (a connection's
+    first state is the class attribute ``state``, mitmproxy's ``start``). Each patch is a
+    plain function handing on the original's generator (mitmproxy only iterates what they return),
+    except where a request completes: every event of every request passes through ``_handle_event``
+    and ``read_headers``, and a generator wrapped around each was measurable on a cache hit."""
     from mitmproxy.proxy import commands, events
     from mitmproxy.proxy.layers.http import _http1
 
@@ -63,15 +71,23 @@ def install_request_head_limits() -> bool:
         (_http1, "Http1Server"),
         (server, "read_headers"),
         (server, "_handle_event"),
+        (server, "mark_done"),
+        (server, "state"),
         (server, "done"),
     ):
         return False
     assert server is not None
     read_headers, handle_event = server.read_headers, server._handle_event
+    mark_done, start = server.mark_done, server.state
     if installed := getattr(read_headers, _MARKER, None):
         global HEAD_LIMITS  # a hot reload re-imported this module: share the patch's limits
         HEAD_LIMITS = installed
         return True
+    server._mitmcache_wakeup = None  # the wakeup armed for the current head wait, if any
+    server._mitmcache_head_since = 0.0  # monotonic: when the connection became ready for a head
+
+    def waiting_for_head(self) -> bool:
+        return getattr(self.state, "__func__", None) is limited_read_headers
 
     def refuse(self, code: int, detail: str):
         peer = self.conn.peername
@@ -83,43 +99,60 @@ def install_request_head_limits() -> bool:
     def limited_read_headers(self, event):
         limit = HEAD_LIMITS.max_bytes
         if isinstance(event, events.DataReceived) and head_too_large(self.buf, limit):
-            yield from refuse(self, 431, f"the request head is larger than {limit} bytes")
+            return refuse(self, 431, f"the request head is larger than {limit} bytes")
+        return read_headers(self, event)
+
+    def arm(self):
+        """The connection is (perhaps) ready for a head: the wait starts now."""
+        if not waiting_for_head(self):
             return
-        yield from read_headers(self, event)
+        self._mitmcache_head_since = time.monotonic()
+        if self._mitmcache_wakeup is None:  # else the one pending looks at the new wait when it fires
+            self._mitmcache_wakeup = wakeup = commands.RequestWakeup(HEAD_LIMITS.timeout)
+            yield wakeup
+
+    def on_wakeup(self):
+        self._mitmcache_wakeup = None
+        if not waiting_for_head(self):
+            return  # the head came; the next wait arms its own
+        remaining = self._mitmcache_head_since + HEAD_LIMITS.timeout - time.monotonic()
+        if remaining > 0:
+            self._mitmcache_wakeup = wakeup = commands.RequestWakeup(remaining)
+            yield wakeup
+        elif self.buf:
+            yield from refuse(self, 408, f"no complete request head within {HEAD_LIMITS.timeout:g}s")
+        else:  # an idle connection: nothing to answer
+            yield commands.CloseConnection(self.conn)
+            self.state = self.done
 
     def timed_handle_event(self, event):
-        """Time the wait for each request head with a wakeup of this layer's own: it starts when the
-        connection is ready for a head (accepted, or its previous response sent)."""
-        state = self.__dict__
-        if isinstance(event, events.Wakeup) and event.command is state.get("_mitmcache_wakeup"):
-            state["_mitmcache_wakeup"] = None
-            since = state.get("_mitmcache_head_since")
-            if self.state != self.read_headers or since is None:
-                return
-            remaining = since + HEAD_LIMITS.timeout - time.monotonic()
-            if remaining > 0:
-                state["_mitmcache_wakeup"] = wakeup = commands.RequestWakeup(remaining)
-                yield wakeup
-            elif self.buf:
-                yield from refuse(self, 408, f"no complete request head within {HEAD_LIMITS.timeout:g}s")
-            else:  # an idle connection: nothing to answer
-                yield commands.CloseConnection(self.conn)
-                self.state = self.done
-            return
-        yield from handle_event(self, event)
-        if self.state != self.read_headers:
-            state["_mitmcache_head_since"] = None
-        elif state.get("_mitmcache_head_since") is None:
-            state["_mitmcache_head_since"] = time.monotonic()
-            if state.get("_mitmcache_wakeup") is None:
-                state["_mitmcache_wakeup"] = wakeup = commands.RequestWakeup(HEAD_LIMITS.timeout)
-                yield wakeup
+        if isinstance(event, events.Wakeup) and event.command is self._mitmcache_wakeup:
+            return on_wakeup(self)
+        return handle_event(self, event)
 
-    for patched, original in ((limited_read_headers, read_headers), (timed_handle_event, handle_event)):
+    def timed_start(self, event):
+        yield from start(self, event)
+        yield from arm(self)
+
+    def timed_mark_done(self, *, request: bool = False, response: bool = False):
+        if not ((request or self.request_done) and (response or self.response_done)):
+            return mark_done(self, request=request, response=response)  # the exchange goes on
+        return chain_then_arm(self, mark_done(self, request=request, response=response))
+
+    def chain_then_arm(self, done):
+        yield from done
+        yield from arm(self)
+
+    patches = (
+        (limited_read_headers, read_headers, "read_headers"),
+        (timed_handle_event, handle_event, "_handle_event"),
+        (timed_start, start, "state"),
+        (timed_mark_done, mark_done, "mark_done"),
+    )
+    for patched, original, name in patches:
         setattr(patched, _MARKER, HEAD_LIMITS)
         patched.__doc__ = original.__doc__
-    server.read_headers = limited_read_headers
-    server._handle_event = timed_handle_event
+        setattr(server, name, patched)
     return True
 
 
@@ -151,9 +184,10 @@ def install_request_body_discard() -> bool:
         return True
 
     def state_consume_request_body(self, event):
+        # A plain function handing on the original's generator (see limited_read_headers).
         if isinstance(event, RequestData) and self.flow.metadata.get(_DISCARD):
-            return  # dropped: the response (set at the request's head) does not need it
-        yield from original(self, event)
+            return ()  # dropped: the response (set at the request's head) does not need it
+        return original(self, event)
 
     setattr(state_consume_request_body, _FLAG, True)
     state_consume_request_body.__doc__ = original.__doc__

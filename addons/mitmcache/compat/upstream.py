@@ -60,10 +60,12 @@ def install_interim_reader() -> bool:
         return True
 
     def read_headers(self, event):
+        # A plain function handing on the original's generator: mitmproxy only iterates a state's
+        # result, and a generator of its own around every read would cost every response.
         data_for_a_request = isinstance(event, events.DataReceived) and self.request is not None
         if data_for_a_request and not skip_interim_heads(self.buf):
-            return  # the rest of an interim head is still to come
-        yield from original(self, event)
+            return ()  # the rest of an interim head is still to come
+        return original(self, event)
 
     setattr(read_headers, _FLAG, True)
     read_headers.__doc__ = original.__doc__
@@ -105,6 +107,8 @@ def install_failure_answers() -> bool:
         return True
 
     def send(self, event):
+        # A plain function handing on a generator (``_handle_event`` only iterates it): every
+        # response's head, data and end pass here, and a generator wrapped around each costs.
         answer = None
         if isinstance(event, ResponseProtocolError) and self.response is None and self.request is not None:
             answer = getattr(self.request, _FAILURE_ANSWER, None)
@@ -113,10 +117,11 @@ def install_failure_answers() -> bool:
             or event.code.http_status_code() is None
             or not self.conn.state & ConnectionState.CAN_WRITE
         ):
-            yield from original(self, event)
-            return
-        yield commands.SendData(self.conn, http1.assemble_response(answer))
-        yield commands.CloseConnection(self.conn)
+            return original(self, event)
+        return (
+            commands.SendData(self.conn, http1.assemble_response(answer)),
+            commands.CloseConnection(self.conn),
+        )
 
     setattr(send, _FLAG, True)
     send.__doc__ = original.__doc__

@@ -17,7 +17,7 @@ It is never stored and never reaches a client. Pure functions, no I/O.
 """
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .fields import Fields
 
@@ -38,12 +38,13 @@ class TagRules:
 
     fields: tuple[str, ...] = DEFAULT_FIELDS  # lower-case field names
     keep: bool = False  # CACHE_TAG_FIELDS_KEEP: clients see the tag fields too
+    # The fields clients never see: the clear instruction, and the tag fields unless kept. Built
+    # once: every forwarded response is checked against it.
+    withheld: frozenset[bytes] = field(init=False, compare=False)
 
-    @property
-    def withheld(self) -> frozenset[bytes]:
-        """The fields clients never see: the clear instruction, and the tag fields unless kept."""
+    def __post_init__(self) -> None:
         names = {CLEAR_FIELD} if self.keep else {CLEAR_FIELD, *self.fields}
-        return frozenset(name.encode() for name in names)
+        object.__setattr__(self, "withheld", frozenset(name.encode() for name in names))
 
 
 DEFAULT_TAG_RULES = TagRules()
