@@ -35,7 +35,7 @@ from .policy.fields import Fields
 from .policy.invalidation import invalidated_targets, invalidates
 from .policy.key import matches, primary_key
 from .policy.revalidation import head_freshens, kept_against_forced_answer
-from .policy.storable import Refusal, admit
+from .policy.storable import Head, Refusal, admit
 from .refresh import Refresher, freshened
 from .store.base import Store, Usage
 from .store.memory import MemoryStore
@@ -147,6 +147,7 @@ class Engine:
         generation: Generation,
         leader: bool,
         forced: bool = False,
+        head: Head | None = None,
     ) -> Admission:
         """Store a forwarded GET's complete response if it may be, and release its waiters.
         ``forced``: the request's own directives sent it upstream past a stored response, which
@@ -167,6 +168,7 @@ class Engine:
                 request_time=request_time,
                 response_time=time.time(),
                 rules=core.settings().rules,
+                head=head,
             )
             admission = await self._admit(key, status, admitted, generation, forced)
             outcome = admission.outcome

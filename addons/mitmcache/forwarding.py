@@ -32,7 +32,7 @@ from .policy.cache_status import Status, XCache
 from .policy.fields import Fields, get_first
 from .policy.freshness import current_age
 from .policy.reuse import ERROR_STATUSES, may_serve_stale_on_error, stale_on_error_limit
-from .policy.storable import refused_by_head
+from .policy.storable import Head, Refusal, judge_head
 from .request_key import authority
 from .tee import BodyTee
 
@@ -59,6 +59,7 @@ class Forwarded:
     upstream_fields: Fields | None = None  # the response's fields before we stamped them early
     head_at: float = 0.0  # when the response head arrived (0: not yet, or a body is not awaited)
     cut_short: bool = False  # a close-delimited body whose connection ended with an error
+    head: Head | None = None  # what its head said about storing it (storable.judge_head)
 
 
 def over(content_length: str | None, limit: int) -> bool:
@@ -168,15 +169,17 @@ class Forwarding:
             responses.add_status(response, self.miss_status(sent), settings.name)
             return
         if sent.leader:
-            refused = refused_by_head(
+            judged = judge_head(
                 response.status_code,
                 sent.flow.request.headers.fields,
                 response.headers.fields,
                 settings.rules,
                 sent.head_at,
             )
-            if refused is not None:
-                self._unstorable(sent, refused.reason)
+            if isinstance(judged, Refusal):
+                self._unstorable(sent, judged.reason)
+            else:
+                sent.head = judged
         if length is None:
             # The head goes out now, so it is stamped now; what is stored are the upstream's fields.
             if not sent.released:
@@ -233,6 +236,7 @@ class Forwarding:
             generation=sent.generation,
             leader=sent.leader,
             forced=sent.fwd == "request",
+            head=sent.head,
         )
         sent.released = sent.leader
         entry = admission.entry

@@ -5,12 +5,13 @@ import pytest
 from mitmcache.entry import Entry
 from mitmcache.policy.dates import format_http_date
 from mitmcache.policy.fields import get_all
-from mitmcache.policy.storable import Refusal, Rules, admit, refused_by_head
+from mitmcache.policy.storable import Head, Refusal, Rules, admit, judge_head
 from mitmcache.policy.validators import generate_etag
 
 NOW = 1_700_000_000.0
 BODY = b"hello, cache"
 DATE = format_http_date(NOW)
+RULES = Rules(default_ttl=60.0, override=False)
 
 
 def fields(pairs) -> list[tuple[bytes, bytes]]:
@@ -531,19 +532,56 @@ def test_stale_on_arrival_is_stored_when_it_may_be_served_stale(directive):
     ],
 )
 def test_a_head_that_cannot_be_stored_is_known_before_its_body(response, reason):
-    refused = refused_by_head(200, [], fields(response), Rules(default_ttl=60.0, override=False), NOW)
+    refused = judge_head(200, [], fields(response), Rules(default_ttl=60.0, override=False), NOW)
     assert refused == Refusal(reason)
 
 
-@pytest.mark.parametrize(
-    ("status", "response"),
-    [
-        pytest.param(200, (("Cache-Control", "max-age=60"), ("Content-Length", "100")), id="storable"),
-        pytest.param(503, (("Cache-Control", "no-store"),), id="a 5xx is for the complete response"),
-    ],
-)
-def test_a_head_that_may_be_stored_or_needs_its_body_is_not_refused(status, response):
-    assert refused_by_head(status, [], fields(response), Rules(default_ttl=60.0, override=False), NOW) is None
+def test_a_5xx_head_is_left_for_the_complete_response():
+    assert judge_head(503, [], fields((("Cache-Control", "no-store"),)), RULES, NOW) is None
+
+
+def admit_after(
+    head: Head | Refusal | None, request_fields, response_fields, rules: Rules
+) -> Entry | Refusal:
+    assert isinstance(head, Head)
+    return admit(
+        key="http://example.com/r",
+        url="http://example.com/r",
+        host="example.com",
+        method="GET",
+        request_fields=request_fields,
+        status=200,
+        reason=b"OK",
+        response_fields=response_fields,
+        body=BODY,
+        request_time=NOW,
+        response_time=NOW + 1,
+        rules=rules,
+        head=head,
+    )
+
+
+def test_admit_reuses_the_judgement_of_the_head_it_was_made_on():
+    """Judged when its head arrived; the body's arrival stamps the missing Date."""
+    request, response = fields(()), fields((("Cache-Control", "max-age=60"), ("Expires", DATE)))
+    head = judge_head(200, request, response, RULES, NOW)
+    entry = admit_after(head, request, response, RULES)
+    assert isinstance(entry, Entry) and entry.lifetime == 60.0 and entry.date == NOW + 1
+
+
+def test_admit_judges_again_fields_changed_since_their_head_was_judged():
+    request, response = fields(()), fields((("Cache-Control", "max-age=60"),))
+    head = judge_head(200, request, response, RULES, NOW)
+    changed = fields((("Cache-Control", "no-store"),))  # another addon rewrote the response
+    assert admit_after(head, request, changed, RULES) == Refusal("no-store")
+
+
+def test_admit_judges_again_under_rules_changed_since_the_head():
+    request, response = fields(()), fields(())  # no lifetime of its own: the default TTL's
+    head = judge_head(200, request, response, RULES, NOW)
+    assert admit_after(head, request, response, Rules(default_ttl=0.0, override=False)) == Refusal(
+        "stale-on-arrival"
+    )
 
 
 @pytest.mark.parametrize("field", ["Cache-Control", "Age"])

@@ -89,9 +89,14 @@ def refusal(
 
 
 @dataclass(frozen=True, slots=True)
-class _Head:
-    """What a response's head says about storing it, parsed once."""
+class Head:
+    """What a response's head says about storing it, parsed once: judged when the head arrives
+    (``judge_head``) and reused by ``admit`` when the body is complete, if judged on the same
+    fields and rules (the objects themselves: anything changed since is judged again)."""
 
+    request_fields: Fields
+    response_fields: Fields
+    rules: Rules
     response: dict[str, list[str]]
     response_cc: cache_control.Directives
     names: tuple[str, ...]
@@ -110,7 +115,7 @@ def _judge_head(
     response_fields: Fields,
     rules: Rules,
     response_time: float,
-) -> _Head | Refusal:
+) -> Head | Refusal:
     """The part of ``admit`` that needs no body: the refusals and the lifetime."""
     request_cc = cache_control.parse(get_all(request_fields, "cache-control"))
     response = by_name(response_fields)
@@ -160,7 +165,10 @@ def _judge_head(
         return Refusal("stale-on-arrival")
     if "no-cache" in response_cc and not response_cc["no-cache"] and not revalidatable:
         return Refusal("no-cache")
-    return _Head(
+    return Head(
+        request_fields,
+        response_fields,
+        rules,
         response,
         response_cc,
         names,
@@ -173,16 +181,15 @@ def _judge_head(
     )
 
 
-def refused_by_head(
+def judge_head(
     status: int, request_fields: Fields, response_fields: Fields, rules: Rules, now: float
-) -> Refusal | None:
-    """Why a GET response cannot be stored, known from its head alone (before its body arrives),
-    so that clients waiting for it need not wait for a body that will not be stored; None when
-    only the complete response can tell (an incomplete body, a 5xx)."""
+) -> Head | Refusal | None:
+    """What a GET response's head says about storing it, before its body arrives: why it cannot
+    be stored (so that clients waiting for it need not wait for a body that will not be stored),
+    or the judgement ``admit`` reuses; None when only the complete response can tell (a 5xx)."""
     if status >= 500:
         return None
-    judged = _judge_head("GET", status, request_fields, response_fields, rules, now)
-    return judged if isinstance(judged, Refusal) else None
+    return _judge_head("GET", status, request_fields, response_fields, rules, now)
 
 
 def admit(
@@ -199,15 +206,23 @@ def admit(
     request_time: float,
     response_time: float,
     rules: Rules,
+    head: Head | None = None,
 ) -> Entry | Refusal:
-    """Turn a complete upstream response into an Entry, or say why it may not be stored.
+    """Turn a complete upstream response into an Entry, or say why it may not be stored (``head``:
+    what ``judge_head`` said when its head arrived, reused if judged on these very fields).
 
     The response's directives come from the first valid targeted field (RFC 9213), else from
     ``Cache-Control`` and ``Expires``. A body shorter or longer than its ``Content-Length`` is
     incomplete and never stored (§3.3); an invalid ``Date`` is replaced by the time of receipt
     (RFC 9110 §6.6.1).
     """
-    head = _judge_head(method, status, request_fields, response_fields, rules, response_time)
+    if (
+        head is None
+        or head.response_fields is not response_fields
+        or head.request_fields is not request_fields
+        or head.rules is not rules
+    ):
+        head = _judge_head(method, status, request_fields, response_fields, rules, response_time)
     if isinstance(head, Refusal):
         return head
     response, response_cc, names = head.response, head.response_cc, head.names
