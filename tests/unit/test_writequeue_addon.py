@@ -78,7 +78,9 @@ async def queue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 async def routed(queue: WriteQueue, flow: http.HTTPFlow) -> http.HTTPFlow:
     queue.requestheaders(flow)
-    await queue.request(flow)
+    queueing = queue.request(flow)
+    if queueing is not None:
+        await queueing
     return flow
 
 
@@ -94,6 +96,13 @@ async def test_an_accepted_write_says_queued_with_its_id_on_the_flow(queue):
 async def test_an_unrouted_write_is_left_to_the_cache(queue):
     flow = await routed(queue, write("/other"))
     assert flow.response is None and not flow.comment
+
+
+async def test_a_request_not_queued_passes_the_request_hook_without_a_coroutine(queue):
+    """Every request passes this hook, the cache's hits too."""
+    for flow in (write("/other"), write("/events/a", method="GET", body=b"")):
+        queue.requestheaders(flow)
+        assert queue.request(flow) is None
 
 
 async def test_the_stats_command_is_one_line_of_key_value_pairs(queue):

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Coroutine
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -210,9 +211,14 @@ class WriteQueue:
                 {"connection": "close"},
             )
 
-    async def request(self, flow: http.HTTPFlow) -> None:
+    def request(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
+        """A plain function that hands mitmproxy a coroutine only for a write to queue: every
+        request passes here, the cache's hits too, and a coroutine each is measurable on them."""
         if flow.response or flow.error or not flow.metadata.get(ROUTED):
-            return
+            return None
+        return self._queue(flow)
+
+    async def _queue(self, flow: http.HTTPFlow) -> None:
         if not self._ready.is_set():  # mitmproxy listens before its addons' running hooks are done
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._ready.wait(), STARTUP_WAIT)
