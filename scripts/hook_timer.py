@@ -109,6 +109,8 @@ if os.environ.get("HOOK_TIMER_CACHE", "1") != "0":
     store = cache.engine.core.store
     store.put = timed("store.put", store.put)
     store.variants = timed("store.variants", store.variants)
+    store.held = timed("store.held", store.held)
     cache.engine.lookup = timed("engine.lookup", cache.engine.lookup)
+    cache.engine.lookup_held = timed("engine.lookup_held", cache.engine.lookup_held)
 
 addons = [a for a in (cache, HookTimerReport(cache)) if a is not None]

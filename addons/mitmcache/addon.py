@@ -8,11 +8,12 @@ methods pass by, and their responses invalidate what they changed. The control p
 """
 
 import asyncio
+import inspect
 import logging
 import sqlite3
 import ssl
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http
@@ -196,17 +197,19 @@ class Cache:
 
     # -- hooks -----------------------------------------------------------------------------
 
-    async def request(self, flow: http.HTTPFlow) -> None:
+    def request(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
+        """A plain function that hands mitmproxy a coroutine only when the answer must be awaited:
+        a hit on what this process holds is answered here and now (``Engine.lookup_held``)."""
         if flow.response or flow.error:
-            return
+            return None
         if flow.is_replay == "request":
             self.engine.upstream_fetch()
-            return
+            return None
         request, settings = flow.request, self.settings
         # The request's field names in one pass: each ``in request.headers`` costs ~2 us on a hit.
         names = {name.lower() for name, _ in request.headers.fields}
-        if await self._by_control(flow, names):
-            return
+        if (control := self._by_control(flow, names)) is not None:
+            return control
         if not names.isdisjoint(ADMIN_CREDENTIAL_FIELDS):
             drop_admin_credentials(request, settings.admin_key)
         method = request.method  # decoded per access: once per request is ~1 us of a hit
@@ -214,37 +217,47 @@ class Cache:
             # Passed by (varnish MAIN.backend_req): another method, or a GET/HEAD streaming its
             # body upstream (request_body: CACHE_GET_BODY=pass).
             self.engine.upstream_fetch()
-            return
+            return None
         key = cache_key(request)
         if not names.isdisjoint(ORIGIN_PRECONDITIONS):
             # RFC 9111 §4.3.2: "the If-Match and If-Unmodified-Since conditional header fields are
             # not applicable to a cache": they are for the origin to evaluate.
             self.forwarding.send(flow, key, self.engine.forward(key, "bypass", "origin-precondition"))
-            return
+            return None
         directives = (
             request_directives(request.headers.get_all("cache-control"), request.headers.get_all("pragma"))
             if b"cache-control" in names or b"pragma" in names
             else NO_DIRECTIVES
         )
-        may_lead = method == "GET" and b"range" not in names
+        head = method == "HEAD"
         deadline = time.monotonic() + settings.upstream_timeout
-        answer = await self.engine.lookup(method, key, request.headers.fields, may_lead, directives, deadline)
-        self._answer(flow, key, answer, names, method == "HEAD")
+        fields = request.headers.fields
+        held = self.engine.lookup_held(method, key, fields, directives, deadline)
+        if held is None:
+            may_lead = method == "GET" and b"range" not in names
+            held = self.engine.lookup(method, key, fields, may_lead, directives, deadline)
+        if inspect.iscoroutine(held):
+            return self._answer_when(flow, key, held, names, head)
+        self._answer(flow, key, held, names, head)
+        return None
 
-    async def _by_control(self, flow: http.HTTPFlow, names: set[bytes]) -> bool:
-        """Answers the control plane's requests (the admin API, ``Clear-Cache``, ``Clear-Cache-Tag``)
-        here; False for every other request."""
+    async def _answer_when(
+        self, flow: http.HTTPFlow, key: str, answer: Awaitable[Answer], names: set[bytes], head: bool
+    ) -> None:
+        self._answer(flow, key, await answer, names, head)
+
+    def _by_control(self, flow: http.HTTPFlow, names: set[bytes]) -> Coroutine[Any, Any, None] | None:
+        """How the control plane answers its requests (the admin API, ``Clear-Cache``,
+        ``Clear-Cache-Tag``) here, to await; None for every other request."""
         settings = self.settings
         path, prefix = flow.request.path, settings.admin_prefix
         if path.startswith(prefix) and path[len(prefix) : len(prefix) + 1] in ("", "/", "?"):
-            await answered_here(flow, self.control.handle(flow, settings), "admin")
-        elif b"clear-cache" in names:  # reverse-proxy-rust's refresh-or-clear request
-            await answered_here(flow, self.control.clear_cache_header(flow, settings), "clear-cache")
-        elif b"clear-cache-tag" in names:  # the same by tag (tag_control.py)
-            await self.control.clear_cache_tag_header(flow, settings)
-        else:
-            return False
-        return True
+            return answered_here(flow, self.control.handle(flow, settings), "admin")
+        if b"clear-cache" in names:  # reverse-proxy-rust's refresh-or-clear request
+            return answered_here(flow, self.control.clear_cache_header(flow, settings), "clear-cache")
+        if b"clear-cache-tag" in names:  # the same by tag (tag_control.py)
+            return self.control.clear_cache_tag_header(flow, settings)
+        return None
 
     def _answer(self, flow: http.HTTPFlow, key: str, answer: Answer, names: set[bytes], head: bool) -> None:
         name, counters = self.settings.name, self.engine.counters

@@ -6,6 +6,7 @@ fields and body; times. The addon (addon.py) translates flows to and from it; th
 the commands and the write queue call it, never the addon. Its entry points:
 
 * ``lookup``: how to answer a GET or HEAD (``lookup.Answer``: serve, refuse, forward, relay);
+  ``lookup_held`` the same without awaiting, from what this process holds (the common hit);
 * ``store_response``/``release``: what a forwarded fetch brought back, or that it failed;
 * ``head_response``: a HEAD's 200 freshens or invalidates the stored GET responses;
 * ``invalidate``/``invalidate_url``: drop a URL (and the URLs a response's ``Location`` and
@@ -73,6 +74,7 @@ class Engine:
         self.expiry = ExpiryScheduler(self.core, self.refresher)
         self._lookup = Lookup(self.core, self.refresher)
         self.lookup = self._lookup.answer
+        self.lookup_held = self._lookup.answer_held
         self._usage = Usage(0, 0, 0, 0)
         self.core.hit_for_miss.bound(hit_for_miss_bytes(initial.max_bytes))
         self._tasks: set[asyncio.Task[None]] = set()

@@ -8,7 +8,9 @@ concurrent ones wait for its outcome (COALESCED), re-reading the store when it s
 """
 
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from .coalesce import Kind, Outcome
 from .core import Core, select
@@ -91,6 +93,21 @@ class Lookup:
 
     def forward(self, key: str, fwd: str, *, leader: bool = False, detail: str | None = None) -> Forward:
         return Forward(fwd, leader, self._core.bus.generation(key), detail)
+
+    def answer_held(
+        self, method: str, key: str, fields: Fields, directives: RequestDirectives, deadline: float
+    ) -> Answer | Coroutine[Any, Any, Answer] | None:
+        """``answer`` from what the store holds in this process, without awaiting: the answer; the
+        revalidation the held copy needs, to await; or None when the store must be asked
+        (nothing held for this request's variant): then ``answer``."""
+        variants = self._core.store.held(key)
+        stored = select(variants, fields) if variants else None
+        if stored is None:
+            return None
+        answer = self._with_entry(method, key, stored, directives, time.time())
+        if isinstance(answer, str):  # the fwd reason of the revalidation it needs
+            return self._revalidate(key, fields, stored, directives, answer, deadline)
+        return answer
 
     async def answer(
         self,

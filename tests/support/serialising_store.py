@@ -74,6 +74,9 @@ class SerialisingStore:
     async def variants(self, key: str) -> Sequence[Stored]:
         return self._read(key)
 
+    def held(self, key: str) -> Sequence[Stored]:
+        return self._read(key)
+
     async def peek(self, key: str) -> Sequence[Stored]:
         return self._read(key)
 

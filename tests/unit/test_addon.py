@@ -10,6 +10,7 @@ from mitmproxy.test import taddons, tflow, tutils
 
 from mitmcache.addon import Cache
 from mitmcache.request_key import authority
+from tests.support.hooks import run_hook
 
 ENTRY_SCRIPT = Path(__file__).resolve().parents[2] / "addons" / "cache.py"
 
@@ -28,7 +29,7 @@ def upstream_reply(flow: http.HTTPFlow, body: bytes = b"shared", status: int = 2
 
 async def fetch(cache: Cache, flow: http.HTTPFlow, **reply_headers: str) -> http.HTTPFlow:
     """What the proxy does for one flow: request hook, then (if not answered) the upstream's reply."""
-    await cache.request(flow)
+    await run_hook(cache.request(flow))
     if flow.response is None:
         upstream_reply(flow, **reply_headers)
         cache.responseheaders(flow)
@@ -39,8 +40,8 @@ async def fetch(cache: Cache, flow: http.HTTPFlow, **reply_headers: str) -> http
 async def leader_and_waiting_follower(cache: Cache) -> tuple[http.HTTPFlow, http.HTTPFlow, asyncio.Task]:
     """Two requests for one missing key: the first leads, the second is parked in its hook."""
     leader, follower = get(), get()
-    await cache.request(leader)
-    waiting = asyncio.get_running_loop().create_task(cache.request(follower))
+    await run_hook(cache.request(leader))
+    waiting = asyncio.get_running_loop().create_task(run_hook(cache.request(follower)))
     await asyncio.sleep(0.01)
     return leader, follower, waiting
 
@@ -79,10 +80,29 @@ async def test_a_stored_response_answers_the_next_request_in_the_request_hook():
     with taddons.context(cache):
         await fetch(cache, get())
         hit = get()
-        await cache.request(hit)
+        await run_hook(cache.request(hit))
         assert hit.response is not None
         assert hit.response.headers["x-cache"] == "HIT"
         assert hit.response.content == b"shared"
+
+
+async def test_a_hit_on_what_the_process_holds_is_answered_without_a_coroutine():
+    cache = Cache()
+    with taddons.context(cache):
+        await fetch(cache, get())
+        hit = get()
+        assert cache.request(hit) is None
+        assert hit.response is not None and hit.response.headers["x-cache"] == "HIT"
+
+
+async def test_a_miss_hands_mitmproxy_the_lookup_to_await():
+    cache = Cache()
+    with taddons.context(cache):
+        miss = get()
+        pending = cache.request(miss)
+        assert pending is not None and miss.response is None
+        await pending
+        assert miss.response is None  # it goes upstream
 
 
 async def test_a_flow_carries_its_cache_decision_for_mitmweb():
@@ -114,7 +134,7 @@ async def test_flows_that_go_upstream_are_counted_as_upstream_fetches():
     with taddons.context(cache):
         await fetch(cache, get())
         await fetch(cache, get())
-        await cache.request(get(method="POST"))
+        await run_hook(cache.request(get(method="POST")))
         assert cache.engine.counters["upstream_fetch"] == 2
 
 
@@ -132,7 +152,7 @@ async def test_a_flow_that_failed_upstream_says_why_on_the_flow():
     cache = Cache()
     with taddons.context(cache):
         flow = get()
-        await cache.request(flow)
+        await run_hook(cache.request(flow))
         flow.error = tflow.terr("Connection refused")
         cache.error(flow)
         assert flow.metadata["cache"]["detail"] == "upstream-error: Connection refused"
@@ -185,11 +205,11 @@ async def test_a_successful_post_drops_the_stored_url():
     with taddons.context(cache):
         await fetch(cache, get())
         post = get(method="POST")
-        await cache.request(post)
+        await run_hook(cache.request(post))
         upstream_reply(post, status=201)
         await cache.response(post)
         again = get()
-        await cache.request(again)
+        await run_hook(cache.request(again))
         assert again.response is None
 
 
@@ -198,7 +218,7 @@ async def test_head_is_answered_without_a_body():
     with taddons.context(cache):
         await fetch(cache, get())
         head = get(method="HEAD")
-        await cache.request(head)
+        await run_hook(cache.request(head))
         assert head.response.content == b""
         assert head.response.headers["content-length"] == "6"
 
@@ -207,7 +227,7 @@ async def test_admin_health_is_answered_by_the_addon():
     cache = Cache()
     with taddons.context(cache):
         flow = get("/__cache/health")
-        await cache.request(flow)
+        await run_hook(cache.request(flow))
         assert flow.response.status_code == 200
         assert flow.response.json()["service"] == "mitmcache"
 
@@ -218,7 +238,7 @@ async def test_user_replays_are_never_answered_from_cache():
         await fetch(cache, get())
         replay = get()
         replay.is_replay = "request"
-        await cache.request(replay)
+        await run_hook(cache.request(replay))
         assert replay.response is None
 
 
@@ -312,7 +332,7 @@ async def test_a_failed_flow_leaves_the_caches_json_error_for_its_client():
     cache = Cache()
     with taddons.context(cache):
         flow = get()
-        await cache.request(flow)
+        await run_hook(cache.request(flow))
         flow.error = tflow.terr("Connection refused")
         cache.error(flow)
         answer = flow.request._mitmcache_failure_answer  # what compat.answer_failure_with left

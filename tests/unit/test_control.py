@@ -20,6 +20,7 @@ from mitmcache.targets import count_param as _count
 from mitmcache.targets import position as _position
 from mitmcache.upstream import Fetched
 from tests.support.entries import stored_entry
+from tests.support.hooks import run_hook
 
 KEY = "s3cret-key"
 HOST = "http://up:80"
@@ -102,7 +103,7 @@ async def settle(cache: Cache) -> None:
 
 
 async def answer(cache: Cache, flow: http.HTTPFlow) -> tuple[int, dict]:
-    await cache.request(flow)
+    await run_hook(cache.request(flow))
     assert flow.response is not None
     return flow.response.status_code, json.loads(flow.response.content or b"null")
 
@@ -282,7 +283,7 @@ async def test_control_flows_say_what_they_were_in_mitmweb(cache):
 
 async def test_head_gets_the_headers_without_the_body(cache):
     flow = request_flow("/__cache/health", "HEAD")
-    await cache.request(flow)
+    await run_hook(cache.request(flow))
     assert flow.response.raw_content == b""
     assert int(flow.response.headers["content-length"]) > 0
 

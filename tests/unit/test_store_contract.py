@@ -44,6 +44,13 @@ async def test_a_stored_version_is_found_by_its_key_with_its_metadata(store):
     assert list(await store.variants("http://h/other")) == []
 
 
+async def test_what_is_held_in_process_is_what_a_lookup_finds_or_nothing(store):
+    entry = await put(store)
+    held = [(s.entry, s.meta, s.keep_until) for s in store.held(entry.key)]
+    assert held in ([], [(entry, meta(), LATER)])
+    assert list(store.held("http://h/other")) == []
+
+
 async def test_a_write_replaces_the_variant_that_varies_the_same_way_and_keeps_others(store):
     await put(store, vary=(("accept", "a"),))
     await put(store, vary=(("accept", "b"),))

@@ -38,6 +38,9 @@ class Reopening:
     def __init__(self, disk: DiskStore) -> None:
         self.disk = disk
 
+    def held(self, key: str):
+        return self.disk.held(key)  # synchronous, and a read: nothing to reopen for
+
     def __getattr__(self, name: str):
         async def call(*args, **kwargs):
             result = await getattr(self.disk, name)(*args, **kwargs)

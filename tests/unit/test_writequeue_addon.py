@@ -12,6 +12,7 @@ from mitmproxy.test import taddons, tflow, tutils
 from mitmcache.addon import Cache
 from mitmcache.writequeue.addon import WriteQueue
 from mitmcache.writequeue.job import capture
+from tests.support.hooks import run_hook
 
 KEY = "admin-key"
 
@@ -78,9 +79,7 @@ async def queue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 async def routed(queue: WriteQueue, flow: http.HTTPFlow) -> http.HTTPFlow:
     queue.requestheaders(flow)
-    queueing = queue.request(flow)
-    if queueing is not None:
-        await queueing
+    await run_hook(queue.request(flow))
     return flow
 
 

@@ -66,6 +66,11 @@ class Store(Protocol):
         """Like ``variants``, but not a use: housekeeping must not keep entries alive."""
         ...
 
+    def held(self, key: str) -> Sequence[Stored]:
+        """What ``variants`` would return, when this process holds it (a use, likewise); empty when
+        the store must be asked. Synchronous: a hit on what is held costs no coroutine."""
+        ...
+
     async def put(self, entry: Entry, meta: Meta, *, keep_until: float, check_at: float) -> bool:
         """Store a version, replacing the variant of the same URL that varies the same way; False
         when it cannot be stored at all (larger than the store)."""

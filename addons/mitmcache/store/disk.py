@@ -110,6 +110,10 @@ class DiskStore:
 
     # -- reading ---------------------------------------------------------------------------------
 
+    def held(self, key: str) -> Sequence[Stored]:
+        """Nothing is held in memory (the in-process tier in front of it is): always asked."""
+        return ()
+
     async def variants(self, key: str) -> Sequence[Stored]:
         if hash(key) not in self._maybe_stored:
             return ()

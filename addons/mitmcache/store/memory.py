@@ -54,6 +54,9 @@ class MemoryStore:
         self._evict()
 
     async def variants(self, key: str) -> Sequence[Stored]:
+        return self.held(key)
+
+    def held(self, key: str) -> Sequence[Stored]:
         group = self._urls.get(key)
         if group is None:
             return ()

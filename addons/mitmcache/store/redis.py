@@ -109,6 +109,10 @@ class RedisStore:
             return []
         return self._decode(key, raw)
 
+    def held(self, key: str) -> Sequence[Stored]:
+        """Nothing is held in this process (the in-process tier in front of it is): always asked."""
+        return ()
+
     async def variants(self, key: str) -> Sequence[Stored]:
         return await self._read(key)
 

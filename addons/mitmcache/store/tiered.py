@@ -85,6 +85,11 @@ class TieredStore:
 
     # -- reading ---------------------------------------------------------------------------------
 
+    def held(self, key: str) -> Sequence[Stored]:
+        """The in-process tier's copies while they are fresh; else the shared store is asked."""
+        held = self.local.held(key)
+        return held if held and _fresh(held, time.time()) else ()
+
     async def variants(self, key: str) -> Sequence[Stored]:
         held = await self.local.variants(key)
         if held and _fresh(held, time.time()) or not self._available():
