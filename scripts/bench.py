@@ -39,6 +39,7 @@ import json
 import signal
 import sys
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -560,6 +561,16 @@ def connections(quick: bool) -> Section:
 
 # -- main ----------------------------------------------------------------------------------------
 
+
+def crashed(name: str) -> Section:
+    """A section that raised: its traceback on stderr, and a MISS in the report."""
+    error = traceback.format_exc()
+    bl.log(f"section {name} failed:\n{error}")
+    last = error.strip().splitlines()[-1]
+    budget = Budget(f"section {name} ran to the end", f"failed: {last}", "no error", False)
+    return Section(f"{name}: failed", f"The section raised `{last}` (traceback on stderr).", [budget])
+
+
 SECTIONS = (
     "throughput",
     "memory",
@@ -687,7 +698,12 @@ def main(argv: list[str] | None = None) -> int:
         for name, run in plan:
             bl.log(f"section {name}")
             t0 = time.monotonic()
-            produced = run()
+            try:
+                produced = run()
+            except Exception:  # noqa: BLE001 - one broken section must not take the others' figures with it
+                produced = [crashed(name)]
+            finally:
+                bl.stop_all()  # a crashed section's processes too
             for s in produced:
                 s.seconds = s.seconds or (time.monotonic() - t0) / len(produced)
             sections += produced

@@ -38,49 +38,16 @@ STOP_TOLERANCE = 0.5  # one expiry-scheduler tick (0.25 s) plus polling granular
 # -- herd ----------------------------------------------------------------------------------------
 
 
-async def _client(host: str, port: int, path: str, started: float) -> bl.Reply:
-    """One client of a herd: connect, ask, read the answer, leave; its latency counts from the
-    herd's start, connecting included."""
-    conn = await bl.Connection.open(host, port, HERD_TIMEOUT)
-    try:
-        conn.send(path)
-        return await conn.receive(started)
-    finally:
-        await conn.close()
-
-
 async def _herd(server: bl.Server, path: str, n: int) -> dict:
-    """N clients that connect at the same instant and each send their request at once: what the
-    listen backlog has to absorb (connections were opened in waves of 50 before, which hid it)."""
-    host, port = server.url.removeprefix("http://").split(":")
+    """N clients that connect at the same instant and each send their request at once
+    (``benchlib.herd``), with the proxy's CPU time and the herd's wall time."""
     await bl.wait_fds_at_most(server.pid, server.idle_fds + 8)
     cpu0 = bl.cpu_seconds(server.pid)
     t0 = time.perf_counter()
-    replies = await asyncio.gather(
-        *(asyncio.wait_for(_client(host, int(port), path, t0), HERD_TIMEOUT) for _ in range(n)),
-        return_exceptions=True,
-    )
+    replies = await bl.herd([server.port], path, n, HERD_TIMEOUT)
     wall = time.perf_counter() - t0
     cpu = bl.cpu_seconds(server.pid) - cpu0
-    ok = [r for r in replies if isinstance(r, bl.Reply)]
-    errors: Counter[str] = Counter(type(r).__name__ for r in replies if not isinstance(r, bl.Reply))
-    errors.update(f"status {r.status}" for r in ok if r.status != 200)
-    latencies = [r.latency for r in ok]
-    return {
-        "n": n,
-        "answered": len(ok),
-        "errors": dict(errors),
-        "error_count": sum(errors.values()),
-        "bodies": len({r.body_sha256 for r in ok if r.status == 200}),
-        "sha256": next(iter({r.body_sha256 for r in ok}), None),
-        "x_cache": dict(Counter(r.headers.get("x-cache", "-") for r in ok)),
-        "p50": bl.percentile(latencies, 50) if latencies else None,
-        "p99": bl.percentile(latencies, 99) if latencies else None,
-        "max": max(latencies) if latencies else None,
-        "wall": wall,
-        "cpu": cpu,
-        "cpu_per_request": cpu / n,
-    }
+    return {**bl.herd_summary(replies), "wall": wall, "cpu": cpu, "cpu_per_request": cpu / n}
 
 
 def herd(quick: bool) -> Section:

@@ -73,37 +73,6 @@ def hits(throughput: Callable[[list[HitConfig]], Section]) -> Section:
 # -- herd over two processes -------------------------------------------------------------------------
 
 
-async def _herd(servers: list[bl.Server], path: str, n: int) -> dict:
-    per = n // len(servers)
-    conns: list[bl.Connection] = []
-    connect_errors = 0
-    for server in servers:
-        opened, failed = await bl.open_accepted(server.pid, "127.0.0.1", server.port, per)
-        conns += opened
-        connect_errors += failed
-    starts = [c.send(path) for c in conns]
-    replies = await asyncio.gather(
-        *(asyncio.wait_for(c.receive(s), 60) for c, s in zip(conns, starts, strict=True)),
-        return_exceptions=True,
-    )
-    await bl.close_all(conns)
-    ok = [r for r in replies if isinstance(r, bl.Reply)]
-    errors: Counter[str] = Counter(type(r).__name__ for r in replies if not isinstance(r, bl.Reply))
-    errors.update(f"status {r.status}" for r in ok if r.status != 200)
-    if connect_errors:
-        errors["connect"] += connect_errors
-    latencies = [r.latency for r in ok]
-    return {
-        "n": n,
-        "errors": dict(errors),
-        "error_count": sum(errors.values()),
-        "bodies": len({r.body_sha256 for r in ok if r.status == 200}),
-        "x_cache": dict(Counter(r.headers.get("x-cache", "-") for r in ok)),
-        "p50": bl.percentile(latencies, 50) if latencies else None,
-        "p99": bl.percentile(latencies, 99) if latencies else None,
-    }
-
-
 def shared_servers(redis: RedisServer, origin_url: str, *settings: str) -> list[bl.Server]:
     """Two proxies on one Redis, one per core."""
     template = bl.cache_proxy(f"cache_store={redis.url}", *settings)
@@ -122,7 +91,9 @@ def herd(quick: bool) -> Section:
             try:
                 for r in range(repeats):
                     path = f"/herd?cold={r}"
-                    result = asyncio.run(_herd(servers, path, HERD_CLIENTS))
+                    result = bl.herd_summary(
+                        asyncio.run(bl.herd([s.port for s in servers], path, HERD_CLIENTS, 60))
+                    )
                     result["upstream_requests"] = origin.count(path)
                     results.append(result)
                     bl.log(

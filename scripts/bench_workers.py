@@ -16,7 +16,6 @@
 import asyncio
 import json
 import time
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -164,32 +163,6 @@ def workers_hits(quick: bool, rounds: int, seconds: float) -> Section:
     return Section("Workers: 1 and 2 on one port, Redis store", md, [], {"runs": runs})
 
 
-async def _herd(port: int, path: str, n: int) -> dict:
-    async def one() -> bl.Reply | BaseException:
-        try:
-            conn = await bl.Connection.open("127.0.0.1", port, timeout=60)
-        except (OSError, TimeoutError) as e:
-            return e
-        try:
-            return await asyncio.wait_for(conn.get(path), 60)
-        except (OSError, asyncio.IncompleteReadError, TimeoutError) as e:
-            return e
-        finally:
-            await conn.close()
-
-    replies = await asyncio.gather(*(one() for _ in range(n)))
-    ok = [r for r in replies if isinstance(r, bl.Reply)]
-    errors: Counter[str] = Counter(type(r).__name__ for r in replies if not isinstance(r, bl.Reply))
-    errors.update(f"status {r.status}" for r in ok if r.status != 200)
-    latencies = [r.latency for r in ok]
-    return {
-        "errors": dict(errors),
-        "error_count": sum(errors.values()),
-        "p50": bl.percentile(latencies, 50) if latencies else None,
-        "p99": bl.percentile(latencies, 99) if latencies else None,
-    }
-
-
 def workers_herd(quick: bool) -> Section:
     repeats = 1 if quick else 3
     origin = bl.start_origin()
@@ -201,7 +174,7 @@ def workers_herd(quick: bool) -> Section:
             try:
                 for r in range(repeats):
                     path = f"/herd?cold={r}"
-                    result = asyncio.run(_herd(server.port, path, HERD_CLIENTS))
+                    result = bl.herd_summary(asyncio.run(bl.herd([server.port], path, HERD_CLIENTS, 60)))
                     result["upstream_requests"] = origin.count(path)
                     results.append(result)
                     bl.log(

@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -536,6 +537,49 @@ async def open_many(host: str, port: int, n: int, timeout: float = 60) -> tuple[
 
 async def close_all(conns: Iterable[Connection]) -> None:
     await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
+
+
+async def _herd_client(host: str, port: int, path: str, started: float, timeout: float) -> Reply:
+    conn = await Connection.open(host, port, timeout)
+    try:
+        conn.send(path)
+        return await conn.receive(started)
+    finally:
+        await conn.close()
+
+
+async def herd(ports: Sequence[int], path: str, n: int, timeout: float) -> list[Reply | BaseException]:
+    """``n`` clients that connect at the same instant, each sending its request at once (to the
+    ports in turn), and leave with the answer: what a listen backlog and coalescing must absorb
+    (opening connections in waves hides a short backlog). A latency counts from the herd's start,
+    connecting included; a client without an answer within ``timeout`` fails."""
+    started = time.perf_counter()
+    clients = (
+        asyncio.wait_for(_herd_client("127.0.0.1", ports[i % len(ports)], path, started, timeout), timeout)
+        for i in range(n)
+    )
+    return await asyncio.gather(*clients, return_exceptions=True)
+
+
+def herd_summary(replies: Sequence[Reply | BaseException]) -> dict[str, Any]:
+    """Failures by kind (an exception, or a status other than 200), distinct bodies, X-Cache values
+    and latency percentiles of a herd's replies."""
+    ok = [r for r in replies if isinstance(r, Reply)]
+    errors: Counter[str] = Counter(type(r).__name__ for r in replies if not isinstance(r, Reply))
+    errors.update(f"status {r.status}" for r in ok if r.status != 200)
+    latencies = [r.latency for r in ok]
+    return {
+        "n": len(replies),
+        "answered": len(ok),
+        "errors": dict(errors),
+        "error_count": sum(errors.values()),
+        "bodies": len({r.body_sha256 for r in ok if r.status == 200}),
+        "sha256": next(iter({r.body_sha256 for r in ok}), None),
+        "x_cache": dict(Counter(r.headers.get("x-cache", "-") for r in ok)),
+        "p50": percentile(latencies, 50) if latencies else None,
+        "p99": percentile(latencies, 99) if latencies else None,
+        "max": max(latencies) if latencies else None,
+    }
 
 
 # -- wrk -------------------------------------------------------------------------------------------
