@@ -83,23 +83,13 @@ def shared_servers(redis: RedisServer, origin_url: str, *settings: str) -> list[
 def herd(quick: bool) -> Section:
     repeats = 1 if quick else 3
     origin = bl.start_origin()
-    results = []
     try:
         origin.route("/herd", headers=CACHED, size=1024, delay=HERD_DELAY)
         with RedisServer() as redis:
             servers = shared_servers(redis, origin.url)
             try:
-                for r in range(repeats):
-                    path = f"/herd?cold={r}"
-                    result = bl.herd_summary(
-                        asyncio.run(bl.herd([s.port for s in servers], path, HERD_CLIENTS, 60))
-                    )
-                    result["upstream_requests"] = origin.count(path)
-                    results.append(result)
-                    bl.log(
-                        f"shared herd round {r + 1}: upstream {result['upstream_requests']}, errors "
-                        f"{result['error_count']}, p99 {result['p99'] * 1000:.0f} ms"
-                    )
+                ports = [s.port for s in servers]
+                results = bl.cold_herds(origin, ports, HERD_CLIENTS, repeats, "shared herd")
             finally:
                 for server in servers:
                     server.cleanup()

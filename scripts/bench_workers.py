@@ -13,7 +13,6 @@
   asking for one cold key from an upstream that takes 300 ms: upstream requests (1), failures (0).
 """
 
-import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -172,15 +171,7 @@ def workers_herd(quick: bool) -> Section:
         with RedisServer() as redis:
             server = start_workers(2, redis.url, origin.url)
             try:
-                for r in range(repeats):
-                    path = f"/herd?cold={r}"
-                    result = bl.herd_summary(asyncio.run(bl.herd([server.port], path, HERD_CLIENTS, 60)))
-                    result["upstream_requests"] = origin.count(path)
-                    results.append(result)
-                    bl.log(
-                        f"workers herd round {r + 1}: upstream {result['upstream_requests']}, errors "
-                        f"{result['error_count']}, p99 {fmt((result['p99'] or 0) * 1000, 0)} ms"
-                    )
+                results = bl.cold_herds(origin, [server.port], HERD_CLIENTS, repeats, "workers herd")
             finally:
                 server.cleanup()
     finally:

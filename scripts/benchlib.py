@@ -561,6 +561,24 @@ async def herd(ports: Sequence[int], path: str, n: int, timeout: float) -> list[
     return await asyncio.gather(*clients, return_exceptions=True)
 
 
+def cold_herds(
+    origin: Origin, ports: Sequence[int], clients: int, repeats: int, label: str
+) -> list[dict[str, Any]]:
+    """``repeats`` herds (``herd``), each on a key not asked for before (``/herd?cold=R``): their
+    summaries, with how many requests each made upstream (``upstream_requests``)."""
+    results = []
+    for r in range(repeats):
+        path = f"/herd?cold={r}"
+        result = herd_summary(asyncio.run(herd(ports, path, clients, 60)))
+        result["upstream_requests"] = origin.count(path)
+        results.append(result)
+        log(
+            f"{label} round {r + 1}: upstream {result['upstream_requests']}, errors "
+            f"{result['error_count']}, p99 {fmt((result['p99'] or 0) * 1000, 0)} ms"
+        )
+    return results
+
+
 def herd_summary(replies: Sequence[Reply | BaseException]) -> dict[str, Any]:
     """Failures by kind (an exception, or a status other than 200), distinct bodies, X-Cache values
     and latency percentiles of a herd's replies."""

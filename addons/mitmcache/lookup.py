@@ -7,6 +7,7 @@ refresh runs (STALE), one that must be revalidated waits for a single conditiona
 concurrent ones wait for its outcome (COALESCED), re-reading the store when it stored a response.
 """
 
+import inspect
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -104,7 +105,20 @@ class Lookup:
         stored = select(variants, fields) if variants else None
         if stored is None:
             return None
-        answer = self._with_entry(method, key, stored, directives, time.time())
+        return self._from_stored(method, key, fields, stored, directives, deadline, time.time())
+
+    def _from_stored(
+        self,
+        method: str,
+        key: str,
+        fields: Fields,
+        stored: Stored,
+        directives: RequestDirectives,
+        deadline: float,
+        now: float,
+    ) -> Answer | Coroutine[Any, Any, Answer]:
+        """The answer from the stored copy this request selected, or the revalidation it needs."""
+        answer = self._with_entry(method, key, stored, directives, now)
         if isinstance(answer, str):  # the fwd reason of the revalidation it needs
             return self._revalidate(key, fields, stored, directives, answer, deadline)
         return answer
@@ -126,10 +140,8 @@ class Lookup:
             variants = await core.store.variants(key)
             stored = select(variants, fields) if variants else None
             if stored is not None:
-                answer = self._with_entry(method, key, stored, directives, now)
-                if isinstance(answer, str):  # the fwd reason of the revalidation it needs
-                    return await self._revalidate(key, fields, stored, directives, answer, deadline)
-                return answer
+                found = self._from_stored(method, key, fields, stored, directives, deadline, now)
+                return await found if inspect.iscoroutine(found) else found
             fwd = "vary-miss" if variants else "uri-miss"
             hit_for_miss = core.hit_for_miss.active(key, now)
             step = without_entry(
