@@ -12,7 +12,14 @@ import pytest
 from mitmcache.writequeue.job import NewJob, State
 from mitmcache.writequeue.postgres_store import PostgresStore
 from mitmcache.writequeue.sqlite_store import SQLiteStore
-from mitmcache.writequeue.store import Change, KeyReused, QueueFull, QueueStore
+from mitmcache.writequeue.store import (
+    Change,
+    KeyReused,
+    QueueFull,
+    QueueStore,
+    gather_more,
+    needs_exact_count,
+)
 from tests.support import postgres
 
 LEASE = 30.0
@@ -86,6 +93,19 @@ async def test_a_full_queue_refuses_and_keeps_what_it_has(store):
     with pytest.raises(QueueFull):
         await store.accept(job(3), 2)
     assert (await store.counts(time.time(), 10)).queued == 2
+
+
+async def test_a_job_delivered_between_pending_ones_frees_its_place_in_a_full_queue(store):
+    """The pending jobs span three places but are two: the third place is free."""
+    first, second, third = [(await store.accept(job(n), 3)).id for n in range(3)]
+    now = time.time()
+    await store.lease("a", 3, now, now + LEASE, ordered=False)
+    assert await store.finish("a", second, State.DELIVERED, 200, None, now)
+    await store.accept(job(4), 3)
+    with pytest.raises(QueueFull):
+        await store.accept(job(5), 3)
+    counts = await store.counts(now, 10)
+    assert (counts.queued, counts.delivering, counts.delivered) == (1, 2, 1)
 
 
 async def test_acceptances_arriving_together_are_all_committed(store):
@@ -237,3 +257,17 @@ async def test_postgresql_leases_of_two_proxies_never_overlap(pg_url):
     finally:
         await a.close()
         await b.close()
+
+
+def test_a_commit_waits_for_more_while_it_carries_fewer_than_lately_wrote_at_once():
+    assert gather_more(accepts=2, expected=16)
+
+
+def test_a_commit_carrying_every_write_lately_on_its_way_does_not_wait():
+    assert not gather_more(accepts=4, expected=4)
+    assert not gather_more(accepts=1, expected=0)
+
+
+def test_pending_jobs_are_counted_only_when_their_bound_leaves_no_room_for_the_batch():
+    assert not needs_exact_count(bound=90, batch=10, max_queued=100)
+    assert needs_exact_count(bound=91, batch=10, max_queued=100)

@@ -24,6 +24,7 @@ from mitmproxy.net.http import status_codes
 from .. import config, startup
 from ..policy.fields import get_first
 from .admin import NAME, QueueAdmin
+from .arrivals import Arrivals
 from .delivery import Deliverer
 from .engine import CacheInvalidation, EngineDelivery
 from .job import capture
@@ -57,6 +58,7 @@ class WriteQueue:
         self._defaults: dict[str, config.Default] = {}  # load() fills it; errors name their source
         self._ready = asyncio.Event()  # running() has opened the store (or found it off, or failed)
         self._client = EngineDelivery(cache)
+        self._arrivals = Arrivals()  # writes on their way: what a group commit waits for
         self._invalidation = CacheInvalidation(cache)
         self.admin = QueueAdmin(lambda: self.store, self.metrics, self._refresh_counts, self._status)
         self.addons = [self.admin]  # its commands
@@ -137,7 +139,7 @@ class WriteQueue:
         url = settings.queue_url
         store: QueueStore
         if url.kind is Kind.POSTGRESQL:
-            store = PostgresStore(url.url, settings.workers + EXTRA_CONNECTIONS)
+            store = PostgresStore(url.url, settings.workers + EXTRA_CONNECTIONS, self._expected)
         else:
             assert url.path is not None
             if url.path.parent == settings.data_dir.resolve():
@@ -147,7 +149,7 @@ class WriteQueue:
                 except OSError as e:
                     log.error("cache_data_dir (environment variable CACHE_DATA_DIR): cannot create it: %s", e)
                     return None
-            store = SQLiteStore(url.path)
+            store = SQLiteStore(url.path, self._expected)
         try:
             await store.open()
         except StoreUnavailable as e:
@@ -158,6 +160,10 @@ class WriteQueue:
             )
             return None
         return store
+
+    def _expected(self) -> int:
+        """Read by a store's committing thread: a plain int, no lock."""
+        return self._arrivals.expected
 
     def done(self) -> asyncio.Task[None]:
         """Graceful stop, as a task (see ``running``): mitmproxy awaits it at shutdown."""
@@ -200,6 +206,7 @@ class WriteQueue:
             flow.metadata[ROUTED] = False  # quiet enough: forwarded now, the client gets the real answer
             return
         flow.metadata[ROUTED] = True
+        self._arrivals.routed(flow.id, time.monotonic())
         request.stream = False  # read whole: it is kept, not streamed (the cache streams large uploads)
         length = get_first(request.headers.fields, "content-length")
         if length is not None and length.isdigit() and int(length) > settings.max_body_bytes:
@@ -214,9 +221,23 @@ class WriteQueue:
     def request(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
         """A plain function that hands mitmproxy a coroutine only for a write to queue: every
         request passes here, the cache's hits too, and a coroutine each is measurable on them."""
-        if flow.response or flow.error or not flow.metadata.get(ROUTED):
+        if not flow.metadata.get(ROUTED):
             return None
-        return self._queue(flow)
+        if flow.response or flow.error:
+            self._arrivals.done(flow.id, time.monotonic())
+            return None
+        return self._queue_then_done(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        """A routed write whose client left before its request hook is no longer on its way."""
+        if flow.metadata.get(ROUTED):
+            self._arrivals.done(flow.id, time.monotonic())
+
+    async def _queue_then_done(self, flow: http.HTTPFlow) -> None:
+        try:
+            await self._queue(flow)
+        finally:
+            self._arrivals.done(flow.id, time.monotonic())
 
     async def _queue(self, flow: http.HTTPFlow) -> None:
         if not self._ready.is_set():  # mitmproxy listens before its addons' running hooks are done

@@ -4,19 +4,33 @@ Each job is delivered by exactly one proxy: leasing takes due rows with ``FOR UP
 (no two transactions take the same row, none waits for another's), and a lease that outlives its
 owner's process expires and is taken over. An acceptance ``NOTIFY``s the other proxies, which also
 poll, so a lost notification delays a delivery by at most one poll. Acceptances that arrive while
-one commit runs are committed together in the next (group commit).
+one commit runs (and, when they arrive together, for a short gathering delay before it) are committed
+together in the next (group commit).
 """
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import asyncpg
 
 from .job import Job, NewJob, State, encode_fields
-from .store import Accepted, Change, Counts, KeyReused, QueueFull, StoreUnavailable, job_from_row
+from .store import (
+    COMMIT_DELAY_SECONDS,
+    PENDING_BOUND_SQL,
+    PENDING_COUNT_SQL,
+    Accepted,
+    Change,
+    Counts,
+    KeyReused,
+    QueueFull,
+    StoreUnavailable,
+    gather_more,
+    job_from_row,
+    needs_exact_count,
+)
 
 log = logging.getLogger("mitmcache")
 
@@ -53,6 +67,8 @@ CREATE INDEX IF NOT EXISTS {TABLE}_delivered ON {TABLE} (delivered_at) WHERE del
 CREATE INDEX IF NOT EXISTS {TABLE}_state ON {TABLE} (state);
 """
 
+_PENDING_BOUND = PENDING_BOUND_SQL.format(table=TABLE)
+_PENDING_COUNT = PENDING_COUNT_SQL.format(table=TABLE)
 _DUE = "((j.state = 'queued' AND j.next_attempt_at <= $3) OR (j.state = 'delivering' AND j.lease_until < $3))"
 _IN_ORDER = (
     f" AND NOT EXISTS (SELECT 1 FROM {TABLE} AS e WHERE e.url = j.url AND e.seq < j.seq"
@@ -84,7 +100,7 @@ def _row(job: NewJob) -> tuple[Any, ...]:
 
 
 class PostgresStore:
-    def __init__(self, url: str, connections: int) -> None:
+    def __init__(self, url: str, connections: int, expected: Callable[[], int] = lambda: 0) -> None:
         self._url = url
         self._connections = connections
         self._pool: asyncpg.Pool | None = None
@@ -92,6 +108,8 @@ class PostgresStore:
         self._arrived = asyncio.Event()
         self._waiting: list[tuple[NewJob, int, asyncio.Future[Accepted]]] = []
         self._committer: asyncio.Task[None] | None = None
+        self._more = asyncio.Event()  # an acceptance joined the waiting ones
+        self._expected = expected  # the most writes lately on their way at once (arrivals.py)
 
     async def open(self) -> None:
         try:
@@ -152,12 +170,14 @@ class PostgresStore:
     async def accept(self, job: NewJob, max_queued: int) -> Accepted:
         future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
         self._waiting.append((job, max_queued, future))
+        self._more.set()
         if self._committer is None or self._committer.done():
             self._committer = asyncio.get_running_loop().create_task(self._commit_waiting())
         return await future
 
     async def _commit_waiting(self) -> None:
         while self._waiting:
+            await self._gather()
             batch, self._waiting = self._waiting, []
             try:
                 results: list[Accepted | Exception] = await self._commit(batch)
@@ -171,13 +191,25 @@ class PostgresStore:
                 else:
                     future.set_result(result)
 
+    async def _gather(self) -> None:
+        """Hold the commit for the acceptances on their way (``store.gather_more``)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + COMMIT_DELAY_SECONDS
+        while gather_more(len(self._waiting), self._expected()):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self._more.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._more.wait(), remaining)
+
     async def _commit(
         self, batch: list[tuple[NewJob, int, asyncio.Future[Accepted]]]
     ) -> list[Accepted | Exception]:
         async with self._transaction() as conn:
-            pending = await conn.fetchval(
-                f"SELECT count(*) FROM {TABLE} WHERE state IN ('queued', 'delivering')"
-            )
+            pending = await conn.fetchval(_PENDING_BOUND)
+            if needs_exact_count(pending, len(batch), min(max_queued for _, max_queued, _ in batch)):
+                pending = await conn.fetchval(_PENDING_COUNT)
             results: list[Accepted | Exception] = []
             plain: list[tuple[Any, ...]] = []
             inserted = 0

@@ -1,7 +1,8 @@
 """The queue in one SQLite file: one proxy's durable queue, no server to run.
 
 One thread owns the connection and runs every statement, in the order asked: the event loop never
-waits on the disk. Acceptances queued up while a commit runs are written together in the next
+waits on the disk. Acceptances queued up while a commit runs (and, when they arrive together, for a
+short gathering delay before it: ``store.gather_more``) are written together in the next
 transaction (group commit): the WAL journal with ``synchronous=FULL`` makes each commit durable
 (fsync) before any of its writes is answered, and one fsync serves them all.
 """
@@ -11,13 +12,27 @@ import contextlib
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .job import Job, NewJob, State, encode_fields
-from .store import Accepted, Change, Counts, KeyReused, QueueFull, StoreUnavailable, job_from_row
+from .store import (
+    COMMIT_DELAY_SECONDS,
+    PENDING_BOUND_SQL,
+    PENDING_COUNT_SQL,
+    Accepted,
+    Change,
+    Counts,
+    KeyReused,
+    QueueFull,
+    StoreUnavailable,
+    gather_more,
+    job_from_row,
+    needs_exact_count,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -48,6 +63,8 @@ CREATE INDEX IF NOT EXISTS jobs_delivered ON jobs (delivered_at) WHERE delivered
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
 """
 
+_PENDING_BOUND = PENDING_BOUND_SQL.format(table="jobs")
+_PENDING_COUNT = PENDING_COUNT_SQL.format(table="jobs")
 _DUE = "((j.state = 'queued' AND j.next_attempt_at <= :now) OR (j.state = 'delivering' AND j.lease_until < :now))"
 _IN_ORDER = (
     " AND NOT EXISTS (SELECT 1 FROM jobs AS e WHERE e.url = j.url AND e.seq < j.seq"
@@ -72,9 +89,17 @@ def _settle(future: asyncio.Future[Any], result: Any) -> None:
         future.set_result(result)
 
 
+def _settle_all(settled: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    """A batch's results, handed to the event loop at once: one wakeup of the loop per batch, not
+    one per operation (each is a write to the loop's self-pipe, then a turn of the loop)."""
+    for future, result in settled:
+        _settle(future, result)
+
+
 class SQLiteStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, expected: Callable[[], int] = lambda: 0) -> None:
         self.path = path
+        self._expected = expected  # the most writes lately on their way at once (arrivals.py)
         self._inbox: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -110,9 +135,8 @@ class SQLiteStore:
         try:
             while True:
                 batch = [self._inbox.get()]
-                with contextlib.suppress(queue.Empty):
-                    while True:
-                        batch.append(self._inbox.get_nowait())
+                self._drain(batch)
+                self._gather(batch)
                 ops = [op for op in batch if op is not None]
                 accepts = [op for op in ops if op.accept is not None]
                 if accepts:
@@ -120,13 +144,33 @@ class SQLiteStore:
                 for op in ops:
                     if op.accept is None:
                         op.result = self._transaction(conn, op.run)
-                for op in ops:
+                if ops:
                     with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
-                        self._loop.call_soon_threadsafe(_settle, op.future, op.result)
+                        self._loop.call_soon_threadsafe(_settle_all, [(op.future, op.result) for op in ops])
                 if None in batch:
                     return
         finally:
             conn.close()
+
+    def _drain(self, batch: list[_Op | None]) -> None:
+        with contextlib.suppress(queue.Empty):
+            while True:
+                batch.append(self._inbox.get_nowait())
+
+    def _gather(self, batch: list[_Op | None]) -> None:
+        """Hold the commit for the acceptances on their way (``store.gather_more``)."""
+        deadline = time.monotonic() + COMMIT_DELAY_SECONDS
+        while None not in batch and gather_more(
+            sum(op.accept is not None for op in batch if op is not None), self._expected()
+        ):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                batch.append(self._inbox.get(timeout=remaining))
+            except queue.Empty:
+                return
+            self._drain(batch)
 
     @staticmethod
     def _transaction(conn: sqlite3.Connection, run: Callable[[sqlite3.Connection], Any]) -> Any:
@@ -146,9 +190,9 @@ class SQLiteStore:
         """One transaction, one fsync, for every acceptance waiting."""
 
         def run(conn: sqlite3.Connection) -> None:
-            pending = conn.execute(
-                "SELECT count(*) FROM jobs WHERE state IN ('queued', 'delivering')"
-            ).fetchone()[0]
+            pending = conn.execute(_PENDING_BOUND).fetchone()[0]
+            if needs_exact_count(pending, len(ops), min(op.accept[1] for op in ops if op.accept)):
+                pending = conn.execute(_PENDING_COUNT).fetchone()[0]
             for op in ops:
                 assert op.accept is not None
                 job, max_queued = op.accept
