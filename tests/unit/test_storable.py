@@ -32,19 +32,45 @@ def admitted(
     cookie_default_ttl: bool = False,
 ) -> Entry | Refusal:
     """``admit`` for a response to ``GET http://example.com/r``, received at NOW."""
+    return admit_fields(
+        fields(request),
+        fields(response),
+        Rules(default_ttl=default_ttl, override=override, cookie_default_ttl=cookie_default_ttl),
+        status=status,
+        method=method,
+        body=body,
+        request_time=request_time,
+        response_time=response_time,
+    )
+
+
+def admit_fields(
+    request_fields,
+    response_fields,
+    rules: Rules,
+    *,
+    status: int = 200,
+    method: str = "GET",
+    body: bytes = BODY,
+    request_time: float = NOW,
+    response_time: float = NOW,
+    head: Head | None = None,
+) -> Entry | Refusal:
+    """``admit`` for a response to ``GET http://example.com/r`` with these very field objects."""
     return admit(
         key="http://example.com/r",
         url="http://example.com/r",
         host="example.com",
         method=method,
-        request_fields=fields(request),
+        request_fields=request_fields,
         status=status,
         reason=b"OK",
-        response_fields=fields(response),
+        response_fields=response_fields,
         body=body,
         request_time=request_time,
         response_time=response_time,
-        rules=Rules(default_ttl=default_ttl, override=override, cookie_default_ttl=cookie_default_ttl),
+        rules=rules,
+        head=head,
     )
 
 
@@ -544,21 +570,7 @@ def admit_after(
     head: Head | Refusal | None, request_fields, response_fields, rules: Rules
 ) -> Entry | Refusal:
     assert isinstance(head, Head)
-    return admit(
-        key="http://example.com/r",
-        url="http://example.com/r",
-        host="example.com",
-        method="GET",
-        request_fields=request_fields,
-        status=200,
-        reason=b"OK",
-        response_fields=response_fields,
-        body=BODY,
-        request_time=NOW,
-        response_time=NOW + 1,
-        rules=rules,
-        head=head,
-    )
+    return admit_fields(request_fields, response_fields, rules, response_time=NOW + 1, head=head)
 
 
 def test_admit_reuses_the_judgement_of_the_head_it_was_made_on():

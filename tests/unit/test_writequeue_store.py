@@ -97,7 +97,7 @@ async def test_a_full_queue_refuses_and_keeps_what_it_has(store):
 
 async def test_a_job_delivered_between_pending_ones_frees_its_place_in_a_full_queue(store):
     """The pending jobs span three places but are two: the third place is free."""
-    first, second, third = [(await store.accept(job(n), 3)).id for n in range(3)]
+    _, second, _ = [(await store.accept(job(n), 3)).id for n in range(3)]
     now = time.time()
     await store.lease("a", 3, now, now + LEASE, ordered=False)
     assert await store.finish("a", second, State.DELIVERED, 200, None, now)
