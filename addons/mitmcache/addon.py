@@ -280,9 +280,9 @@ class Cache:
         """Uploads larger than the largest object we store, or chunked, stream upstream: the cache
         never reads a request body, and a large one must not sit in memory."""
         request = flow.request
-        if request.data.authority and request.http_version.startswith("HTTP/1"):
+        if request.data.authority and request.data.http_version.startswith(b"HTTP/1"):
             origin_form(request)
-        if request.method in ("GET", "HEAD"):
+        if request.data.method in (b"GET", b"HEAD"):
             if request_body.carries_body(request.headers.fields):
                 request_body.handle(flow, self.settings.get_body, self.settings.name)
                 if flow.response is not None:
@@ -351,7 +351,7 @@ class Cache:
             return None
         if CLEAR_TAGS in flow.metadata:
             return self._clear_tags_then(flow)
-        if flow.request.method not in ("GET", "HEAD"):
+        if flow.request.data.method not in (b"GET", b"HEAD"):
             return self._unsafe(flow)
         sent = self.forwarding.pop(flow)
         if sent is None or flow.response is None:

@@ -31,23 +31,23 @@ def describe(status: Status, age: float | None, code: int | None = None) -> str:
     private``, ``HIT 304``, ``STALE refresh-window``. mitmweb's comment column is 150 px wide (its
     stylesheet's ``.col-comment``), about 20 characters, so the rest of the decision follows after
     `` | ``, for the comment tab: why the upstream was asked (RFC 9211 fwd), age, ttl."""
-    head = [status.x_cache]
-    if code == 304:
-        head.append("304")
-    if status.detail:  # why it was not stored, served stale, bypassed
-        head.append(status.detail)
-    elif status.x_cache == XCache.MISS and status.stored:
-        head.append("stored")
-    tail = []
-    if status.fwd and status.x_cache != XCache.BYPASS:
-        tail.append(f"fwd={status.fwd}")
+    x_cache, detail = status.x_cache, status.detail
+    head = f"{x_cache} 304" if code == 304 else x_cache
+    says_stored = detail == "stored" or (not detail and x_cache == XCache.MISS and status.stored)
+    if detail:  # why it was not stored, served stale, bypassed
+        head += " " + detail
+    elif says_stored:
+        head += " stored"
+    tail = ""  # built by concatenation: every answer is described, hits included
+    if status.fwd and x_cache != XCache.BYPASS:
+        tail += f" fwd={status.fwd}"
     if age is not None:
-        tail.append(f"age={int(age)}s")
+        tail += f" age={int(age)}s"
     if status.ttl is not None:
-        tail.append(f"ttl={status.ttl}s")
-    if status.stored and "stored" not in head:
-        tail.append("stored")
-    return " ".join(head) + (" | " + " ".join(tail) if tail else "")
+        tail += f" ttl={status.ttl}s"
+    if status.stored and not says_stored:
+        tail += " stored"
+    return f"{head} |{tail}" if tail else head
 
 
 def annotate(

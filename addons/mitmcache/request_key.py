@@ -10,7 +10,7 @@ def authority(request: http.Request) -> str:
     """The request's Host (``:authority`` in HTTP/2 and 3), else the address it goes to: what
     ``request.host_header`` says, read straight from the fields (mitmproxy's ``Headers.get`` costs
     ~1 us, and every request needs this)."""
-    if request.http_version.startswith("HTTP/1"):
+    if request.data.http_version.startswith(b"HTTP/1"):
         host = get_first(request.headers.fields, "host")
     else:
         host = request.host_header

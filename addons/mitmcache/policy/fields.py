@@ -43,8 +43,11 @@ def by_name(fields: Fields) -> dict[str, list[str]]:
 
 
 def get_first(fields: Fields, name: str) -> str | None:
-    values = get_all(fields, name)
-    return values[0] if values else None
+    wanted = name.lower().encode()
+    for k, v in fields:
+        if k.lower() == wanted:
+            return v.decode("latin-1")
+    return None
 
 
 def has_any(fields: Fields, names: frozenset[bytes]) -> bool:

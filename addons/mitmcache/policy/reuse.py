@@ -3,6 +3,7 @@
 import math
 from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 from ..entry import Entry, Meta
 from . import cache_control
@@ -54,8 +55,9 @@ def request_directives(cache_control_values: list[str], pragma_values: list[str]
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
+    """Built on every hit: a named tuple for the reason ``Status`` is one (policy/cache_status.py)."""
+
     use: Use
     reason: str  # why, for Cache-Status detail and logs
     age: float
@@ -85,31 +87,28 @@ def decide(
     age = current_age(entry.initial_age, entry.response_time, now)
     ttl = entry.lifetime - age
 
-    def result(use: Use, reason: str) -> Decision:
-        return Decision(use, reason, age, ttl)
-
     if request.no_cache:
-        return result(Use.REVALIDATE, "request-no-cache")
+        return Decision(Use.REVALIDATE, "request-no-cache", age, ttl)
     if entry.no_cache:
-        return result(Use.REVALIDATE, "no-cache")
+        return Decision(Use.REVALIDATE, "no-cache", age, ttl)
     if request.max_age is not None and age > request.max_age:
-        return result(Use.REVALIDATE, "request-max-age")
+        return Decision(Use.REVALIDATE, "request-max-age", age, ttl)
     if ttl > 0:
         if request.min_fresh is not None and ttl < request.min_fresh:
-            return result(Use.REVALIDATE, "request-min-fresh")
-        return result(Use.FRESH, "fresh")
+            return Decision(Use.REVALIDATE, "request-min-fresh", age, ttl)
+        return Decision(Use.FRESH, "fresh", age, ttl)
     staleness = -ttl
     if entry.must_revalidate:
-        return result(Use.REVALIDATE, "must-revalidate")
+        return Decision(Use.REVALIDATE, "must-revalidate", age, ttl)
     if meta.refresh_failures and not may_serve_stale_on_error(entry, now, error_limit):
-        return result(Use.REVALIDATE, "refresh-failing")
+        return Decision(Use.REVALIDATE, "refresh-failing", age, ttl)
     if request.max_stale is not None and staleness <= request.max_stale:
-        return result(Use.STALE, "max-stale")
+        return Decision(Use.STALE, "max-stale", age, ttl)
     if entry.stale_while_revalidate and staleness <= entry.stale_while_revalidate:
-        return result(Use.STALE, "stale-while-revalidate")
+        return Decision(Use.STALE, "stale-while-revalidate", age, ttl)
     if serve_stale_in_window and now - meta.last_access <= refresh_window:
-        return result(Use.STALE, "refresh-window")
-    return result(Use.REVALIDATE, "stale")
+        return Decision(Use.STALE, "refresh-window", age, ttl)
+    return Decision(Use.REVALIDATE, "stale", age, ttl)
 
 
 def may_serve_stale_on_error(
