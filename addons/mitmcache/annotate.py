@@ -5,6 +5,7 @@ the flow list, filterable with ``~marker``) and ``flow.metadata["cache"]`` (plai
 with ``-w``, filterable with ``~meta``) all say the same thing as ``Cache-Status``.
 """
 
+import functools
 import logging
 
 from mitmproxy import http
@@ -26,7 +27,13 @@ MARKERS = {
 }
 
 
-def describe(status: Status, age: float | None, code: int | None = None) -> str:
+# Descriptions made lately, remembered like rendered statuses (policy/cache_status.py): a hot key's
+# hits describe the same decision, at the same age in whole seconds, many times over.
+DESCRIBED = 1024
+
+
+@functools.lru_cache(maxsize=DESCRIBED)
+def describe(status: Status, age: int | None, code: int | None = None) -> str:
     """The decision as mitmweb shows it, what a person scans for first: ``MISS stored``, ``MISS
     private``, ``HIT 304``, ``STALE refresh-window``. mitmweb's comment column is 150 px wide (its
     stylesheet's ``.col-comment``), about 20 characters, so the rest of the decision follows after
@@ -42,7 +49,7 @@ def describe(status: Status, age: float | None, code: int | None = None) -> str:
     if status.fwd and x_cache != XCache.BYPASS:
         tail += f" fwd={status.fwd}"
     if age is not None:
-        tail += f" age={int(age)}s"
+        tail += f" age={age}s"
     if status.ttl is not None:
         tail += f" ttl={status.ttl}s"
     if status.stored and not says_stored:
@@ -54,7 +61,8 @@ def annotate(
     flow: http.HTTPFlow, key: str | None, status: Status, counts: Counters, age: float | None = None
 ) -> None:
     counts.decision(status.x_cache, status.detail)
-    flow.comment = describe(status, age, flow.response.status_code if flow.response else None)
+    seconds = None if age is None else int(age)
+    flow.comment = describe(status, seconds, flow.response.status_code if flow.response else None)
     flow.marked = MARKERS[status.x_cache]
     flow.metadata[METADATA] = {
         "status": status.x_cache,
@@ -62,7 +70,7 @@ def annotate(
         "fwd": status.fwd,
         "detail": status.detail,
         "ttl": status.ttl,
-        "age": None if age is None else int(age),
+        "age": seconds,
         "stored": status.stored,
     }
     if log.isEnabledFor(logging.DEBUG):

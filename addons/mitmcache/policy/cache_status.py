@@ -3,10 +3,14 @@
 Every decision the cache makes carries a machine-readable reason; this module renders it.
 """
 
+import functools
 import re
 from typing import NamedTuple
 
 _SF_TOKEN = re.compile(r"[A-Za-z*][A-Za-z0-9!#$%&'*+.^_`|~:/-]*")
+# Statuses rendered lately, remembered: a hot key's hits repeat the same one (its ttl changes once a
+# second), and a lookup costs a quarter of rendering. Bounded: a Status is a few short values.
+RENDERED_STATUSES = 1024
 
 
 class XCache:
@@ -38,23 +42,28 @@ class Status(NamedTuple):
     detail: str | None = None
 
     def render(self, cache_name: str) -> str:
-        parts = [cache_name]
-        if self.hit:
-            parts.append("hit")
-        if self.fwd:
-            parts.append(f"fwd={self.fwd}")
-        if self.fwd_status is not None:
-            parts.append(f"fwd-status={self.fwd_status}")
-        if self.stored:
-            parts.append("stored")
-        if self.collapsed:
-            parts.append("collapsed")
-        if self.ttl is not None:
-            parts.append(f"ttl={self.ttl}")
-        if self.detail:
-            token = _SF_TOKEN.fullmatch(self.detail)
-            parts.append(f"detail={self.detail if token else _sf_string(self.detail)}")
-        return "; ".join(parts)
+        return _render(self, cache_name)
+
+
+@functools.lru_cache(maxsize=RENDERED_STATUSES)
+def _render(status: Status, cache_name: str) -> str:
+    parts = [cache_name]
+    if status.hit:
+        parts.append("hit")
+    if status.fwd:
+        parts.append(f"fwd={status.fwd}")
+    if status.fwd_status is not None:
+        parts.append(f"fwd-status={status.fwd_status}")
+    if status.stored:
+        parts.append("stored")
+    if status.collapsed:
+        parts.append("collapsed")
+    if status.ttl is not None:
+        parts.append(f"ttl={status.ttl}")
+    if status.detail:
+        token = _SF_TOKEN.fullmatch(status.detail)
+        parts.append(f"detail={status.detail if token else _sf_string(status.detail)}")
+    return "; ".join(parts)
 
 
 def _sf_string(value: str) -> str:

@@ -41,7 +41,7 @@ def refreshable_in_background(entry: Entry) -> bool:
     """Whether a refresh that no client waits for can fetch ``entry``: not when it varies on a
     client's credentials, which such a refresh would have to replay. Those entries are
     revalidated by the next client that asks, with its own request, or dropped."""
-    return not any(name in CREDENTIAL_FIELDS for name, _ in entry.vary)
+    return not entry.vary or not any(name in CREDENTIAL_FIELDS for name, _ in entry.vary)
 
 
 def keep_until(entry: Entry, rules: Lifecycle) -> float:
