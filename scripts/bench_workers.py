@@ -165,7 +165,6 @@ def workers_hits(quick: bool, rounds: int, seconds: float) -> Section:
 def workers_herd(quick: bool) -> Section:
     repeats = 1 if quick else 3
     origin = bl.start_origin()
-    results = []
     try:
         origin.route("/herd", headers=CACHED, size=1024, delay=HERD_DELAY)
         with RedisServer() as redis:
