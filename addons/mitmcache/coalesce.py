@@ -45,6 +45,11 @@ class Outcome:
         return self.failure is not Failure.STATUS
 
 
+# The outcomes every stored miss gives (an outcome is immutable, so one object serves them all).
+STORED = Outcome(Kind.STORED)
+STORE_FAILED = Outcome(Kind.UNSHAREABLE, detail="store-failed")  # what the waiters get if storing raised
+
+
 class Coalescer(Protocol):
     """One fetch per key, its outcome shared: in this process (``Inflight``), or across processes."""
 

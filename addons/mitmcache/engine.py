@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .coalesce import Failure, Kind, Outcome
+from .coalesce import STORE_FAILED, STORED, Failure, Kind, Outcome
 from .compression import as_sent
 from .config import Settings
 from .core import Core, run_eagerly
@@ -155,7 +155,7 @@ class Engine:
         ``forced``: the request's own directives sent it upstream past a stored response, which
         it replaces only if that one is not fresh (``kept_against_forced_answer``)."""
         core = self.core
-        outcome = Outcome(Kind.UNSHAREABLE, detail="store-failed")
+        outcome = STORE_FAILED
         try:  # the waiters are released whatever happens: no exception leaves the key wedged
             admitted = admit(
                 key=key,
@@ -209,7 +209,7 @@ class Engine:
             return Admission(admitted, False, "too-large", Outcome(Kind.UNSHAREABLE, detail="too-large"))
         core.hit_for_miss.forget(key)
         core.counters.add(Count.STORED)
-        return Admission(stored, True, None, Outcome(Kind.STORED))
+        return Admission(stored, True, None, STORED)
 
     async def _fresh_variant(self, admitted: Entry) -> bool:
         """Whether the store holds a fresh response for the variant ``admitted`` would replace."""

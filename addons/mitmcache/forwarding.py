@@ -20,7 +20,7 @@ from .answers import (
     serve,
     stamp,
 )
-from .coalesce import Failure, Kind, Outcome
+from .coalesce import STORE_FAILED, Failure, Kind, Outcome
 from .compat import abort_upstream, last_activity, upstream_reset
 from .compression import identity_view
 from .config import Settings
@@ -214,7 +214,7 @@ class Forwarding:
         try:
             await self._store(flow, sent)
         finally:
-            self.release(sent, Outcome(Kind.UNSHAREABLE, detail="store-failed"))
+            self.release(sent, STORE_FAILED)
 
     async def _store(self, flow: http.HTTPFlow, sent: Forwarded) -> None:
         request, response = flow.request, flow.response

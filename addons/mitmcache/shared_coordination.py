@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .coalesce import Failure, HitForMiss, Inflight, Kind, Outcome
+from .coalesce import STORED, Failure, HitForMiss, Inflight, Kind, Outcome
 from .generations import Generation, LocalGenerations
 from .store import redis_lua
 from .store.redis import hash_key, lock_key
@@ -103,7 +103,7 @@ class SharedCoalescer:
             return True
         if held == b"stored":
             self._events.pop(key, None)
-            self._local.finish(key, Outcome(Kind.STORED))
+            self._local.finish(key, STORED)
             return False
         self._spawn(self._follow(key, event))
         return False

@@ -10,7 +10,7 @@ from enum import StrEnum
 from functools import lru_cache
 
 from . import cache_control
-from .fields import Fields, get_all, split_list
+from .fields import Fields, get_all, get_first, split_list
 
 
 class Coding(StrEnum):
@@ -61,13 +61,12 @@ def may_compress(fields: Fields, body_length: int, min_bytes: int) -> bool:
     ``Cache-Control: no-transform`` (RFC 9110 §7.7: an intermediary MUST NOT transform it)."""
     if body_length < min_bytes or body_length == 0:
         return False
+    if not compressible_type(get_first(fields, "content-type")):  # first: one scan refuses binary bodies
+        return False
     encodings = [e.lower() for e in split_list(get_all(fields, "content-encoding"))]
     if any(e != "identity" for e in encodings):
         return False
     if get_all(fields, "content-range"):
-        return False
-    content_types = get_all(fields, "content-type")
-    if not compressible_type(content_types[0] if content_types else None):
         return False
     return "no-transform" not in cache_control.parse(get_all(fields, "cache-control"))
 

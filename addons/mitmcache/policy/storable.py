@@ -7,6 +7,7 @@ gives the entry an ETag. A refusal carries a short reason for ``Cache-Status: de
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..entry import Entry
 from . import cache_control, targeted
@@ -88,11 +89,11 @@ def refusal(
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class Head:
+class Head(NamedTuple):
     """What a response's head says about storing it, parsed once: judged when the head arrives
     (``judge_head``) and reused by ``admit`` when the body is complete, if judged on the same
-    fields and rules (the objects themselves: anything changed since is judged again)."""
+    fields and rules (the objects themselves: anything changed since is judged again). A named
+    tuple: every miss builds one, and a frozen dataclass of twelve fields costs 1.5 us more."""
 
     request_fields: Fields
     response_fields: Fields
@@ -303,6 +304,8 @@ def _personal_without_permission(
 def complete(content_length: Sequence[str], body: bytes) -> bool:
     """Whether ``body`` is all the response said it would be (RFC 9111 §3.3: "A cache MUST NOT use
     an incomplete response to answer requests"): it matches the ``Content-Length`` lines, if any."""
+    if len(content_length) == 1 and content_length[0] == str(len(body)):  # the usual one exact line
+        return True
     lengths = split_list(content_length)
     if not lengths:
         return True
