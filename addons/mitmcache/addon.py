@@ -28,7 +28,7 @@ from .compat import (
     install_interim_reader,
     install_request_body_discard,
 )
-from .control import Control
+from .control import Control, add_commands
 from .core import run_eagerly
 from .credentials import FIELDS as ADMIN_CREDENTIAL_FIELDS
 from .credentials import drop_admin_credentials
@@ -66,9 +66,9 @@ class Cache:
         self.forwarding = Forwarding(self.engine, lambda: self.settings)
         self.control = Control(self.engine, lambda: self.settings, cache_key)
         self.retention = FlowRetention(lambda: self.settings)
-        # mitmproxy registers children: the control plane's commands, the flow retention hooks, the
-        # listeners' limits.
-        self.addons = [self.control, self.retention, Listening(lambda: self.settings)]
+        # mitmproxy registers children: the flow retention hooks, the listeners' limits. The control
+        # plane has no hooks: only its commands are registered (``load``).
+        self.addons = [self.retention, Listening(lambda: self.settings)]
         self._tls_verify: bool | ssl.SSLContext = True
         self._timeouts: asyncio.Task[None] | None = None
         self._defaults: dict[str, config.Default] = {}  # load() fills it; errors name their source
@@ -81,6 +81,7 @@ class Cache:
     @startup.one_line_at_startup
     def load(self, loader) -> None:
         self._defaults = config.resolve_defaults()  # a bad CACHE_ENV_FILE raises ValueError
+        add_commands(loader, self.control, self.control.tags)
         for setting in config.SETTINGS:
             default = self._conceal(setting, self._defaults[setting.option].value)
             loader.add_option(setting.option, str, default, f"{setting.help} (env {setting.env})")

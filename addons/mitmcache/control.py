@@ -38,6 +38,14 @@ from .targets import DEFAULT_PAGE, MAX_PAGE, BadRequest, Target, after_cursor, c
 log = logging.getLogger("mitmcache")
 
 
+def add_commands(loader: Any, *holders: object) -> None:
+    """Register the ``@command.command`` methods of objects that are not addons, by mitmproxy's own
+    collection (what it does for each addon it registers). As child addons they would be walked, on
+    every event of every flow in stock mitmdump, for hooks they do not have."""
+    for holder in holders:
+        loader.master.commands.collect_commands(holder)
+
+
 class Control:
     def __init__(
         self, engine: Engine, settings: Callable[[], Settings], key: Callable[[http.Request], str]
@@ -50,8 +58,7 @@ class Control:
         self.shared: SharedTier | DiskTier | None = None  # the store's tier, when CACHE_STORE names one
         self.worker = workers.identity()  # which of the supervisor's workers answers (1 of 1 alone)
         self.registry.register(StoreCollector(lambda: self.shared))
-        self.tags = TagControl(engine, settings)  # by tag; its commands are this addon's child's
-        self.addons = [self.tags]
+        self.tags = TagControl(engine, settings)  # by tag, with its own commands
         self.registry.register(TagCollector(self.tags.stats, lambda: self.engine.last_usage.tags))
         self._api = AdminApi(self)
         self.handle = self._api.handle

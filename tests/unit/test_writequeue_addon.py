@@ -4,9 +4,11 @@ real SQLite file: what is kept of a request, how the flow says it was queued, th
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
-from mitmproxy import exceptions, hooks, http
+from mitmproxy import ctx, exceptions, hooks, http
+from mitmproxy.proxy.layers.http import HttpRequestHook
 from mitmproxy.test import taddons, tflow, tutils
 
 from mitmcache.addon import Cache
@@ -77,9 +79,15 @@ async def queue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         await writequeue.done()
 
 
+def flow_hooks(queue: WriteQueue) -> Any:
+    """The queue's flow hooks, as mitmproxy finds them: its one child addon."""
+    (hooks_addon,) = queue.addons
+    return hooks_addon
+
+
 async def routed(queue: WriteQueue, flow: http.HTTPFlow) -> http.HTTPFlow:
-    queue.requestheaders(flow)
-    await run_hook(queue.request(flow))
+    flow_hooks(queue).requestheaders(flow)
+    await run_hook(flow_hooks(queue).request(flow))
     return flow
 
 
@@ -100,8 +108,8 @@ async def test_an_unrouted_write_is_left_to_the_cache(queue):
 async def test_a_request_not_queued_passes_the_request_hook_without_a_coroutine(queue):
     """Every request passes this hook, the cache's hits too."""
     for flow in (write("/other"), write("/events/a", method="GET", body=b"")):
-        queue.requestheaders(flow)
-        assert queue.request(flow) is None
+        flow_hooks(queue).requestheaders(flow)
+        assert flow_hooks(queue).request(flow) is None
 
 
 async def test_the_stats_command_is_one_line_of_key_value_pairs(queue):
@@ -138,6 +146,41 @@ async def test_the_commands_say_the_queue_is_off_without_routes(tmp_path, monkey
     with taddons.context(cache, writequeue):
         await writequeue.running()
         assert writequeue.admin.cmd_stats() == "queue=off"
+
+
+async def test_a_queue_without_routes_leaves_its_flow_hooks_out_of_the_chain(tmp_path, monkeypatch):
+    """mitmproxy calls every hook it finds on every request: a queue with nothing to route has none."""
+    monkeypatch.chdir(tmp_path)
+    cache, flow = Cache(), tflow.tflow()
+    writequeue = WriteQueue(cache)
+    with taddons.context(cache, writequeue) as tctx:
+        tctx.configure(writequeue, async_routes="")
+        assert writequeue.addons == []
+        assert not list(tctx.master.addons._iter_hooks(writequeue, HttpRequestHook(flow)))
+        assert tctx.master.addons.get("flowhooks") is None
+
+
+async def test_a_queue_given_routes_before_it_runs_gets_its_flow_hooks(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cache, flow = Cache(), tflow.tflow()
+    writequeue = WriteQueue(cache)
+    with taddons.context(cache, writequeue) as tctx:
+        tctx.configure(writequeue, async_routes="")
+        tctx.configure(writequeue, async_routes="POST /events/*")
+        hooks_found = [func for _, func in tctx.master.addons._iter_hooks(writequeue, HttpRequestHook(flow))]
+        assert hooks_found == [flow_hooks(writequeue).request]
+        assert tctx.master.addons.get("flowhooks") is flow_hooks(writequeue)
+
+
+async def test_a_running_queue_keeps_its_flow_hooks_when_its_routes_are_removed(queue):
+    """A write under way must still reach its request hook (new routes wait for a restart anyway)."""
+    hooks_addon = flow_hooks(queue)
+    ctx.options.update(async_routes="")
+    assert queue.addons == [hooks_addon]
+
+
+async def test_the_queue_commands_are_registered_without_a_child_addon(queue):
+    assert "cache.queue.stats" in ctx.master.commands.commands
 
 
 async def test_a_script_reload_may_call_running_and_done_synchronously(tmp_path, monkeypatch):

@@ -22,6 +22,7 @@ from mitmproxy import ctx, exceptions, http
 from mitmproxy.net.http import status_codes
 
 from .. import config, startup
+from ..control import add_commands
 from ..policy.fields import get_first
 from .admin import NAME, QueueAdmin
 from .arrivals import Arrivals
@@ -61,7 +62,8 @@ class WriteQueue:
         self._arrivals = Arrivals()  # writes on their way: what a group commit waits for
         self._invalidation = CacheInvalidation(cache)
         self.admin = QueueAdmin(lambda: self.store, self.metrics, self._refresh_counts, self._status)
-        self.addons = [self.admin]  # its commands
+        self._flow_hooks = FlowHooks(self)
+        self.addons = [self._flow_hooks]  # while it has routes (``_offer_flow_hooks``)
         cache.control.mount(NAME, self.admin)
         cache.control.registry.register(QueueCollector(self.metrics))
 
@@ -70,6 +72,7 @@ class WriteQueue:
     @startup.one_line_at_startup
     def load(self, loader: Any) -> None:
         self._defaults = config.resolve_defaults()
+        add_commands(loader, self.admin)
         for setting in config.WRITE_QUEUE_SETTINGS:
             loader.add_option(
                 setting.option,
@@ -103,9 +106,22 @@ class WriteQueue:
         elif self._started and self.store is None and settings.enabled and "async_routes" in updated:
             log.warning("write queue: ASYNC_ROUTES set while running: the queue opens at the next start")
         self.settings = settings
+        self._offer_flow_hooks(settings.enabled)
         if not self._started and settings.enabled:
             EngineDelivery.reserve(self._cache, settings.workers)  # the engine starts after this
         self._recent = RecentRate(settings.enqueue_rate) if settings.enqueue_rate else None
+
+    def _offer_flow_hooks(self, wanted: bool) -> None:
+        """Attach the flow hooks while routes are set, as mitmproxy's script loader attaches scripts
+        from ``configure``. Once running they stay: routes set later wait for a restart anyway
+        (``configure``), and a write under way must still reach its request hook."""
+        attached = self._flow_hooks in self.addons
+        if wanted and not attached:
+            self.addons.append(self._flow_hooks)
+            ctx.master.addons.register(self._flow_hooks)
+        elif not wanted and attached and not self._started:
+            self.addons.remove(self._flow_hooks)
+            ctx.master.addons.remove(self._flow_hooks)
 
     def running(self) -> asyncio.Task[None]:
         """A plain function handing mitmproxy a task, like ``done``: at startup mitmproxy awaits it
@@ -189,7 +205,7 @@ class WriteQueue:
 
     # -- hooks ---------------------------------------------------------------------------------
 
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
+    def on_request_head(self, flow: http.HTTPFlow) -> None:
         settings = self.settings
         request = flow.request
         if settings is None or not settings.enabled or flow.response or request.method in ("GET", "HEAD"):
@@ -218,7 +234,7 @@ class WriteQueue:
                 {"connection": "close"},
             )
 
-    def request(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
+    def on_request(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
         """A plain function that hands mitmproxy a coroutine only for a write to queue: every
         request passes here, the cache's hits too, and a coroutine each is measurable on them."""
         if not flow.metadata.get(ROUTED):
@@ -228,7 +244,7 @@ class WriteQueue:
             return None
         return self._queue_then_done(flow)
 
-    def error(self, flow: http.HTTPFlow) -> None:
+    def on_error(self, flow: http.HTTPFlow) -> None:
         """A routed write whose client left before its request hook is no longer on its way."""
         if flow.metadata.get(ROUTED):
             self._arrivals.done(flow.id, time.monotonic())
@@ -342,3 +358,20 @@ def _response(code: int, body: bytes, fields: list[tuple[bytes, bytes]]) -> http
     now = time.time()
     reason = status_codes.RESPONSES.get(code, "").encode()
     return http.Response(b"HTTP/1.1", code, reason, http.Headers(fields), body, None, now, now)
+
+
+class FlowHooks:
+    """The write queue's flow hooks, a child of the queue only once it has routes: mitmproxy calls
+    every hook an addon has on every request, and without routes these would only return."""
+
+    def __init__(self, queue: WriteQueue) -> None:
+        self._queue = queue
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        self._queue.on_request_head(flow)
+
+    def request(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
+        return self._queue.on_request(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._queue.on_error(flow)
