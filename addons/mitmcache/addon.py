@@ -4,7 +4,8 @@ A GET or HEAD is looked up (``Engine.lookup``) and answered as the engine says: 
 response, with the cache's own error, by relaying an upstream answer, or by letting the flow go
 upstream (``Forwarding``), whose response is then stored and wakes whoever waited for it. Other
 methods pass by, and their responses invalidate what they changed. The control plane (admin API,
-``Clear-Cache``, commands) is a child addon that calls the engine too.
+``Clear-Cache``, commands) calls the engine too: the hooks hand it its requests, and its commands
+are registered in ``load``.
 """
 
 import asyncio
@@ -307,7 +308,7 @@ class Cache:
             return
         sent = self.forwarding.get(flow)
         if sent is not None:
-            if flow.request.method == "GET" and response.status_code not in (204, 304):
+            if flow.request.data.method == b"GET" and response.status_code not in (204, 304):
                 self.forwarding.bound(sent, response)
         elif (
             flow.request.method not in ("GET", "HEAD") or flow.metadata.get(request_body.GET_BODY)
@@ -360,7 +361,7 @@ class Cache:
                 answers.stamp(flow.response, request_body.STATUS, self.settings.name)
                 annotate(flow, cache_key(flow.request), request_body.STATUS, self.engine.counters)
             return None  # a hit, or a flow the cache let by
-        if flow.request.method == "HEAD":
+        if flow.request.data.method == b"HEAD":
             return self.forwarding.head(flow, sent)
         return self.forwarding.store(flow, sent)
 

@@ -86,7 +86,7 @@ class Forwarding:
             detail=forward.detail,
             stale=forward.stale,
         )
-        if request.method == "GET" and has_client_conditions(request, names):
+        if request.data.method == b"GET" and has_client_conditions(request, names):
             sent.if_none_match, sent.if_modified_since = client_conditions(request)
         if names is None or b"accept-encoding" in names:
             normalise_accept_encoding(request)
