@@ -148,28 +148,35 @@ async def test_the_commands_say_the_queue_is_off_without_routes(tmp_path, monkey
         assert writequeue.admin.cmd_stats() == "queue=off"
 
 
-async def test_a_queue_without_routes_leaves_its_flow_hooks_out_of_the_chain(tmp_path, monkeypatch):
+@pytest.fixture
+def unrouted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A queue configured without routes, not yet running, and its test context."""
+    monkeypatch.chdir(tmp_path)
+    cache = Cache()
+    writequeue = WriteQueue(cache)
+    with taddons.context(cache, writequeue) as tctx:
+        tctx.configure(writequeue, async_routes="")
+        yield tctx, writequeue
+
+
+def request_hooks_found(tctx: taddons.context, queue: WriteQueue) -> list[Any]:
+    """The request hooks mitmproxy's addon manager finds in the queue's part of the chain."""
+    return [func for _, func in tctx.master.addons._iter_hooks(queue, HttpRequestHook(tflow.tflow()))]
+
+
+async def test_a_queue_without_routes_leaves_its_flow_hooks_out_of_the_chain(unrouted):
     """mitmproxy calls every hook it finds on every request: a queue with nothing to route has none."""
-    monkeypatch.chdir(tmp_path)
-    cache, flow = Cache(), tflow.tflow()
-    writequeue = WriteQueue(cache)
-    with taddons.context(cache, writequeue) as tctx:
-        tctx.configure(writequeue, async_routes="")
-        assert writequeue.addons == []
-        assert not list(tctx.master.addons._iter_hooks(writequeue, HttpRequestHook(flow)))
-        assert tctx.master.addons.get("flowhooks") is None
+    tctx, writequeue = unrouted
+    assert writequeue.addons == []
+    assert request_hooks_found(tctx, writequeue) == []
+    assert tctx.master.addons.get("flowhooks") is None
 
 
-async def test_a_queue_given_routes_before_it_runs_gets_its_flow_hooks(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    cache, flow = Cache(), tflow.tflow()
-    writequeue = WriteQueue(cache)
-    with taddons.context(cache, writequeue) as tctx:
-        tctx.configure(writequeue, async_routes="")
-        tctx.configure(writequeue, async_routes="POST /events/*")
-        hooks_found = [func for _, func in tctx.master.addons._iter_hooks(writequeue, HttpRequestHook(flow))]
-        assert hooks_found == [flow_hooks(writequeue).request]
-        assert tctx.master.addons.get("flowhooks") is flow_hooks(writequeue)
+async def test_a_queue_given_routes_before_it_runs_gets_its_flow_hooks(unrouted):
+    tctx, writequeue = unrouted
+    tctx.configure(writequeue, async_routes="POST /events/*")
+    assert request_hooks_found(tctx, writequeue) == [flow_hooks(writequeue).request]
+    assert tctx.master.addons.get("flowhooks") is flow_hooks(writequeue)
 
 
 async def test_a_running_queue_keeps_its_flow_hooks_when_its_routes_are_removed(queue):
