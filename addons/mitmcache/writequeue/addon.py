@@ -2,9 +2,10 @@
 delivered in the background.
 
 It sits after the cache in the chain (``addons/cache.py``, the production launcher): the cache
-answers its control requests first, then a routed write is captured here. ``requestheaders``
-decides early (a declared body too large gets 413 without a round trip upstream, and a routed body
-is read whole instead of streamed); ``request`` commits it and answers.
+answers its control requests first, then a routed write is captured here, by hooks that are in the
+chain only while routes are set (``FlowHooks``). ``requestheaders`` decides early (a declared body
+too large gets 413 without a round trip upstream, and a routed body is read whole instead of
+streamed); ``request`` commits it and answers.
 """
 
 import asyncio
@@ -203,7 +204,7 @@ class WriteQueue:
         if self._deliverer is not None:
             await self._deliverer.refresh_counts()
 
-    # -- hooks ---------------------------------------------------------------------------------
+    # -- flow hooks, called through FlowHooks ---------------------------------------------------
 
     def on_request_head(self, flow: http.HTTPFlow) -> None:
         settings = self.settings
