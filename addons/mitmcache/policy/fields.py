@@ -42,6 +42,17 @@ def by_name(fields: Fields) -> dict[str, list[str]]:
     return index
 
 
+def pick(fields: Fields, names: frozenset[bytes]) -> dict[bytes, list[str]]:
+    """The values of the (lower-case) ``names`` present, by name, decoded as latin-1: one pass for
+    code that reads a few fields of one message, deciding nothing about the rest."""
+    found: dict[bytes, list[str]] = {}
+    for k, v in fields:
+        k = k.lower()
+        if k in names:
+            found.setdefault(k, []).append(v.decode("latin-1"))
+    return found
+
+
 def get_first(fields: Fields, name: str) -> str | None:
     wanted = name.lower().encode()
     for k, v in fields:

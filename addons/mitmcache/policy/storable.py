@@ -12,7 +12,7 @@ from typing import NamedTuple
 from ..entry import Entry
 from . import cache_control, targeted
 from .dates import format_http_date, parse_http_date
-from .fields import HOP_BY_HOP, Fields, by_name, connection_listed, get_all, split_list
+from .fields import HOP_BY_HOP, Fields, by_name, connection_listed, pick, split_list
 from .freshness import Lifetime, corrected_initial_age, freshness_lifetime
 from .key import secondary_key, vary_names
 from .numbers import capped
@@ -23,6 +23,9 @@ from .validators import generate_etag
 # (RFC 9111 §5.1) and X-Cache is ours. Clear-Cache-Tag is an instruction to the cache (policy.tags).
 _RECOMPUTED = frozenset({b"age", b"x-cache", b"content-length"})
 _NEVER_STORED = HOP_BY_HOP | _RECOMPUTED | {CLEAR_FIELD.encode()}
+
+# The request fields storing depends on: read in one pass (``pick``).
+_REQUEST_FIELDS_READ = frozenset({b"cache-control", b"authorization", b"cookie"})
 
 # The final status codes whose caching requirements we implement (RFC 9110 §15), for
 # ``must-understand`` (RFC 9111 §5.2.2.3). 206 and 304 are never stored, so they are not in it.
@@ -118,9 +121,10 @@ def _judge_head(
     response_time: float,
 ) -> Head | Refusal:
     """The part of ``admit`` that needs no body: the refusals and the lifetime."""
-    request_cc = cache_control.parse(get_all(request_fields, "cache-control"))
+    request = pick(request_fields, _REQUEST_FIELDS_READ)
+    request_cc = cache_control.parse(request.get(b"cache-control", ()))
     response = by_name(response_fields)
-    response_cc = targeted.select(response_fields, rules.targeted_fields)
+    response_cc = targeted.select(response, rules.targeted_fields)
     if response_cc is None:
         response_cc = cache_control.parse(response.get("cache-control", ()))
         expires = response.get("expires", [])
@@ -132,7 +136,7 @@ def _judge_head(
         status,
         request_cc,
         response_cc,
-        has_authorization=bool(get_all(request_fields, "authorization")),
+        has_authorization=b"authorization" in request,
         has_set_cookie="set-cookie" in response,
         vary_star=names is None,
     )
@@ -154,7 +158,7 @@ def _judge_head(
     if lifetime is None:
         return Refusal("no-freshness")
     if lifetime.source in ("default", "override") and _personal_without_permission(
-        request_fields, response_cc, expires, rules
+        b"cookie" in request, response_cc, expires, rules
     ):
         return Refusal("cookie")
     revalidatable = upstream_etag is not None or last_modified is not None
@@ -251,6 +255,8 @@ def admit(
         date = response_time
         fields = [(k, v) for k, v in fields if k.lower() != b"date"]
         fields.append((b"date", format_http_date(date).encode()))
+    # Most responses carry no tag field: theirs need no second pass.
+    tags = () if response.keys().isdisjoint(rules.tags.fields) else response_tags(response_fields, rules.tags)
     if status != 204:  # RFC 9110 §8.6: no Content-Length in a 204
         fields.append((b"content-length", str(len(body)).encode()))
     return Entry(
@@ -280,7 +286,7 @@ def admit(
         must_revalidate=bool({"must-revalidate", "proxy-revalidate", "s-maxage"} & response_cc.keys()),
         stale_while_revalidate=float(stale_while_revalidate),
         stale_if_error=float(stale_if_error),
-        tags=response_tags(response_fields, rules.tags),
+        tags=tags,
         withheld=tuple(withheld),
     )
 
@@ -291,12 +297,12 @@ def _first(index: dict[str, list[str]], name: str) -> str | None:
 
 
 def _personal_without_permission(
-    request_fields: Fields, response_cc: cache_control.Directives, expires: Sequence[str], rules: Rules
+    has_cookie: bool, response_cc: cache_control.Directives, expires: Sequence[str], rules: Rules
 ) -> bool:
     """A response to a request with ``Cookie`` that the origin gave no lifetime of its own and did
     not mark ``public``: likely a page for that user (an account page, or one lured to a path that
     looks static), which the operator's default lifetime must not share with everyone."""
-    if rules.cookie_default_ttl or not get_all(request_fields, "cookie"):
+    if rules.cookie_default_ttl or not has_cookie:
         return False
     return not ({"s-maxage", "max-age", "public"} & response_cc.keys() or expires)
 

@@ -14,10 +14,9 @@ The fields are only read here, never removed: they still reach the client.
 """
 
 import string
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from .cache_control import Directives
-from .fields import Fields, get_all
 
 # Directives whose value is delta-seconds (an sf-integer), and those that take no value (true).
 _INTEGER_DIRECTIVES = frozenset({"max-age", "s-maxage", "stale-while-revalidate", "stale-if-error"})
@@ -32,11 +31,13 @@ class InvalidField(ValueError):
     """Not a Structured Field Dictionary (RFC 8941 §4.2.2), or a known directive of the wrong type."""
 
 
-def select(response_fields: Fields, targets: Sequence[str]) -> Directives | None:
+def select(response: Mapping[str, Sequence[str]], targets: Sequence[str]) -> Directives | None:
     """The directives of the first targeted field (in ``targets`` order) with a valid, non-empty
-    value; None when there is none, so that ``Cache-Control`` and ``Expires`` apply."""
+    value; None when there is none, so that ``Cache-Control`` and ``Expires`` apply. ``response``:
+    the response's field values by lower-case name (``fields.by_name``), which its caller has
+    already built, so that no target costs another pass over the fields."""
     for name in targets:
-        lines = get_all(response_fields, name)
+        lines = response.get(name)
         if not lines:
             continue
         try:
