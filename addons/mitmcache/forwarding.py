@@ -161,7 +161,8 @@ class Forwarding:
         releases them at once: none of them waits for a body that will not be stored."""
         settings = self._settings()
         sent.head_at = time.time()
-        length = get_first(response.headers.fields, "content-length")
+        fields = response.headers.fields
+        length = get_first(fields, "content-length")
         limit = settings.max_object_bytes
         if over(length, limit):
             response.stream = True
@@ -170,11 +171,7 @@ class Forwarding:
             return
         if sent.leader:
             judged = judge_head(
-                response.status_code,
-                sent.flow.request.headers.fields,
-                response.headers.fields,
-                settings.rules,
-                sent.head_at,
+                response.status_code, sent.flow.request.headers.fields, fields, settings.rules, sent.head_at
             )
             if isinstance(judged, Refusal):
                 self._unstorable(sent, judged.reason)
@@ -190,7 +187,7 @@ class Forwarding:
                     (lambda: self._check_close(sent)) if close_delimited else None,
                 )
             response.stream = sent.tee or True
-            sent.upstream_fields = response.headers.fields
+            sent.upstream_fields = fields
             responses.add_status(response, self.miss_status(sent), settings.name)
 
     @staticmethod

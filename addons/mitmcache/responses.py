@@ -129,10 +129,13 @@ def add_status(response: http.Response, status: Status, cache_name: str, *, etag
     """Stamp a forwarded response with our decision (and the ETag we generated for it, if any),
     rebuilding its fields once. An upstream X-Cache is replaced; an upstream Cache-Status is kept,
     ours appended after it (RFC 9211 §2: the list grows towards the client)."""
-    fields = response.headers.fields
-    if any(k.lower() == b"x-cache" for k, _ in fields):
-        fields = tuple((k, v) for k, v in fields if k.lower() != b"x-cache")
+    headers = response.headers
+    fields = headers.fields
+    for k, _ in fields:
+        if k.lower() == b"x-cache":
+            fields = tuple((k, v) for k, v in fields if k.lower() != b"x-cache")
+            break
     ours = _status_fields(status, cache_name, None)
     if etag is not None:
         ours = ((b"etag", etag.encode()), *ours)
-    response.headers.fields = (*fields, *ours)
+    headers.fields = (*fields, *ours)

@@ -16,7 +16,7 @@ from .fields import HOP_BY_HOP, Fields, by_name, connection_listed, pick, split_
 from .freshness import Lifetime, corrected_initial_age, freshness_lifetime
 from .key import secondary_key, vary_names
 from .numbers import capped
-from .tags import CLEAR_FIELD, DEFAULT_TAG_RULES, TagRules, response_tags, split_withheld
+from .tags import CLEAR_FIELD, DEFAULT_TAG_RULES, TagRules, response_tags
 from .validators import generate_etag
 
 # Fields a cache owns on the way out, so never stored from upstream: Age is recomputed
@@ -245,9 +245,7 @@ def admit(
     if "content-encoding" in response and "accept-encoding" not in names:
         names = tuple(sorted((*names, "accept-encoding")))
 
-    fields, withheld = split_withheld(
-        _stored_fields(response_fields, response_cc, response), rules.tags.withheld
-    )
+    fields, withheld = _stored_fields(response_fields, response_cc, response, rules.tags.withheld)
     etag = upstream_etag or generate_etag(body)
     if upstream_etag is None:
         fields.append((b"etag", etag.encode()))
@@ -324,16 +322,26 @@ def complete(content_length: Sequence[str], body: bytes) -> bool:
 
 
 def _stored_fields(
-    response_fields: Fields, response_cc: cache_control.Directives, index: dict[str, list[str]]
-) -> list[tuple[bytes, bytes]]:
-    """End-to-end fields (RFC 9110 §7.6.1: hop-by-hop and ``Connection``-listed ones removed) minus
-    the ones the cache recomputes and the ones a qualified ``private``/``no-cache`` names (RFC 9111
-    §5.2.2.4, §5.2.2.7: not to be reused unvalidated). One pass over the fields; ``index`` is
+    response_fields: Fields,
+    response_cc: cache_control.Directives,
+    index: dict[str, list[str]],
+    tag_fields: frozenset[bytes],
+) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
+    """The fields stored, as (what clients see, what is withheld from them: ``tag_fields``), in one
+    pass: end-to-end fields only (RFC 9110 §7.6.1: hop-by-hop and ``Connection``-listed ones
+    removed), minus the ones the cache recomputes and the ones a qualified ``private``/``no-cache``
+    names (RFC 9111 §5.2.2.4, §5.2.2.7: not to be reused unvalidated). ``index`` is
     ``by_name(response_fields)``, so the usual response, with none of those, costs no more."""
     listed = connection_listed(index.get("connection", ()))
-    withheld = _NEVER_STORED | listed if listed else _NEVER_STORED
+    dropped = _NEVER_STORED | listed if listed else _NEVER_STORED
     for directive in ("private", "no-cache"):
         qualified = cache_control.field_names(response_cc, directive)
         if qualified:
-            withheld = withheld.union(name.encode() for name in qualified)
-    return [(k, v) for k, v in response_fields if k.lower() not in withheld]
+            dropped = dropped.union(name.encode() for name in qualified)
+    shown: list[tuple[bytes, bytes]] = []
+    kept_back: list[tuple[bytes, bytes]] = []
+    for k, v in response_fields:
+        name = k.lower()
+        if name not in dropped:
+            (kept_back if name in tag_fields else shown).append((k, v))
+    return shown, kept_back
