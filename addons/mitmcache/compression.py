@@ -12,7 +12,6 @@ response (a 304, a HEAD). Which responses may be coded, and the validators, are 
 import gzip
 import time
 import zlib
-from dataclasses import replace
 
 import brotli
 import zstandard
@@ -66,8 +65,7 @@ def coded_entry(entry: Entry, coding: Coding, coded: bytes) -> Entry:
     if not varies_on_accept_encoding(entry):
         fields.append(_VARY_ACCEPT_ENCODING)
     fields.append((b"content-length", str(len(coded)).encode()))
-    return replace(
-        entry,
+    return entry.changed(
         fields=tuple(fields),
         body=coded,
         etag=etag,
@@ -103,8 +101,7 @@ def identity_view(entry: Entry, body: bytes) -> Entry:
     assert entry.coding is not None and entry.identity_etag is not None
     fields = [(k, v) for k, v in entry.fields if k.lower() not in _REPLACED]
     fields += [(b"etag", entry.identity_etag.encode()), (b"content-length", str(entry.sent_length).encode())]
-    return replace(
-        entry,
+    return entry.changed(
         fields=tuple(fields),
         body=body,
         etag=entry.identity_etag,
@@ -134,4 +131,4 @@ def as_sent(entry: Entry) -> Entry:
     if not varies_on_accept_encoding(entry):
         index = len(fields) - 1 - fields[::-1].index(_VARY_ACCEPT_ENCODING)
         fields = fields[:index] + fields[index + 1 :]
-    return replace(view, fields=fields, identity_etag=None, size=0, version=entry.version)
+    return view.changed(fields=fields, identity_etag=None, size=0, version=entry.version)

@@ -12,7 +12,8 @@ is its ``Meta``, kept by the store and changed only through it.
 """
 
 import random
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Self
 
 # What one entry costs in memory beyond its bytes, so that cache_max_bytes bounds the process:
 # measured with tracemalloc (the Entry, its strings and tuples, the store's bookkeeping, allocator
@@ -30,8 +31,7 @@ def new_version() -> int:
     return random.getrandbits(63)
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class _EntryFields(NamedTuple):
     key: str  # primary key: the URL (policy.key.primary_key)
     url: str  # where the upstream serves it, for refreshes
     host: str  # the Host field sent upstream
@@ -57,31 +57,40 @@ class Entry:
     # and ``fields`` are the coded one's), and the length of the body as sent.
     coding: str | None = None
     identity_etag: str | None = None
-    sent_length: int = -1  # -1: len(body), set on creation
-    size: int = 0
-    version: int = field(default_factory=new_version)
+    sent_length: int = -1  # -1: len(body)
+    size: int = 0  # 0: computed (entry_size)
+    version: int = 0  # 0: a new one (new_version)
     # Tags (surrogate keys, policy.tags) the upstream gave it, for purge and refresh by tag, and the
     # upstream's fields withheld from clients (its tag fields): a 304 re-admits them with the rest.
     tags: tuple[str, ...] = ()
     withheld: tuple[tuple[bytes, bytes], ...] = ()
 
-    def __post_init__(self) -> None:
-        if self.sent_length < 0:
-            object.__setattr__(self, "sent_length", len(self.body))
-        if not self.size:
-            size = (
-                len(self.body)
-                + sum(len(k) + len(v) + FIELD_OVERHEAD for k, v in self.fields + self.withheld)
-                + sum(len(n) + len(v or "") + FIELD_OVERHEAD for n, v in self.vary)
-                + len(self.key)
-                + len(self.url)
-                + len(self.host)
-                + len(self.etag)
-                + len(self.last_modified or "")
-                + sum(len(t) + TAG_OVERHEAD for t in self.tags)
-                + ENTRY_OVERHEAD
-            )
-            object.__setattr__(self, "size", size)  # derived once, as a frozen dataclass allows
+
+class Entry(_EntryFields):
+    """A named tuple rather than a frozen dataclass: as immutable, and cheaper to build. Every stored
+    miss builds one, and a frozen dataclass sets its 27 fields one ``object.__setattr__`` at a time:
+    the change took a miss from 523 k to 508 k instructions (``scripts/hook_instructions.py``).
+    What is derived (``sent_length``, ``size``, ``version``) is filled in when not given."""
+
+    __slots__ = ()
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        entry = _EntryFields.__new__(cls, *args, **kwargs)
+        if entry.sent_length < 0 or not entry.size or not entry.version:
+            return entry._derived()
+        return entry
+
+    def _derived(self) -> Self:
+        sent_length = len(self.body) if self.sent_length < 0 else self.sent_length
+        size = self.size or entry_size(self)
+        derived = (sent_length, size, self.version or new_version())
+        return tuple.__new__(type(self), (*self[:_SENT_LENGTH], *derived, *self[_VERSION + 1 :]))
+
+    def changed(self, **changes: Any) -> Self:
+        """This entry with ``changes`` (its version kept unless one is given); a ``size`` of 0 is
+        computed again, for a changed body or fields."""
+        entry = self._replace(**changes)
+        return entry if entry.size else entry._derived()
 
     @property
     def sent_size(self) -> int:
@@ -102,7 +111,28 @@ class Entry:
         """This version as if it had expired at ``at`` at the latest (a soft purge): the same
         version, so compare-and-delete still finds it; served stale only by the usual rules."""
         lifetime = at - self.response_time + self.initial_age
-        return self if lifetime >= self.lifetime else replace(self, lifetime=lifetime)
+        return self if lifetime >= self.lifetime else self._replace(lifetime=lifetime)
+
+
+_SENT_LENGTH, _VERSION = _EntryFields._fields.index("sent_length"), _EntryFields._fields.index("version")
+assert _VERSION == _SENT_LENGTH + 2  # sent_length, size, version: derived together (_derived)
+
+
+def entry_size(entry: _EntryFields) -> int:
+    """What an entry counts against ``cache_max_bytes``: its bytes and strings, and the Python
+    objects behind them (``ENTRY_OVERHEAD``, ``FIELD_OVERHEAD``, ``TAG_OVERHEAD``)."""
+    return (
+        len(entry.body)
+        + sum(len(k) + len(v) + FIELD_OVERHEAD for k, v in entry.fields + entry.withheld)
+        + sum(len(n) + len(v or "") + FIELD_OVERHEAD for n, v in entry.vary)
+        + len(entry.key)
+        + len(entry.url)
+        + len(entry.host)
+        + len(entry.etag)
+        + len(entry.last_modified or "")
+        + sum(len(t) + TAG_OVERHEAD for t in entry.tags)
+        + ENTRY_OVERHEAD
+    )
 
 
 @dataclass(slots=True)

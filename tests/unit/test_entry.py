@@ -41,3 +41,24 @@ def test_validators_are_the_upstreams_own(upstream_etag, last_modified, validato
     """RFC 9111 §4.3.1: a conditional request needs a validator the origin issued."""
     entry = stored_entry(upstream_etag=upstream_etag, last_modified=last_modified)
     assert entry.has_validators is validators
+
+
+def test_an_entry_cannot_be_changed_in_place():
+    """Stores hand out the entries they hold: nobody may change one under them."""
+    entry = stored_entry(body=b"old")
+    with pytest.raises(AttributeError):
+        entry.body = b"new"  # type: ignore[misc]
+    assert entry.body == b"old"
+
+
+def test_every_new_entry_gets_a_version_of_its_own():
+    assert stored_entry().version != stored_entry().version
+
+
+def test_a_changed_entry_keeps_its_version_and_counts_its_size_again_when_asked():
+    entry = stored_entry(body=b"x" * 100)
+    resized = entry.changed(body=b"x" * 10, size=0)
+    kept = entry.changed(lifetime=5.0)
+    assert (resized.version, kept.version) == (entry.version, entry.version)
+    assert entry.size - resized.size == 90
+    assert (kept.size, kept.lifetime) == (entry.size, 5.0)

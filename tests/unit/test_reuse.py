@@ -1,7 +1,6 @@
 """May a stored response answer a request, and how (RFC 9111 §4, §4.2.4, §5.2.1; RFC 5861)."""
 
 import math
-from dataclasses import replace
 
 import pytest
 
@@ -49,7 +48,7 @@ def make_entry(
         rules=Rules(default_ttl=60.0, override=False),
     )
     assert isinstance(entry, Entry), entry
-    entry = replace(entry, **attributes)
+    entry = entry.changed(**attributes)
     FAILURES[entry.version] = refresh_failures
     return entry
 

@@ -15,7 +15,7 @@ from ..entry import Entry, Meta
 
 FORMAT = b"mitmcache/2\n"  # 2: the coding fields (coding, identity_etag, sent_length)
 _LENGTH = struct.Struct(">I")
-_ENTRY_FIELDS = frozenset(f.name for f in fields(Entry)) - {"body"}
+_ENTRY_FIELDS = frozenset(Entry._fields) - {"body"}
 _META_FIELDS = frozenset(f.name for f in fields(Meta))
 
 

@@ -13,14 +13,14 @@ version is text, because Lua's numbers are doubles and a version has 63 bits.
 """
 
 import hashlib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import msgpack
 
 from ..entry import Entry, Meta
 from .codec import Unreadable
 
-_ENTRY_FIELDS = tuple(f.name for f in fields(Entry))
+_ENTRY_FIELDS = Entry._fields
 # The format tag changes whenever Entry's fields do: an older or newer cache's values are unreadable.
 FORMAT = "mitmcache-entry/" + hashlib.sha1(",".join(_ENTRY_FIELDS).encode()).hexdigest()[:8]
 _BYTES_FIELDS = frozenset({"reason", "body"})
