@@ -16,7 +16,7 @@ from .fields import HOP_BY_HOP, Fields, by_name, connection_listed, pick, split_
 from .freshness import Lifetime, corrected_initial_age, freshness_lifetime
 from .key import secondary_key, vary_names
 from .numbers import capped
-from .tags import CLEAR_FIELD, DEFAULT_TAG_RULES, TagRules, response_tags
+from .tags import CLEAR_FIELD, DEFAULT_TAG_RULES, TagRules, response_tags, split_withheld
 from .validators import generate_etag
 
 # Fields a cache owns on the way out, so never stored from upstream: Age is recomputed
@@ -338,10 +338,4 @@ def _stored_fields(
         qualified = cache_control.field_names(response_cc, directive)
         if qualified:
             dropped = dropped.union(name.encode() for name in qualified)
-    shown: list[tuple[bytes, bytes]] = []
-    kept_back: list[tuple[bytes, bytes]] = []
-    for k, v in response_fields:
-        name = k.lower()
-        if name not in dropped:
-            (kept_back if name in tag_fields else shown).append((k, v))
-    return shown, kept_back
+    return split_withheld(response_fields, tag_fields, dropped)

@@ -104,12 +104,16 @@ def parse_tag_list(values: list[str]) -> tuple[str, ...]:
 
 
 def split_withheld(
-    fields: Fields, withheld: frozenset[bytes]
+    fields: Fields, withheld: frozenset[bytes], dropped: frozenset[bytes] = frozenset()
 ) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
-    """``fields`` as (what clients see, what is withheld from them), in one pass."""
-    shown, kept_back = [], []
+    """``fields`` as (what clients see, what is withheld from them), in one pass; ``dropped``: names
+    in neither (what a cache never stores, for ``storable``)."""
+    shown: list[tuple[bytes, bytes]] = []
+    kept_back: list[tuple[bytes, bytes]] = []
     for k, v in fields:
-        (kept_back if k.lower() in withheld else shown).append((k, v))
+        name = k.lower()
+        if name not in dropped:
+            (kept_back if name in withheld else shown).append((k, v))
     return shown, kept_back
 
 
