@@ -3,24 +3,18 @@ without running them is checked here, so that a refactor of benchlib cannot leav
 a helper that is gone (a full run once died 19 minutes in on one)."""
 
 import ast
-import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+from tests.support.scripts import SCRIPTS, script_module
+
 BENCH_MODULES = sorted(SCRIPTS.glob("bench*.py"))
 
 
 @pytest.fixture(scope="module")
 def benchlib():
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        import benchlib
-
-        yield benchlib
-    finally:
-        sys.path.remove(str(SCRIPTS))
+    with script_module("benchlib") as module:
+        yield module
 
 
 @pytest.mark.parametrize("script", BENCH_MODULES, ids=lambda p: p.name)

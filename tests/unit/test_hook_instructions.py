@@ -1,23 +1,15 @@
 """scripts/hook_instructions.py, the instruction counter for the cache's hooks: its driver runs real
 flows through the hooks (the counting itself needs valgrind and minutes, so it is run by hand)."""
 
-import sys
-from pathlib import Path
-
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+from tests.support.scripts import script_module
 
 
 @pytest.fixture(scope="module")
 def hook_instructions():
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        import hook_instructions
-
-        yield hook_instructions
-    finally:
-        sys.path.remove(str(SCRIPTS))
+    with script_module("hook_instructions") as module:
+        yield module
 
 
 @pytest.mark.parametrize(
