@@ -28,6 +28,7 @@ from .compat import (
     install_failure_answers,
     install_interim_reader,
     install_request_body_discard,
+    set_children,
 )
 from .control import Control, add_commands
 from .core import run_eagerly
@@ -67,9 +68,10 @@ class Cache:
         self.forwarding = Forwarding(self.engine, lambda: self.settings)
         self.control = Control(self.engine, lambda: self.settings, cache_key)
         self.retention = FlowRetention(lambda: self.settings)
-        # mitmproxy registers children: the flow retention hooks, the listeners' limits. The control
-        # plane has no hooks: only its commands are registered (``load``).
-        self.addons = [self.retention, Listening(lambda: self.settings)]
+        self.listening = Listening(lambda: self.settings)  # has no flow hooks: called from ours
+        # mitmproxy's one child: the flow retention hooks, while there are flows to retain
+        # (``running``). The control plane has no hooks: only its commands are registered (``load``).
+        set_children(self, [self.retention])
         self._tls_verify: bool | ssl.SSLContext = True
         self._timeouts: asyncio.Task[None] | None = None
         self._defaults: dict[str, config.Default] = {}  # load() fills it; errors name their source
@@ -89,9 +91,14 @@ class Cache:
         install_interim_reader()  # mitmproxy would take an upstream's 1xx for its final response
         install_request_body_discard()  # a refused GET body is dropped as it arrives
         install_failure_answers()  # a failed flow's client gets the cache's JSON error, stamped
+        self.listening.install()
 
     @startup.one_line_at_startup
     def configure(self, updated: set[str]) -> None:
+        self._configure(updated)
+        self.listening.configure(updated)  # the listeners' limits, from the settings just parsed
+
+    def _configure(self, updated: set[str]) -> None:
         if updated & TLS_OPTIONS and "ssl_insecure" in ctx.options:
             self._tls_verify = startup.upstream_tls_verification()
         if not updated & config.BY_OPTION.keys():
@@ -164,11 +171,12 @@ class Cache:
             self.shared.start()
         self.engine.start(self._tls_verify)
         self._timeouts = asyncio.get_running_loop().create_task(self._watch_upstream_timeouts())
-        if self.retention in self.addons and ctx.master.addons.get("view") is None:
+        if self.retention in vars(self).get("addons", ()) and ctx.master.addons.get("view") is None:
             # mitmdump and the production launcher keep no flows: nothing to bound, and the
             # retention's hooks would cost every request two more dispatches.
             ctx.master.addons.remove(self.retention)
-            self.addons.remove(self.retention)
+            set_children(self, [])
+        self.listening.running()
 
     def done(self) -> asyncio.Task[None] | None:
         """Hands mitmproxy the store's closing (it awaits it: a disk store commits what is still

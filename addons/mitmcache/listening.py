@@ -1,8 +1,9 @@
 """The proxy's front door: which upstream a reverse mode names, and what the listeners accept.
 
-A child addon of the cache (so stock ``mitmdump -s addons/cache.py`` and the production launcher
-get it alike): at ``load`` it installs the patches of mitmproxy that bound request heads and raise
-the listen backlog (``compat``); at ``configure`` it hands them the current settings, and checks
+Called from the cache's own hooks (so stock ``mitmdump -s addons/cache.py`` and the production
+launcher get it alike, and mitmproxy has no child addon to walk on every event): at ``load`` it
+installs the patches of mitmproxy that bound request heads and raise the listen backlog
+(``compat``); at ``configure`` it hands them the current settings, and checks
 every ``--mode reverse:URL``, because mitmproxy takes ``reverse:example.com`` as
 ``https://example.com`` and ``reverse:not-a-url`` as a host: an operator's typo would start a
 proxy that answers every request with a 502.
@@ -13,7 +14,7 @@ from collections.abc import Callable, Sequence
 from mitmproxy import ctx, exceptions
 from mitmproxy.proxy import mode_specs
 
-from . import compat, startup
+from . import compat
 from .config import Settings
 from .front_settings import reverse_upstream
 
@@ -39,11 +40,10 @@ class Listening:
         self._settings = settings
         self._running = False
 
-    def load(self, loader) -> None:
+    def install(self) -> None:
         compat.install_request_head_limits()
         compat.install_listen_backlog()
 
-    @startup.one_line_at_startup
     def configure(self, updated: set[str]) -> None:
         settings = self._settings()
         compat.HEAD_LIMITS.max_bytes = settings.max_request_head_bytes

@@ -3,6 +3,7 @@
 import logging
 
 import pytest
+from mitmproxy.addonmanager import traverse
 
 from mitmcache import compat
 
@@ -68,3 +69,23 @@ def test_a_reloaded_module_shares_the_installed_patchs_limits(monkeypatch):
     assert fresh.install_request_head_limits() is True
     assert fresh.install_listen_backlog() is True
     assert fresh.HEAD_LIMITS is limits and fresh.BACKLOG is backlog
+
+
+class _Addon:
+    pass
+
+
+def test_an_addon_given_children_has_them_walked_by_mitmproxy():
+    addon, child = _Addon(), _Addon()
+    compat.set_children(addon, [child])
+    assert list(traverse([addon])) == [addon, child]
+
+
+def test_an_addon_left_without_children_has_no_addons_attribute_for_mitmproxy_to_descend_into():
+    """mitmproxy's traverse descends into an empty ``addons`` list too, on every event of every flow."""
+    addon = _Addon()
+    compat.set_children(addon, [_Addon()])
+    compat.set_children(addon, [])
+    assert not hasattr(addon, "addons")
+    compat.set_children(addon, [])  # already without: nothing to delete
+    assert list(traverse([addon])) == [addon]

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from mitmproxy import ctx, exceptions, hooks, http
+from mitmproxy.addonmanager import traverse
 from mitmproxy.proxy.layers.http import HttpRequestHook
 from mitmproxy.test import taddons, tflow, tutils
 
@@ -167,7 +168,7 @@ def request_hooks_found(tctx: taddons.context, queue: WriteQueue) -> list[Any]:
 async def test_a_queue_without_routes_leaves_its_flow_hooks_out_of_the_chain(unrouted):
     """mitmproxy calls every hook it finds on every request: a queue with nothing to route has none."""
     tctx, writequeue = unrouted
-    assert writequeue.addons == []
+    assert list(traverse([writequeue])) == [writequeue]
     assert request_hooks_found(tctx, writequeue) == []
     assert tctx.master.addons.get("flowhooks") is None
 

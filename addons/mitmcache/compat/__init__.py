@@ -7,7 +7,8 @@ of what happens on the way to and from the upstream; the patches, by what they p
 * ``listeners.py``: the listen backlog; workers sharing one port (``SO_REUSEPORT``).
 * ``upstream.py``: interim (1xx) responses; the cache's own answer where mitmproxy would send its
   error page; closing a hung upstream connection.
-* ``dispatch.py``: the production launcher's addon manager.
+* ``dispatch.py``: the production launcher's addon manager; children that stock mitmdump walks only
+  when there are any.
 
 Each ``install_*`` first checks that mitmproxy is the version it was written for
 (``SUPPORTED_VERSION``) and has the shape it patches; otherwise it logs one warning saying which
@@ -73,7 +74,7 @@ def check_version() -> bool:
 
 # The patches import the version check above, so they are imported after it.
 from . import listeners, requests
-from .dispatch import DispatchTable
+from .dispatch import DispatchTable, set_children
 from .listeners import apply_listen_backlog, install_listen_backlog, install_reuse_port, relisten
 from .requests import (
     discard_request_body,
@@ -110,6 +111,7 @@ __all__ = [
     "last_activity",
     "refusal",
     "relisten",
+    "set_children",
     "skip_interim_heads",
     "supported",
     "upstream_reset",

@@ -23,6 +23,7 @@ from mitmproxy import ctx, exceptions, http
 from mitmproxy.net.http import status_codes
 
 from .. import config, startup
+from ..compat import set_children
 from ..control import add_commands
 from ..policy.fields import get_first
 from .admin import NAME, QueueAdmin
@@ -64,7 +65,7 @@ class WriteQueue:
         self._invalidation = CacheInvalidation(cache)
         self.admin = QueueAdmin(lambda: self.store, self.metrics, self._refresh_counts, self._status)
         self._flow_hooks = FlowHooks(self)
-        self.addons = [self._flow_hooks]  # while it has routes (``_offer_flow_hooks``)
+        set_children(self, [self._flow_hooks])  # while it has routes (``_offer_flow_hooks``)
         cache.control.mount(NAME, self.admin)
         cache.control.registry.register(QueueCollector(self.metrics))
 
@@ -116,12 +117,12 @@ class WriteQueue:
         """Attach the flow hooks while routes are set, as mitmproxy's script loader attaches scripts
         from ``configure``. Once running they stay: routes set later wait for a restart anyway
         (``configure``), and a write under way must still reach its request hook."""
-        attached = self._flow_hooks in self.addons
+        attached = self._flow_hooks in vars(self).get("addons", ())
         if wanted and not attached:
-            self.addons.append(self._flow_hooks)
+            set_children(self, [self._flow_hooks])
             ctx.master.addons.register(self._flow_hooks)
         elif not wanted and attached and not self._started:
-            self.addons.remove(self._flow_hooks)
+            set_children(self, [])
             ctx.master.addons.remove(self._flow_hooks)
 
     def running(self) -> asyncio.Task[None]:
