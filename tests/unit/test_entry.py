@@ -1,8 +1,10 @@
 """What one stored response costs, and what it can be validated with."""
 
+from dataclasses import fields
+
 import pytest
 
-from mitmcache.entry import ENTRY_OVERHEAD, FIELD_OVERHEAD
+from mitmcache.entry import ENTRY_OVERHEAD, FIELD_OVERHEAD, Meta
 from tests.support.entries import stored_entry
 
 
@@ -62,3 +64,17 @@ def test_a_changed_entry_keeps_its_version_and_counts_its_size_again_when_asked(
     assert (resized.version, kept.version) == (entry.version, entry.version)
     assert entry.size - resized.size == 90
     assert (kept.size, kept.lifetime) == (entry.size, 5.0)
+
+
+def test_a_copy_of_the_metadata_has_every_field_and_is_its_own():
+    meta = Meta(stored_at=1.0, last_access=2.0, hits=3, refresh_failures=4, retry_at=5.0, stale_at=6.0)
+    copy = meta.copy()
+    assert copy == meta and copy is not meta
+    assert [getattr(copy, f.name) for f in fields(Meta)] == [
+        1.0,
+        2.0,
+        3,
+        4,
+        5.0,
+        6.0,
+    ]  # a new field fails here

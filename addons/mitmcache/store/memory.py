@@ -12,7 +12,7 @@ import itertools
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ..entry import Entry, Meta, Stored
 from .base import Usage, Use, Vary
@@ -86,7 +86,7 @@ class MemoryStore:
                 self._remove(group, old)
             while len(group) >= MAX_VARIANTS_PER_KEY:  # the least recently used variant goes
                 self._remove(group, min(group, key=_last_access))
-        group.append(_Record(entry, replace(meta), keep_until, check_at))
+        group.append(_Record(entry, meta.copy(), keep_until, check_at))
         if entry.tags:
             variant = (entry.key, entry.vary)
             for tag in entry.tags:
