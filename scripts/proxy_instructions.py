@@ -3,7 +3,7 @@
 cache against the process it is measured against (a pass-through for misses, the ceiling addon for
 hits), as the throughput budgets pair them.
 
-    .venv/bin/python scripts/proxy_instructions.py [--hits] [--lean] [--requests 400]
+    .venv/bin/python scripts/proxy_instructions.py [--hits] [--lean] [--requests 400] [--caches]
 
 A measuring tool, not product code. ``scripts/hook_instructions.py`` counts the cache's hooks alone;
 this counts everything the process does for a request: mitmproxy's own work, its dispatch of the
@@ -14,7 +14,8 @@ URL each for misses, one cached URL for hits). After a warm-up the counters are 
 (``callgrind_control -z``) and dumped (``-d``) between two complete exchanges, so the count covers
 exactly ``--requests`` requests. The ratio of two counts is what the budgets' time ratio would be
 if every instruction took as long as every other; where the time ratio is higher, the difference
-is in how the instructions run (the CPU's caches), not in how many there are.
+is in how the instructions run, not in how many there are. ``--caches`` also counts the misses of
+valgrind's model of the CPU's caches (about twice as slow).
 """
 
 import argparse
@@ -34,18 +35,20 @@ import benchlib as bl
 
 WARM_UP = 300  # requests before counting: imports done, code specialised, the hit stored
 PYTHON = bl.REPO_ROOT / ".venv" / "bin" / "python"
-SUMMARY = re.compile(r"^(?:summary|totals):\s*(\d+)", re.MULTILINE)
+SUMMARY = re.compile(r"^summary:\s*([\d ]+)$", re.MULTILINE)
+EVENTS = re.compile(r"^events:\s*(.+)$", re.MULTILINE)
+# With --caches: misses in the first-level instruction and data caches, and in the last level.
+CACHE_EVENTS = {"I1 misses": ("I1mr",), "D1 misses": ("D1mr", "D1mw"), "LL misses": ("ILmr", "DLmr", "DLmw")}
 
 
 @dataclass
 class Counted:
     name: str
-    instructions: int
+    events: dict[str, int]  # callgrind's totals: Ir (instructions), and with --caches the misses
     requests: int
 
-    @property
-    def per_request(self) -> float:
-        return self.instructions / self.requests
+    def per_request(self, event: str = "Ir") -> float:
+        return self.events[event] / self.requests
 
 
 def command(name: str, lean: bool) -> list[str]:
@@ -82,12 +85,21 @@ def exchange(port: int, path: str, requests: int, expect: str | None = None) -> 
 
 
 def count(
-    name: str, argv: list[str], origin_url: str, path: str, requests: int, workdir: Path, expect: str | None
+    name: str,
+    argv: list[str],
+    origin_url: str,
+    path: str,
+    requests: int,
+    workdir: Path,
+    expect: str | None,
+    caches: bool = False,
 ) -> Counted:
     port = bl.free_port()
     values = {"upstream": origin_url, "port": port, "confdir": bl.session_confdir(), "repo": bl.REPO_ROOT}
     out = workdir / f"{name}.callgrind"
     valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+    if caches:  # valgrind's model of this machine's caches (it reads their sizes off the CPU)
+        valgrind.append("--cache-sim=yes")
     env = bl.clean_env({"PYTHONPATH": str(bl.REPO_ROOT / "addons")} if argv[0] == str(PYTHON) else None)
     with open(workdir / f"{name}.log", "wb") as log:
         proc = subprocess.Popen(
@@ -128,10 +140,28 @@ def _counted(
     dumps = sorted(workdir.glob(f"{name}.callgrind.*"))
     if not dumps:
         raise RuntimeError(f"{name}: callgrind wrote no dump")
-    found = SUMMARY.search(dumps[-1].read_text(errors="replace"))
-    if found is None:
-        raise RuntimeError(f"{name}: no instruction count in {dumps[-1]}")
-    return Counted(name, int(found.group(1)), requests)
+    return Counted(name, totals(dumps[-1].read_text(errors="replace")), requests)
+
+
+def totals(dump: str) -> dict[str, int]:
+    """The totals of a callgrind dump, by event name."""
+    names, values = EVENTS.search(dump), SUMMARY.search(dump)
+    if names is None or values is None:
+        raise RuntimeError("no totals in the callgrind dump")
+    return dict(zip(names.group(1).split(), (int(v) for v in values.group(1).split()), strict=True))
+
+
+def table(base: Counted, cache: Counted, baseline: str) -> str:
+    """Per request: instructions (k), and the cache misses when they were counted; the cache's
+    figures against the baseline's."""
+    rows = [("k instructions", ("Ir",), 1000)]
+    rows += [(label, events, 1) for label, events in CACHE_EVENTS.items() if events[0] in base.events]
+    lines = [f"| per request | {baseline} | cache | cache / {baseline} |", "|---|---|---|---|"]
+    for label, events, unit in rows:
+        ours, theirs = (sum(c.per_request(e) for e in events) for c in (cache, base))
+        ratio = f"{ours / theirs:.3f}" if theirs else "-"
+        lines.append(f"| {label} | {theirs / unit:,.1f} | {ours / unit:,.1f} | {ratio} |")
+    return "\n".join(lines)
 
 
 def main() -> int:
@@ -141,6 +171,9 @@ def main() -> int:
     )
     parser.add_argument("--lean", action="store_true", help="the production launcher instead of mitmdump")
     parser.add_argument("--requests", type=int, default=400, help="requests counted in each process")
+    parser.add_argument(
+        "--caches", action="store_true", help="also count cache misses (valgrind's cache model; slower)"
+    )
     args = parser.parse_args()
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("proxy_instructions: valgrind is not installed (apt install valgrind)", file=sys.stderr)
@@ -164,6 +197,7 @@ def main() -> int:
                     args.requests,
                     workdir,
                     expect[name],
+                    args.caches,
                 )
                 for name in (baseline, "cache")
             ]
@@ -173,10 +207,7 @@ def main() -> int:
     what = "hits" if args.hits else "misses"
     launcher = "production launcher" if args.lean else "mitmdump"
     print(f"# instructions per request, {what}, {launcher}, {args.requests} requests each\n")
-    print("| process | k instructions per request |\n|---|---|")
-    for counted in (base, cache):
-        print(f"| {counted.name} | {counted.per_request / 1000:,.1f} |")
-    print(f"\ncache / {baseline}: {cache.per_request / base.per_request:.3f}")
+    print(table(base, cache, baseline))
     return 0
 
 

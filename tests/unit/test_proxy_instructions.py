@@ -43,10 +43,25 @@ def test_the_production_launcher_is_counted_as_the_python_module_its_script_star
     assert ("--no-cache" in argv) == (name != "cache")
 
 
-def test_the_count_is_read_from_callgrinds_dump(proxy_instructions):
-    dump = "events: Ir\nsummary: 3665487526\n\nfn=(1) main\n"
-    assert proxy_instructions.SUMMARY.search(dump).group(1) == "3665487526"
-    assert proxy_instructions.Counted("cache", 4_000_000, 400).per_request == 10_000
+def test_the_totals_are_read_from_callgrinds_dump_by_event(proxy_instructions):
+    dump = "events: Ir I1mr D1mr\nsummary: 3665487526 1200 3400\n\nfn=(1) main\n"
+    assert proxy_instructions.totals(dump) == {"Ir": 3665487526, "I1mr": 1200, "D1mr": 3400}
+
+
+def test_the_table_gives_per_request_figures_and_the_caches_ratio(proxy_instructions):
+    counted = proxy_instructions.Counted
+    base = counted("ceiling", {"Ir": 4_000_000}, 400)
+    cache = counted("cache", {"Ir": 4_400_000}, 400)
+    assert base.per_request() == 10_000
+    assert "| k instructions | 10.0 | 11.0 | 1.100 |" in proxy_instructions.table(base, cache, "ceiling")
+
+
+def test_the_table_adds_the_cache_misses_when_they_were_counted(proxy_instructions):
+    events = {"Ir": 1000, "I1mr": 10, "D1mr": 20, "D1mw": 4, "ILmr": 0, "DLmr": 1, "DLmw": 0}
+    base = proxy_instructions.Counted("passthrough", events, 1)
+    cache = proxy_instructions.Counted("cache", dict(events, I1mr=12), 1)
+    table = proxy_instructions.table(base, cache, "passthrough")
+    assert "| I1 misses | 10.0 | 12.0 | 1.200 |" in table and "| D1 misses | 24.0 | 24.0 | 1.000 |" in table
 
 
 def test_an_exchange_over_answers_the_cache_did_not_give_stops_the_count(proxy_instructions, origin):
