@@ -8,7 +8,7 @@
 Sections (``--only`` takes section names, scenario names or throughput configuration names):
 
 * ``throughput``: each configuration in ``CONFIGS`` is run with wrk, interleaved and repeated (rounds,
-  rotating the order), and medians are reported: requests/s and p50/p99 at 16 connections, CPU time
+  rotating the order, each with freshly started proxies), and medians are reported: requests/s and p50/p99 at 16 connections, CPU time
   per request of the server process (from /proc/PID/stat), and p50/p99 at 1 connection (latency
   without queueing). Ratios are taken per round, then their median.
 * ``memory`` (``bench_memory.py``): ``flood`` (200k distinct keys, cache_max_bytes=64MB), ``stream``
@@ -30,7 +30,7 @@ Sections (``--only`` takes section names, scenario names or throughput configura
   on Redis), ``tag-memory`` (memory per tagged entry).
 
 A configuration is a name, a proxy command line and a workload: adding one (say the lean launcher of
-issue 6) is one entry in ``CONFIGS``; processes with the same command line are shared.
+issue 6) is one entry in ``CONFIGS``; within a round, processes with the same command line are shared.
 """
 
 import argparse
@@ -257,19 +257,47 @@ def _metric(run: dict, what: str) -> float | None:
     }[what]
 
 
+def _started(configs: list[Config], origin_url: str) -> dict[tuple[str, ...], bl.Server]:
+    """One proxy per command line (configurations with the same one share it), started."""
+    servers: dict[tuple[str, ...], bl.Server] = {}
+    for config in configs:
+        if config.proxy is not None and config.proxy not in servers:
+            servers[config.proxy] = bl.Server(config.name, config.proxy, origin_url).start()
+    return servers
+
+
+def _warm_up(config: Config, url: str, timing: Timing) -> None:
+    """Prove who answers (X-Cache), fill the cache, let the process settle."""
+    host, port = url.removeprefix("http://").split(":")
+    path = config.path + ("?u=warmup" if config.unique else "")
+    sent = dict(h.split(": ", 1) for h in config.headers)
+    for _ in range(2):
+        status, headers, body = bl.http_get_once(host, int(port), path, sent)
+    if status != 200 or len(body) != ROUTES.get(config.path, len(body)):
+        raise RuntimeError(f"{config.name}: warm-up GET {path} -> {status}, {len(body)} bytes")
+    if config.expect and config.expect != "MISS" and headers.get("x-cache") != config.expect:
+        raise RuntimeError(f"{config.name}: expected X-Cache {config.expect}, got {headers}")
+    if timing.warmup_seconds:
+        bl.run_wrk(
+            url + config.path,
+            connections=CONNECTIONS,
+            seconds=timing.warmup_seconds,
+            unique=config.unique,
+            headers=config.headers,
+        )
+
+
 def throughput(
     configs: list[Config], timing: Timing, ratios=RATIOS, title: str = "Throughput and latency"
 ) -> Section:
     origin = bl.start_origin()
     servers: dict[tuple[str, ...], bl.Server] = {}
+    commands: dict[str, str] = {}
     try:
         for path, size in ROUTES.items():
             origin.route(path, headers=ROUTE_HEADERS, size=size)
         for path, body in JSON_ROUTES.items():
             origin.route(path, headers=JSON_HEADERS, body=body)
-        for config in configs:
-            if config.proxy is not None and config.proxy not in servers:
-                servers[config.proxy] = bl.Server(config.name, config.proxy, origin.url).start()
 
         def target(config: Config) -> tuple[str, int]:
             if config.proxy is None:
@@ -277,30 +305,15 @@ def throughput(
             server = servers[config.proxy]
             return server.url, server.pid
 
-        # Warm up: prove who answers (X-Cache), fill the cache, let every process settle.
-        for config in configs:
-            url, _ = target(config)
-            host, port = url.removeprefix("http://").split(":")
-            path = config.path + ("?u=warmup" if config.unique else "")
-            sent = dict(h.split(": ", 1) for h in config.headers)
-            for _ in range(2):
-                status, headers, body = bl.http_get_once(host, int(port), path, sent)
-            if status != 200 or len(body) != ROUTES.get(config.path, len(body)):
-                raise RuntimeError(f"{config.name}: warm-up GET {path} -> {status}, {len(body)} bytes")
-            if config.expect and config.expect != "MISS" and headers.get("x-cache") != config.expect:
-                raise RuntimeError(f"{config.name}: expected X-Cache {config.expect}, got {headers}")
-            if timing.warmup_seconds:
-                bl.run_wrk(
-                    url + config.path,
-                    connections=CONNECTIONS,
-                    seconds=timing.warmup_seconds,
-                    unique=config.unique,
-                    headers=config.headers,
-                )
-
         runs: dict[str, list[dict]] = {c.name: [] for c in configs}
         problems: list[str] = []
         for r in range(timing.rounds):
+            # Fresh processes every round: two processes started alike differ in speed by up to
+            # 10 % for as long as they run (docs/performance.md), so one process per configuration
+            # would carry its own speed into every round's ratio; a round each draws anew.
+            servers = _started(configs, origin.url)
+            for config in configs:
+                _warm_up(config, target(config)[0], timing)
             order = configs[r % len(configs) :] + configs[: r % len(configs)]
             bl.log(f"throughput round {r + 1}/{timing.rounds}: {', '.join(c.name for c in order)}")
             for config in order:
@@ -340,6 +353,10 @@ def throughput(
                     f"  {config.name}: {loaded.rps:,.0f} req/s, p50 {loaded.p50_ms:.2f} ms, "
                     f"CPU {fmt(loaded.cpu_ms_per_request, 3)} ms/req, 1-conn p50 {single.p50_ms:.2f} ms"
                 )
+            commands = {s.name: s.command_line() for s in servers.values()}
+            for server in servers.values():
+                server.cleanup()
+            servers = {}
 
         rows = []
         for config in configs:
@@ -405,8 +422,8 @@ def throughput(
                 ok = None if value is None else (value >= limit if op == ">=" else value <= limit)
                 budgets.append(Budget(label, fmt(value, 3), f"{op} {limit}", ok))
         md += [table(["ratio", "median", "per round"], ratio_rows), ""]
-        md.append("Proxy command lines:")
-        md += [f"- `{s.command_line()}`" for s in servers.values()]
+        md.append("Proxy command lines (the last round's; every round starts its own processes):")
+        md += [f"- `{line}`" for line in commands.values()]
         if problems:
             md += ["", "Problems seen:"] + [f"- {p}" for p in problems]
         return Section(
@@ -417,7 +434,7 @@ def throughput(
                 "runs": runs,
                 "ratios": ratio_data,
                 "problems": problems,
-                "commands": {s.name: s.command_line() for s in servers.values()},
+                "commands": commands,
             },
         )
     finally:

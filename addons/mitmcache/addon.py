@@ -202,9 +202,6 @@ class Cache:
             except Exception:  # housekeeping must survive a bad flow
                 log.exception("upstream timeout watch failed")
 
-    def time_out_forwards(self, now: float) -> None:
-        self.forwarding.time_out(now)
-
     # -- hooks -----------------------------------------------------------------------------
 
     def request(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:

@@ -164,9 +164,9 @@ async def test_a_leader_without_a_response_head_in_time_releases_its_waiters_wit
     with taddons.context(cache) as tctx:
         tctx.configure(cache, cache_upstream_timeout="1")
         _, follower, waiting = await leader_and_waiting_follower(cache)
-        cache.time_out_forwards(time.time() + 0.5)  # not yet
+        cache.forwarding.time_out(time.time() + 0.5)  # not yet
         assert not waiting.done()
-        cache.time_out_forwards(time.time() + 1.5)
+        cache.forwarding.time_out(time.time() + 1.5)
         await asyncio.wait_for(waiting, 1)
         assert follower.response.status_code == 504
         assert "upstream-timeout" in follower.response.headers["cache-status"]
@@ -181,7 +181,7 @@ async def test_a_leader_whose_response_head_arrived_is_not_timed_out():
         leader, follower, waiting = await leader_and_waiting_follower(cache)
         upstream_reply(leader)
         cache.responseheaders(leader)
-        cache.time_out_forwards(time.time() + 5)
+        cache.forwarding.time_out(time.time() + 5)
         await asyncio.sleep(0.01)
         assert not waiting.done()
         await cache.response(leader)
@@ -299,10 +299,10 @@ async def test_a_body_that_pauses_past_the_idle_timeout_releases_the_waiters_wit
         leader, follower, waiting = await leader_and_waiting_follower(cache)
         upstream_reply(leader)
         cache.responseheaders(leader)
-        cache.time_out_forwards(time.time() + 1.5)  # past REQ_TIMEOUT, but the head arrived in time
+        cache.forwarding.time_out(time.time() + 1.5)  # past REQ_TIMEOUT, but the head arrived in time
         await asyncio.sleep(0.01)
         assert not waiting.done()
-        cache.time_out_forwards(time.time() + 2.5)
+        cache.forwarding.time_out(time.time() + 2.5)
         await asyncio.wait_for(waiting, 1)
         assert follower.response.status_code == 504
         assert "upstream-body-idle" in follower.response.headers["cache-status"]
