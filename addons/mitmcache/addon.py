@@ -25,6 +25,7 @@ from .annotate import METADATA, annotate
 from .coalesce import Kind, Outcome
 from .compat import (
     answer_failure_with,
+    children,
     install_failure_answers,
     install_interim_reader,
     install_request_body_discard,
@@ -41,9 +42,9 @@ from .listening import Listening
 from .log_safety import escaping
 from .lookup import Answer, Forward, Refuse, Serve
 from .policy.cache_status import Status, XCache
-from .policy.fields import get_first
+from .policy.fields import get_first, has_any
 from .policy.reuse import NO_DIRECTIVES, request_directives
-from .policy.tags import clear_tags, has_withheld, split_withheld
+from .policy.tags import clear_tags, split_withheld
 from .policy.validators import ORIGIN_PRECONDITIONS
 from .request_key import authority, cache_key, origin_form
 from .retention import FlowRetention
@@ -171,7 +172,7 @@ class Cache:
             self.shared.start()
         self.engine.start(self._tls_verify)
         self._timeouts = asyncio.get_running_loop().create_task(self._watch_upstream_timeouts())
-        if self.retention in vars(self).get("addons", ()) and ctx.master.addons.get("view") is None:
+        if self.retention in children(self) and ctx.master.addons.get("view") is None:
             # mitmdump and the production launcher keep no flows: nothing to bound, and the
             # retention's hooks would cost every request two more dispatches.
             ctx.master.addons.remove(self.retention)
@@ -333,7 +334,7 @@ class Cache:
         response = flow.response
         assert response is not None
         fields, withheld = response.headers.fields, self.settings.rules.tags.withheld
-        if not has_withheld(fields, withheld):
+        if not has_any(fields, withheld):
             return
         if sent is not None and sent.upstream_fields is None:
             sent.upstream_fields = fields

@@ -14,9 +14,11 @@ from mitmproxy import http
 
 from .entry import Entry
 from .policy.cache_status import Status
-from .policy.fields import get_first, without_hop_by_hop
+from .policy.fields import get_first, has_any, without_hop_by_hop
 from .policy.ranges import Kind, Plan
 from .upstream import Fetched
+
+_X_CACHE = frozenset({b"x-cache"})  # ours replaces an upstream's (add_status)
 
 # RFC 9110 §15.4.5: what a 304 carries (Last-Modified is left out: every entry has an ETag).
 _NOT_MODIFIED_FIELDS = frozenset(
@@ -131,10 +133,8 @@ def add_status(response: http.Response, status: Status, cache_name: str, *, etag
     ours appended after it (RFC 9211 §2: the list grows towards the client)."""
     headers = response.headers
     fields = headers.fields
-    for k, _ in fields:
-        if k.lower() == b"x-cache":
-            fields = tuple((k, v) for k, v in fields if k.lower() != b"x-cache")
-            break
+    if has_any(fields, _X_CACHE):
+        fields = tuple((k, v) for k, v in fields if k.lower() != b"x-cache")
     ours = _status_fields(status, cache_name, None)
     if etag is not None:
         ours = ((b"etag", etag.encode()), *ours)

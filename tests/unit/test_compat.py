@@ -79,6 +79,7 @@ def test_an_addon_given_children_has_them_walked_by_mitmproxy():
     addon, child = _Addon(), _Addon()
     compat.set_children(addon, [child])
     assert list(traverse([addon])) == [addon, child]
+    assert compat.children(addon) == [child]
 
 
 def test_an_addon_left_without_children_has_no_addons_attribute_for_mitmproxy_to_descend_into():
@@ -89,3 +90,4 @@ def test_an_addon_left_without_children_has_no_addons_attribute_for_mitmproxy_to
     assert not hasattr(addon, "addons")
     compat.set_children(addon, [])  # already without: nothing to delete
     assert list(traverse([addon])) == [addon]
+    assert compat.children(addon) == []

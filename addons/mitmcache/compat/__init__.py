@@ -74,7 +74,7 @@ def check_version() -> bool:
 
 # The patches import the version check above, so they are imported after it.
 from . import listeners, requests
-from .dispatch import DispatchTable, set_children
+from .dispatch import DispatchTable, children, set_children
 from .listeners import apply_listen_backlog, install_listen_backlog, install_reuse_port, relisten
 from .requests import (
     discard_request_body,
@@ -100,6 +100,7 @@ __all__ = [
     "answer_failure_with",
     "apply_listen_backlog",
     "check_version",
+    "children",
     "discard_request_body",
     "head_too_large",
     "install_failure_answers",

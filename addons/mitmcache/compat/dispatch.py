@@ -27,6 +27,11 @@ def set_children(addon: Any, children: list[Any]) -> None:
         del addon.addons
 
 
+def children(addon: Any) -> list[Any]:
+    """The child addons ``set_children`` gave ``addon`` (none: an empty list)."""
+    return vars(addon).get("addons", [])
+
+
 # -- the production launcher's addon manager ------------------------------------------------------------
 
 

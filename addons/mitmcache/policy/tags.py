@@ -115,12 +115,3 @@ def split_withheld(
         if name not in dropped:
             (kept_back if name in withheld else shown).append((k, v))
     return shown, kept_back
-
-
-def has_withheld(fields: Fields, withheld: frozenset[bytes]) -> bool:
-    """Whether any field must be withheld from clients (one pass, nothing decoded; a loop, not
-    ``any()`` over a generator: every forwarded response is checked)."""
-    for k, _ in fields:
-        if k.lower() in withheld:
-            return True
-    return False

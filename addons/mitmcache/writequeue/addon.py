@@ -23,7 +23,7 @@ from mitmproxy import ctx, exceptions, http
 from mitmproxy.net.http import status_codes
 
 from .. import config, startup
-from ..compat import set_children
+from ..compat import children, set_children
 from ..control import add_commands
 from ..policy.fields import get_first
 from .admin import NAME, QueueAdmin
@@ -117,7 +117,7 @@ class WriteQueue:
         """Attach the flow hooks while routes are set, as mitmproxy's script loader attaches scripts
         from ``configure``. Once running they stay: routes set later wait for a restart anyway
         (``configure``), and a write under way must still reach its request hook."""
-        attached = self._flow_hooks in vars(self).get("addons", ())
+        attached = self._flow_hooks in children(self)
         if wanted and not attached:
             set_children(self, [self._flow_hooks])
             ctx.master.addons.register(self._flow_hooks)
