@@ -4,13 +4,15 @@ cache against the process it is measured against (a pass-through for misses, the
 hits), as the throughput budgets pair them.
 
     .venv/bin/python scripts/proxy_instructions.py [--hits] [--lean] [--requests 400] [--caches]
+                                                   [--connections 16]
 
 A measuring tool, not product code. ``scripts/hook_instructions.py`` counts the cache's hooks alone;
 this counts everything the process does for a request: mitmproxy's own work, its dispatch of the
 hooks, the hooks, the garbage collector and the event loop. Both proxies run under valgrind's
 callgrind at once (about 40 times slower, which an instruction count does not mind), behind the
 test origin; one client on one keep-alive connection sends a request at a time, 1 KiB bodies (a new
-URL each for misses, one cached URL for hits). After a warm-up the counters are zeroed
+URL each for misses, one cached URL for hits); ``--connections N`` sends on N connections at once,
+so that flows overlap in the proxy as under the benchmark's load. After a warm-up the counters are zeroed
 (``callgrind_control -z``) and dumped (``-d``) between two complete exchanges, so the count covers
 exactly ``--requests`` requests. The ratio of two counts is what the budgets' time ratio would be
 if every instruction took as long as every other; where the time ratio is higher, the difference
@@ -67,6 +69,20 @@ def command(name: str, lean: bool) -> list[str]:
     return list(template)
 
 
+def exchanges(port: int, path: str, requests: int, connections: int, expect: str | None = None) -> None:
+    """``requests`` GETs spread over ``connections`` keep-alive connections, each sending one at a
+    time, all at once: with more than one, flows overlap in the proxy as under the benchmark's load."""
+    if connections == 1:
+        exchange(port, path, requests, expect)
+        return
+    with ThreadPoolExecutor(connections) as pool:
+        for done in [
+            pool.submit(exchange, port, path.replace("{i}", f"c{c}-{{i}}"), requests // connections, expect)
+            for c in range(connections)
+        ]:
+            done.result()
+
+
 def exchange(port: int, path: str, requests: int, expect: str | None = None) -> None:
     """``requests`` GETs (``path`` formatted with ``i``), one at a time, on one keep-alive connection;
     each must carry ``X-Cache: <expect>``, if given (a count over other answers would mislead)."""
@@ -93,6 +109,7 @@ def count(
     workdir: Path,
     expect: str | None,
     caches: bool = False,
+    connections: int = 1,
 ) -> Counted:
     port = bl.free_port()
     values = {"upstream": origin_url, "port": port, "confdir": bl.session_confdir(), "repo": bl.REPO_ROOT}
@@ -111,7 +128,7 @@ def count(
             start_new_session=True,
         )
         try:
-            return _counted(name, proc, port, path, requests, workdir, expect)
+            return _counted(name, proc, port, path, requests, workdir, expect, connections)
         finally:
             proc.terminate()
             try:
@@ -122,7 +139,14 @@ def count(
 
 
 def _counted(
-    name: str, proc: subprocess.Popen, port: int, path: str, requests: int, workdir: Path, expect: str | None
+    name: str,
+    proc: subprocess.Popen,
+    port: int,
+    path: str,
+    requests: int,
+    workdir: Path,
+    expect: str | None,
+    connections: int,
 ) -> Counted:
     deadline = time.monotonic() + 600
     while True:  # started under valgrind: its imports take a minute
@@ -133,14 +157,14 @@ def _counted(
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{name} did not start: see {workdir / (name + '.log')}") from None
             time.sleep(1)
-    exchange(port, path.replace("{i}", "w{i}"), WARM_UP)
+    exchanges(port, path.replace("{i}", "w{i}"), WARM_UP, connections)
     subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
-    exchange(port, path, requests, expect)
+    exchanges(port, path, requests, connections, expect)
     subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
     dumps = sorted(workdir.glob(f"{name}.callgrind.*"))
     if not dumps:
         raise RuntimeError(f"{name}: callgrind wrote no dump")
-    return Counted(name, totals(dumps[-1].read_text(errors="replace")), requests)
+    return Counted(name, totals(dumps[-1].read_text(errors="replace")), requests // connections * connections)
 
 
 def totals(dump: str) -> dict[str, int]:
@@ -174,7 +198,15 @@ def main() -> int:
     parser.add_argument(
         "--caches", action="store_true", help="also count cache misses (valgrind's cache model; slower)"
     )
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=1,
+        help="connections sending at once (default 1; the benchmark's loaded runs use 16)",
+    )
     args = parser.parse_args()
+    if args.requests % args.connections:
+        parser.error("--requests must be a multiple of --connections")
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("proxy_instructions: valgrind is not installed (apt install valgrind)", file=sys.stderr)
         return 2
@@ -198,6 +230,7 @@ def main() -> int:
                     workdir,
                     expect[name],
                     args.caches,
+                    args.connections,
                 )
                 for name in (baseline, "cache")
             ]
@@ -206,7 +239,10 @@ def main() -> int:
         origin.stop()
     what = "hits" if args.hits else "misses"
     launcher = "production launcher" if args.lean else "mitmdump"
-    print(f"# instructions per request, {what}, {launcher}, {args.requests} requests each\n")
+    print(
+        f"# instructions per request, {what}, {launcher}, {args.requests} requests each"
+        f" over {args.connections} connection(s)\n"
+    )
     print(table(base, cache, baseline))
     return 0
 

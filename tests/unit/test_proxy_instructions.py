@@ -69,3 +69,14 @@ def test_an_exchange_over_answers_the_cache_did_not_give_stops_the_count(proxy_i
     proxy_instructions.exchange(port, "/plain?u={i}", 3)  # nothing expected: answered, counted
     with pytest.raises(RuntimeError, match="not HIT"):
         proxy_instructions.exchange(port, "/plain?u={i}", 3, expect="HIT")
+
+
+def test_exchanges_over_several_connections_send_every_request_once_each_on_its_own_url(
+    proxy_instructions, origin
+):
+    origin.reset()
+    origin.route("/plain", headers=[("Content-Type", "text/plain")], size=10)
+    proxy_instructions.exchanges(urlsplit(origin.url).port, "/plain?u={i}", 12, 4)
+    log = origin.requests("/plain")
+    assert len(log) == 12 and len({entry["path"] for entry in log}) == 12
+    assert len({entry["conn"] for entry in log}) == 4
