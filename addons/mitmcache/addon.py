@@ -24,7 +24,6 @@ from .admin_guard import answered_here
 from .annotate import METADATA, annotate
 from .coalesce import Kind, Outcome
 from .compat import (
-    answer_failure_with,
     children,
     install_failure_answers,
     install_interim_reader,
@@ -37,10 +36,11 @@ from .credentials import FIELDS as ADMIN_CREDENTIAL_FIELDS
 from .credentials import drop_admin_credentials
 from .disk_tier import DiskTier, InUse
 from .engine import Engine
-from .forwarding import Forwarded, Forwarding, over
+from .forwarding import Forwarding, answer_failure, over
 from .listening import Listening
 from .log_safety import escaping
 from .lookup import Answer, Forward, Refuse, Serve
+from .option_secrets import OptionSecrets
 from .policy.cache_status import Status, XCache
 from .policy.fields import get_first, has_any
 from .policy.reuse import NO_DIRECTIVES, request_directives
@@ -77,7 +77,7 @@ class Cache:
         self._timeouts: asyncio.Task[None] | None = None
         self._defaults: dict[str, config.Default] = {}  # load() fills it; errors name their source
         self.shared: SharedTier | DiskTier | None = None  # CACHE_STORE=redis://..., disk, sqlite://...
-        self._secrets: dict[tuple[str, str], str] = {}  # (option, value shown) -> value with its secret
+        self._secrets = OptionSecrets()
         self._running = False
 
     # -- options ---------------------------------------------------------------------------
@@ -87,7 +87,7 @@ class Cache:
         self._defaults = config.resolve_defaults()  # a bad CACHE_ENV_FILE raises ValueError
         add_commands(loader, self.control, self.control.tags)
         for setting in config.SETTINGS:
-            default = self._conceal(setting, self._defaults[setting.option].value)
+            default = self._secrets.conceal(setting, self._defaults[setting.option].value)
             loader.add_option(setting.option, str, default, f"{setting.help} (env {setting.env})")
         install_interim_reader()  # mitmproxy would take an upstream's 1xx for its final response
         install_request_body_discard()  # a refused GET body is dropped as it arrives
@@ -105,7 +105,7 @@ class Cache:
         if not updated & config.BY_OPTION.keys():
             return
         values = {s.option: getattr(ctx.options, s.option) for s in config.SETTINGS}
-        values = {option: self._secrets.get((option, value), value) for option, value in values.items()}
+        values = self._secrets.reveal(values)
         changed = "an option change" if self._running else "--set"
         try:
             settings = config.parse_settings(values, config.value_sources(values, self._defaults, changed))
@@ -116,28 +116,13 @@ class Cache:
             self._use_store(settings)
         elif isinstance(self.shared, DiskTier) and settings.store_max_bytes != self.settings.store_max_bytes:
             run_eagerly(self.shared.configure(settings))
-        self._conceal_options()
+        self._secrets.conceal_options(ctx.options)
         self.settings = settings
         self.engine.configure(settings)
         log.setLevel(settings.log_level.upper())
         startup.warn_about_options(settings)
 
-    # -- the store and its secrets ---------------------------------------------------------------
-
-    def _conceal(self, setting: config.Setting, value: str) -> str:
-        """The form of ``value`` that options show (mitmweb's editor, ``--options``), remembering
-        the secret it stands for."""
-        shown = setting.shown(value)
-        if shown != value:
-            self._secrets[(setting.option, shown)] = value
-        return shown
-
-    def _conceal_options(self) -> None:
-        """An option set to a value with a secret (``--set``, mitmweb) keeps only its shown form."""
-        for setting in config.SETTINGS:
-            value = getattr(ctx.options, setting.option, None)
-            if value is not None and (shown := self._conceal(setting, value)) != value:
-                ctx.options.update(**{setting.option: shown})
+    # -- the store ---------------------------------------------------------------
 
     def _use_store(self, settings: config.Settings) -> None:
         """Where entries are kept is decided at startup: a running proxy keeps its store."""
@@ -376,22 +361,7 @@ class Cache:
         sent = self.forwarding.pop(flow)
         if sent is not None:
             self.forwarding.failed(flow, sent)
-        self._answer_failure(flow, sent)
-
-    def _answer_failure(self, flow: http.HTTPFlow, sent: Forwarded | None) -> None:
-        """The client of a flow that failed upstream gets the cache's JSON error, stamped like any
-        answer (the JSON its waiters get), not mitmproxy's HTML page: a 504 when REQ_TIMEOUT or
-        CACHE_BODY_IDLE_TIMEOUT_SECS ran out, else a 502."""
-        if sent is not None:
-            code, detail = (504 if sent.timed_out else 502), sent.detail or "upstream-error"
-            status = Status(XCache.MISS, fwd=sent.fwd, detail=detail)
-        else:
-            code, detail = 502, f"upstream-error: {flow.error.msg if flow.error else 'unknown error'}"
-            fwd = "request" if flow.metadata.get(request_body.GET_BODY) else "method"
-            status = Status(XCache.BYPASS, fwd=fwd, detail=detail)
-        answer = responses.error(code, detail, status, self.settings.name)
-        answer.headers["connection"] = "close"
-        answer_failure_with(flow, answer)
+        answer_failure(flow, sent, self.settings.name)
 
     async def _unsafe(self, flow: http.HTTPFlow) -> None:
         """RFC 9111 §4.4: a non-error response to an unsafe request (any method not known to be

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from mitmproxy import http
 
-from . import responses
+from . import request_body, responses
 from .annotate import annotate
 from .answers import (
     client_conditions,
@@ -21,7 +21,7 @@ from .answers import (
     stamp,
 )
 from .coalesce import STORE_FAILED, Failure, Kind, Outcome
-from .compat import abort_upstream, last_activity, upstream_reset
+from .compat import abort_upstream, answer_failure_with, last_activity, upstream_reset
 from .compression import identity_view
 from .config import Settings
 from .engine import REQUEST_SPECIFIC, Engine
@@ -330,3 +330,19 @@ class Forwarding:
         if response is not None:
             stamp(response, status, self._settings().name)
         annotate(flow, sent.key, status, self._engine.counters)
+
+
+def answer_failure(flow: http.HTTPFlow, sent: Forwarded | None, cache_name: str) -> None:
+    """The client of a flow that failed upstream gets the cache's JSON error, stamped like any
+    answer (the JSON its waiters get), not mitmproxy's HTML page: a 504 when REQ_TIMEOUT or
+    CACHE_BODY_IDLE_TIMEOUT_SECS ran out, else a 502."""
+    if sent is not None:
+        code, detail = (504 if sent.timed_out else 502), sent.detail or "upstream-error"
+        status = Status(XCache.MISS, fwd=sent.fwd, detail=detail)
+    else:
+        code, detail = 502, f"upstream-error: {flow.error.msg if flow.error else 'unknown error'}"
+        fwd = "request" if flow.metadata.get(request_body.GET_BODY) else "method"
+        status = Status(XCache.BYPASS, fwd=fwd, detail=detail)
+    answer = responses.error(code, detail, status, cache_name)
+    answer.headers["connection"] = "close"
+    answer_failure_with(flow, answer)
