@@ -2,6 +2,7 @@
 the cache itself does (issue 13 items 2, 4, 5, 6), end to end through both launchers."""
 
 import asyncio
+import json
 import socket
 import struct
 import time
@@ -9,6 +10,7 @@ import time
 import httpx
 import pytest
 
+from tests.support.h2client import h2_requests
 from tests.support.harness import pattern_sha256
 
 CHUNK = 64 * 1024
@@ -207,15 +209,33 @@ async def test_the_client_whose_request_timed_out_upstream_gets_the_same_json_50
     assert 'detail="upstream-timeout after 1s"' in leader_response.headers["cache-status"]
 
 
+def unreachable_upstream() -> str:
+    """The URL of a port nothing listens on: a connection to it is refused."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{closed.getsockname()[1]}"
+
+
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_an_unreachable_upstream_gives_a_stamped_json_502(proxy_factory, http, method):
     """Connection refused: mitmproxy's own error page carried no X-Cache or Cache-Status."""
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
-    proxy = proxy_factory(upstream=f"http://127.0.0.1:{port}")
+    proxy = proxy_factory(upstream=unreachable_upstream())
     response = http.request(method, f"{proxy.url}/x")
     assert response.status_code == 502
     assert "upstream-error" in response.json()["detail"]
     assert response.headers["x-cache"] == ("MISS" if method == "GET" else "BYPASS")
     assert "upstream-error" in response.headers["cache-status"]
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_an_http2_client_of_an_unreachable_upstream_gets_the_stamped_json_502_too(proxy_factory, method):
+    """mitmproxy makes its HTML page for an HTTP/2 client in its HTTP/2 layer, which the HTTP/1
+    answer never reached."""
+    proxy = proxy_factory(upstream=unreachable_upstream())
+    [(status, fields, body)] = h2_requests(
+        proxy.port, proxy.confdir / "mitmproxy-ca-cert.pem", ["/x"], method
+    )
+    assert (status, fields["content-type"]) == (502, "application/json")
+    assert "upstream-error" in json.loads(body)["detail"]
+    assert fields["x-cache"] == ("MISS" if method == "GET" else "BYPASS")
+    assert "upstream-error" in fields["cache-status"] and "connection" not in fields

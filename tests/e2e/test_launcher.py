@@ -9,7 +9,6 @@ needed would show as a ``[lean]`` failure next to a ``[mitmdump]`` pass.
 import os
 import signal
 import socket
-import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import ProxyFactory
+from tests.support.h2client import h2_requests
 from tests.support.harness import LEAN, REPO_ROOT, Origin, clean_env, free_port, spawn
 
 CEILING_ADDON = REPO_ROOT / "scripts" / "ceiling_addon.py"
@@ -120,56 +120,14 @@ def test_an_unreadable_upstream_ca_stops_startup_naming_the_option(proxy_factory
 # -- clients: HTTP/2 over TLS, h2c (nextlayer, tlsconfig, disable_h2c) ----------------------------------
 
 
-def h2_get(port: int, cafile: Path, paths: list[str]) -> list[tuple[int, dict[str, str], bytes]]:
-    """GET ``paths`` one after the other on one HTTP/2-over-TLS connection, offering only h2 by ALPN
-    (httpx offers http/1.1 first, which mitmproxy, taking the client's first choice, would pick)."""
-    import h2.connection
-    import h2.events
-
-    context = ssl.create_default_context(cafile=str(cafile))
-    context.set_alpn_protocols(["h2"])
-    results = []
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
-        context.wrap_socket(raw, server_hostname="127.0.0.1") as sock,
-    ):
-        assert sock.selected_alpn_protocol() == "h2"
-        conn = h2.connection.H2Connection()
-        conn.initiate_connection()
-        for stream_id, path in zip(range(1, 2 * len(paths), 2), paths, strict=True):
-            request = [
-                (":method", "GET"),
-                (":path", path),
-                (":scheme", "https"),
-                (":authority", f"127.0.0.1:{port}"),
-            ]
-            conn.send_headers(stream_id, request, end_stream=True)
-            sock.sendall(conn.data_to_send())
-            headers: dict[str, str] = {}
-            body = b""
-            ended = False
-            while not ended:
-                data = sock.recv(65536)
-                assert data, "connection closed"
-                for event in conn.receive_data(data):
-                    if isinstance(event, h2.events.ResponseReceived) and event.stream_id == stream_id:
-                        headers = {k.decode(): v.decode() for k, v in event.headers}
-                    elif isinstance(event, h2.events.DataReceived) and event.stream_id == stream_id:
-                        body += event.data
-                        conn.acknowledge_received_data(event.flow_controlled_length, stream_id)
-                    elif isinstance(event, h2.events.StreamEnded) and event.stream_id == stream_id:
-                        ended = True
-                sock.sendall(conn.data_to_send())
-            results.append((int(headers[":status"]), headers, body))
-    return results
-
-
 def test_http2_clients_over_tls_get_hits(origin, proxy_factory):
     """TLS from the client on the plain-HTTP listener (nextlayer sees the ClientHello), a certificate
     from the proxy's own CA in confdir (tlsconfig), HTTP/2 by ALPN; HTTP/1.1 to the upstream."""
     fresh_route(origin, "/h2", body="multiplexed")
     proxy = proxy_factory()
-    (s1, h1, b1), (s2, h2, b2) = h2_get(proxy.port, proxy.confdir / "mitmproxy-ca-cert.pem", ["/h2", "/h2"])
+    (s1, h1, b1), (s2, h2, b2) = h2_requests(
+        proxy.port, proxy.confdir / "mitmproxy-ca-cert.pem", ["/h2", "/h2"]
+    )
     assert (s1, h1["x-cache"], b1) == (200, "MISS", b"multiplexed")
     assert (s2, h2["x-cache"], b2) == (200, "HIT", b"multiplexed")
     assert origin.count("/h2") == 1

@@ -86,11 +86,12 @@ def answer_failure_with(flow: http.HTTPFlow, response: http.Response) -> None:
 
 def install_failure_answers() -> bool:
     """mitmproxy answers a flow that failed upstream (refused, reset, closed, TLS) with an HTML page
-    it makes itself, in ``Http1Server.send`` on a ``ResponseProtocolError``, after the ``error``
-    hook ran; the hook cannot replace it (``proxy/layers/http/__init__.py``,
-    ``handle_protocol_error``). Wrapped, the answer the hook left on the flow's request (the same
-    object the HTTP/1 server parsed: ``answer_failure_with``) is sent instead. HTTP/2 clients still
-    get mitmproxy's page (``Http2Connection``). True when installed."""
+    it makes itself, after the ``error`` hook ran; the hook cannot replace it
+    (``proxy/layers/http/__init__.py``, ``handle_protocol_error``). The answer the hook left on the
+    flow's request (``answer_failure_with``) is sent instead: to an HTTP/1 client by
+    ``Http1Server.send``, which makes the page from a ``ResponseProtocolError``; to an HTTP/2
+    client by the flow's stream, whose ``ResponseProtocolError`` becomes the answer's head, body and
+    end (``Http2Connection`` would make the page). True when installed."""
     check_version()
     try:
         from mitmproxy.net.http import http1
@@ -98,6 +99,8 @@ def install_failure_answers() -> bool:
         from mitmproxy.proxy.layers.http import ResponseProtocolError, _http1
     except ImportError:  # pragma: no cover - another mitmproxy layout
         return False
+    if not _install_http2_failure_answers():
+        log.warning("mitmproxy's HTTP stream is not the one expected: HTTP/2 clients get its error pages")
     server = getattr(_http1, "Http1Server", None)
     original = getattr(server, "send", None)
     if original is None:  # pragma: no cover - another mitmproxy
@@ -126,6 +129,71 @@ def install_failure_answers() -> bool:
     setattr(send, _FLAG, True)
     send.__doc__ = original.__doc__
     server.send = send
+    return True
+
+
+def _install_http2_failure_answers() -> bool:
+    try:
+        from mitmproxy.proxy.layers.http import (
+            HttpStream,
+            ResponseData,
+            ResponseEndOfMessage,
+            ResponseHeaders,
+            ResponseProtocolError,
+            SendHttp,
+        )
+    except ImportError:  # pragma: no cover - another mitmproxy layout
+        return False
+    original = getattr(HttpStream, "handle_protocol_error", None)
+    if original is None:  # pragma: no cover - another mitmproxy
+        return False
+    if getattr(original, _FLAG, False):
+        return True
+
+    def answered(stream, command) -> tuple | None:
+        """The cache's answer, as the stream's events for its HTTP/2 client, in place of ``command``
+        (mitmproxy's error page for that client); None to let ``command`` go."""
+        if not (
+            isinstance(command, SendHttp)
+            and isinstance(command.event, ResponseProtocolError)
+            and command.connection is stream.context.client
+            and command.connection.alpn == b"h2"
+            and command.event.code.http_status_code() is not None
+        ):
+            return None
+        answer = getattr(stream.flow.request, _FAILURE_ANSWER, None)
+        response = stream.flow.response
+        if answer is None or (response is not None and response.stream):  # its head went out
+            return None
+        answer = answer.copy()
+        answer.headers.pop("connection", None)  # connection-specific: not in HTTP/2 (RFC 9113 §8.2.2)
+        client, stream_id = command.connection, command.event.stream_id
+        return (
+            SendHttp(ResponseHeaders(stream_id, answer), client),
+            SendHttp(ResponseData(stream_id, answer.content or b""), client),
+            SendHttp(ResponseEndOfMessage(stream_id), client),
+        )
+
+    def handle_protocol_error(self, event):
+        # Runs only when a flow fails: a generator around the original's, passing every command and
+        # its reply through but the error page for an HTTP/2 client.
+        steps = original(self, event)
+        reply = None
+        while True:
+            try:
+                command = steps.send(reply)
+            except StopIteration as done:
+                return done.value
+            instead = answered(self, command)
+            if instead is None:
+                reply = yield command
+            else:
+                yield from instead
+                reply = None
+
+    setattr(handle_protocol_error, _FLAG, True)
+    handle_protocol_error.__doc__ = original.__doc__
+    HttpStream.handle_protocol_error = handle_protocol_error
     return True
 
 
