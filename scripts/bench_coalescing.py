@@ -344,7 +344,7 @@ def hotkey(quick: bool) -> Section:
                 f"cold key ({v['variant']}): refreshes stop within the window, entry dropped",
                 f"last refresh {v['last_refresh_after_stop']:.1f} s after the last client, dropped after "
                 f"{fmt(v['dropped_after_stop'], 1)} s",
-                f"<= {v['window']} s, dropped <= {v['window'] + v['ttl']} s",
+                f"<= {v['window']} s, dropped <= {v['window'] + v['ttl']} s (+{STOP_TOLERANCE} s slack each)",
                 stopped and dropped,
             )
         )
