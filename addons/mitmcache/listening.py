@@ -2,8 +2,8 @@
 
 Called from the cache's own hooks (so stock ``mitmdump -s addons/cache.py`` and the production
 launcher get it alike, and mitmproxy has no child addon to walk on every event): at ``load`` it
-installs the patches of mitmproxy that bound request heads and raise the listen backlog
-(``compat``); at ``configure`` it hands them the current settings, and checks
+installs the patches of mitmproxy that bound request heads, raise the listen backlog and close a
+refused connection with data pending (``compat``); at ``configure`` it hands them the current settings, and checks
 every ``--mode reverse:URL``, because mitmproxy takes ``reverse:example.com`` as
 ``https://example.com`` and ``reverse:not-a-url`` as a host: an operator's typo would start a
 proxy that answers every request with a 502.
@@ -43,6 +43,7 @@ class Listening:
     def install(self) -> None:
         compat.install_request_head_limits()
         compat.install_listen_backlog()
+        compat.install_connection_close()  # a refused head with more data behind it is closed too
 
     def configure(self, updated: set[str]) -> None:
         settings = self._settings()

@@ -178,6 +178,39 @@ def _raw_exchange(proxy, data: bytes, *, then_wait: float = 10.0) -> bytes:
         return b"".join(chunks)
 
 
+def _closed_after_answer(proxy, data: bytes, wait: float = 3.0) -> tuple[bytes, bool]:
+    """Send ``data`` and read: the answer, and whether the proxy closed the connection (end of file
+    or reset) within ``wait`` seconds."""
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=wait) as sock:
+        sock.sendall(data)
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except TimeoutError:
+            return answer, False
+        except OSError:  # reset: closed with the rest of the data unread
+            pass
+        return answer, True
+
+
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        (b"GET /big HTTP/1.1\r\nHost: x\r\nX-Filler: " + b"a" * 200_000, b"431"),
+        (b"NOT AN HTTP REQUEST\r\n\r\n" + b"a" * 200_000, b"400"),  # mitmproxy's own answer
+    ],
+    ids=["head-too-large", "malformed"],
+)
+def test_a_refused_request_with_more_data_behind_it_has_its_connection_closed(
+    origin, proxy_factory, head, status
+):
+    """mitmproxy left such a connection open for as long as the client liked (compat/connections.py)."""
+    proxy = proxy_factory({"cache_max_request_head_bytes": "16KB"})
+    answer, closed = _closed_after_answer(proxy, head)
+    assert answer.startswith(b"HTTP/1.1 " + status) and closed
+
+
 def test_a_request_head_larger_than_the_limit_gets_431_and_is_not_buffered(origin, proxy_factory):
     proxy = proxy_factory({"cache_max_request_head_bytes": "16KB"})
     head = b"GET /big HTTP/1.1\r\nHost: x\r\nX-Filler: " + b"a" * 200_000

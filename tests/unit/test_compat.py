@@ -41,17 +41,20 @@ def test_only_the_mitmproxy_version_the_patches_were_written_for_is_supported(ve
 
 
 def test_another_mitmproxy_is_left_untouched_and_the_log_says_so(monkeypatch, caplog):
+    from mitmproxy.proxy import server
     from mitmproxy.proxy.layers.http import _http1
 
-    before = _http1.Http1Server.read_headers
+    before = _http1.Http1Server.read_headers, server.ConnectionHandler.handle_connection
     monkeypatch.setattr(compat.version, "VERSION", "13.0.0")
     with caplog.at_level(logging.WARNING, logger="mitmcache"):
         assert compat.install_request_head_limits() is False
         assert compat.install_listen_backlog() is False
-    assert _http1.Http1Server.read_headers is before
+        assert compat.install_connection_close() is False
+    assert (_http1.Http1Server.read_headers, server.ConnectionHandler.handle_connection) == before
     assert "mitmproxy 13.0.0 is not the 12.2.x these patches were written for" in caplog.text
     assert "request head size and timeout limits not enforced" in caplog.text
     assert "the listen backlog not enforced" in caplog.text
+    assert "closing connections with data pending not enforced" in caplog.text
 
 
 def test_a_reloaded_module_shares_the_installed_patchs_limits(monkeypatch):

@@ -5,6 +5,7 @@ of what happens on the way to and from the upstream; the patches, by what they p
 
 * ``requests.py``: request head size and time limits; dropping a refused request body as it arrives.
 * ``listeners.py``: the listen backlog; workers sharing one port (``SO_REUSEPORT``).
+* ``connections.py``: a connection mitmproxy closes while data it has not consumed is pending.
 * ``upstream.py``: interim (1xx) responses; the cache's own answer where mitmproxy would send its
   error page; closing a hung upstream connection.
 * ``dispatch.py``: the production launcher's addon manager; children that stock mitmdump walks only
@@ -74,6 +75,7 @@ def check_version() -> bool:
 
 # The patches import the version check above, so they are imported after it.
 from . import listeners, requests
+from .connections import install_connection_close
 from .dispatch import DispatchTable, children, set_children
 from .listeners import apply_listen_backlog, install_listen_backlog, install_reuse_port, relisten
 from .requests import (
@@ -103,6 +105,7 @@ __all__ = [
     "children",
     "discard_request_body",
     "head_too_large",
+    "install_connection_close",
     "install_failure_answers",
     "install_interim_reader",
     "install_listen_backlog",
