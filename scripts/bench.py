@@ -8,9 +8,9 @@
 Sections (``--only`` takes section names, scenario names or throughput configuration names):
 
 * ``throughput``: each configuration in ``CONFIGS`` is run with wrk, interleaved and repeated (rounds,
-  rotating the order, each with freshly started proxies), and medians are reported: requests/s and p50/p99 at 16 connections, CPU time
-  per request of the server process (from /proc/PID/stat), and p50/p99 at 1 connection (latency
-  without queueing). Ratios are taken per round, then their median.
+  rotating the order, each with freshly started proxies), and medians are reported: requests/s and
+  p50/p99 at 16 connections, CPU time per request of the server process (from /proc/PID/stat), and
+  p50/p99 at 1 connection (latency without queueing). Ratios are taken per round, then their median.
 * ``memory`` (``bench_memory.py``): ``flood`` (200k distinct keys, cache_max_bytes=64MB), ``stream``
   (a 2 GiB body through the proxy), ``mitmweb`` (RSS growth per 10k flows in mitmweb).
 * ``connections``: 1000 concurrent keep-alive client connections held open, each making requests

@@ -164,7 +164,7 @@ def _counted(
     dumps = sorted(workdir.glob(f"{name}.callgrind.*"))
     if not dumps:
         raise RuntimeError(f"{name}: callgrind wrote no dump")
-    return Counted(name, totals(dumps[-1].read_text(errors="replace")), requests // connections * connections)
+    return Counted(name, totals(dumps[-1].read_text(errors="replace")), requests)
 
 
 def totals(dump: str) -> dict[str, int]:

@@ -343,6 +343,4 @@ def answer_failure(flow: http.HTTPFlow, sent: Forwarded | None, cache_name: str)
         code, detail = 502, f"upstream-error: {flow.error.msg if flow.error else 'unknown error'}"
         fwd = "request" if flow.metadata.get(request_body.GET_BODY) else "method"
         status = Status(XCache.BYPASS, fwd=fwd, detail=detail)
-    answer = responses.error(code, detail, status, cache_name)
-    answer.headers["connection"] = "close"
-    answer_failure_with(flow, answer)
+    answer_failure_with(flow, responses.error(code, detail, status, cache_name))

@@ -91,7 +91,8 @@ def install_failure_answers() -> bool:
     flow's request (``answer_failure_with``) is sent instead: to an HTTP/1 client by
     ``Http1Server.send``, which makes the page from a ``ResponseProtocolError``; to an HTTP/2
     client by the flow's stream, whose ``ResponseProtocolError`` becomes the answer's head, body and
-    end (``Http2Connection`` would make the page). True when installed."""
+    end (``Http2Connection`` would make the page). Only the HTTP/1 answer says ``Connection: close``
+    (HTTP/2 has no such field, RFC 9113 §8.2.2). True when installed."""
     check_version()
     try:
         from mitmproxy.net.http import http1
@@ -121,6 +122,7 @@ def install_failure_answers() -> bool:
             or not self.conn.state & ConnectionState.CAN_WRITE
         ):
             return original(self, event)
+        answer.headers["connection"] = "close"  # an HTTP/1 answer to a failure ends the connection
         return (
             commands.SendData(self.conn, http1.assemble_response(answer)),
             commands.CloseConnection(self.conn),
@@ -165,8 +167,6 @@ def _install_http2_failure_answers() -> bool:
         response = stream.flow.response
         if answer is None or (response is not None and response.stream):  # its head went out
             return None
-        answer = answer.copy()
-        answer.headers.pop("connection", None)  # connection-specific: not in HTTP/2 (RFC 9113 §8.2.2)
         client, stream_id = command.connection, command.event.stream_id
         return (
             SendHttp(ResponseHeaders(stream_id, answer), client),
