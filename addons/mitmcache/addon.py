@@ -15,7 +15,7 @@ import sqlite3
 import ssl
 import time
 from collections.abc import Awaitable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mitmproxy import ctx, exceptions, http
 
@@ -34,7 +34,6 @@ from .control import Control, add_commands
 from .core import run_eagerly
 from .credentials import FIELDS as ADMIN_CREDENTIAL_FIELDS
 from .credentials import drop_admin_credentials
-from .disk_tier import DiskTier, InUse
 from .engine import Engine
 from .forwarding import Forwarding, answer_failure, over
 from .listening import Listening
@@ -48,8 +47,11 @@ from .policy.tags import clear_tags, split_withheld
 from .policy.validators import ORIGIN_PRECONDITIONS
 from .request_key import authority, cache_key, origin_form
 from .retention import FlowRetention
-from .shared_tier import SharedTier
 from .store.selection import Backend, disk_path
+
+if TYPE_CHECKING:
+    from .disk_tier import DiskTier
+    from .store_status import Tier
 
 # mitmproxy's options (tlsconfig's) that decide how the cache's own upstream client verifies TLS.
 TLS_OPTIONS = {"ssl_insecure", "ssl_verify_upstream_trusted_ca", "ssl_verify_upstream_trusted_confdir"}
@@ -76,7 +78,7 @@ class Cache:
         self._tls_verify: bool | ssl.SSLContext = True
         self._timeouts: asyncio.Task[None] | None = None
         self._defaults: dict[str, config.Default] = {}  # load() fills it; errors name their source
-        self.shared: SharedTier | DiskTier | None = None  # CACHE_STORE=redis://..., disk, sqlite://...
+        self.shared: Tier | None = None  # CACHE_STORE=redis://..., disk, sqlite://...
         self._secrets = OptionSecrets()
         self._running = False
 
@@ -114,8 +116,11 @@ class Cache:
             raise exceptions.OptionsError(str(e)) from None
         if settings.store != self.settings.store:
             self._use_store(settings)
-        elif isinstance(self.shared, DiskTier) and settings.store_max_bytes != self.settings.store_max_bytes:
-            run_eagerly(self.shared.configure(settings))
+        elif (
+            settings.store.backend is Backend.DISK
+            and settings.store_max_bytes != self.settings.store_max_bytes
+        ):
+            run_eagerly(cast("DiskTier", self.shared).configure(settings))
         self._secrets.conceal_options(ctx.options)
         self.settings = settings
         self.engine.configure(settings)
@@ -132,6 +137,9 @@ class Cache:
                 "restart the proxy to use another store"
             )
         if settings.store.backend is Backend.REDIS:
+            # Imported when chosen: redis-py would cost every proxy's start ~35 ms it has no use for.
+            from .shared_tier import SharedTier
+
             self.shared = SharedTier(settings.store, lambda: self.settings)
             self.shared.install(self.engine.core)
         elif settings.store.backend is Backend.DISK:
@@ -140,7 +148,9 @@ class Cache:
         self.control.shared = self.shared
 
     @staticmethod
-    def _open_disk(settings: config.Settings) -> DiskTier:
+    def _open_disk(settings: config.Settings) -> "DiskTier":
+        from .disk_tier import DiskTier, InUse  # imported when chosen, as the shared tier is
+
         # CACHE_DATA_DIR is the write queue's option too (registered by its addon, loaded with this one)
         path = disk_path(settings.store, config.data_dir(getattr(ctx.options, "cache_data_dir", "")))
         try:
@@ -151,8 +161,8 @@ class Cache:
     def running(self) -> None:
         self._running = True
         startup.warn_about_unknown_options()
-        if isinstance(self.shared, SharedTier):
-            log.info("cache store: %s, with an in-process tier in front", self.shared.location.shown)
+        if self.settings.store.backend is Backend.REDIS:
+            log.info("cache store: %s, with an in-process tier in front", self.settings.store.shown)
         if self.shared is not None:
             self.shared.start()
         self.engine.start(self._tls_verify)

@@ -13,7 +13,7 @@ All three call the same coroutines here, and these call the cache engine, never 
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mitmproxy import command, exceptions, http
 from mitmproxy import flow as mflow
@@ -23,17 +23,18 @@ from .admin_api import SERVICE, AdminApi
 from .config import Settings
 from .core import run_eagerly
 from .counters import Count
-from .disk_tier import DiskTier
 from .engine import Engine
 from .entry import Stored
 from .metrics import CacheCollector, Stats, registry_for, snapshot
 from .policy.freshness import current_age
 from .policy.lifecycle import refreshable_in_background
-from .shared_tier import SharedTier
 from .store_status import StoreCollector, store_health, store_stats
 from .tag_control import TagControl
 from .tag_stats import TagCollector
 from .targets import DEFAULT_PAGE, MAX_PAGE, BadRequest, Target, after_cursor, cursor_of, position, split_key
+
+if TYPE_CHECKING:
+    from .store_status import Tier
 
 log = logging.getLogger("mitmcache")
 
@@ -55,7 +56,7 @@ class Control:
         self.key = key  # the cache key of a request (request_key.cache_key)
         self._started = time.time()
         self.registry = registry_for(CacheCollector(self.read_stats))
-        self.shared: SharedTier | DiskTier | None = None  # the store's tier, when CACHE_STORE names one
+        self.shared: Tier | None = None  # the store's tier, when CACHE_STORE names one
         self.worker = workers.identity()  # which of the supervisor's workers answers (1 of 1 alone)
         self.registry.register(StoreCollector(lambda: self.shared))
         self.tags = TagControl(engine, settings)  # by tag, with its own commands

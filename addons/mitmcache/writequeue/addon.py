@@ -33,7 +33,6 @@ from .engine import CacheInvalidation, EngineDelivery
 from .job import capture
 from .metrics import QueueCollector, QueueMetrics
 from .pacing import RecentRate
-from .postgres_store import PostgresStore
 from .queue_url import Kind
 from .routes import route_for
 from .settings import OPTIONS, QueueSettings, parse_queue_settings
@@ -157,6 +156,9 @@ class WriteQueue:
         url = settings.queue_url
         store: QueueStore
         if url.kind is Kind.POSTGRESQL:
+            # Imported when chosen: asyncpg would cost every proxy's start ~12 ms it has no use for.
+            from .postgres_store import PostgresStore
+
             store = PostgresStore(url.url, settings.workers + EXTRA_CONNECTIONS, self._expected)
         else:
             assert url.path is not None
