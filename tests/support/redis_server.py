@@ -90,10 +90,16 @@ class RedisServer:
         return self
 
     def ping(self) -> bool:
+        """True once the server answers; a restarted server with persistence answers ``LOADING``
+        while it reads its append-only file back, which is not ready either."""
         try:
             return self.command("PING") == "PONG"
         except OSError:
             return False
+        except RedisReplyError as e:
+            if str(e).startswith("LOADING"):
+                return False
+            raise
 
     def command(self, *words: str | bytes) -> Any:
         """One command over a plain socket, its reply parsed (RESP2): text for simple strings,
