@@ -1,7 +1,9 @@
 """The addon's hooks, driven the way mitmproxy drives them (taddons/tflow, no sockets)."""
 
 import asyncio
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,7 +48,24 @@ async def leader_and_waiting_follower(cache: Cache) -> tuple[http.HTTPFlow, http
     return leader, follower, waiting
 
 
-async def test_entry_script_loads_like_mitmdump_does():
+def _package_modules() -> dict[str, object]:
+    return {n: m for n, m in sys.modules.items() if n == "mitmcache" or n.startswith("mitmcache.")}
+
+
+@pytest.fixture
+def package_restored() -> Iterator[None]:
+    """The entry script purges the package and imports it again (for hot reload); afterwards this
+    process gets its own modules back, or a module the cache imports later (the Redis tier, when a
+    store names it) would come from the new package and its classes would not be the ones the other
+    tests in this process imported."""
+    saved = _package_modules()
+    yield
+    for name in _package_modules():
+        del sys.modules[name]
+    sys.modules.update(saved)
+
+
+async def test_entry_script_loads_like_mitmdump_does(package_restored):
     with taddons.context() as tctx:
         module = tctx.script(str(ENTRY_SCRIPT))
         assert module is not None
