@@ -164,34 +164,22 @@ def test_a_reverse_upstream_without_http_or_https_or_a_valid_host_stops_startup(
 # -- request heads: size and time limits (item 11) ---------------------------------------------------
 
 
-def _raw_exchange(proxy, data: bytes, *, then_wait: float = 10.0) -> bytes:
-    """Send ``data`` on a fresh connection and read until the proxy closes it."""
-    with socket.create_connection(("127.0.0.1", proxy.port), timeout=then_wait) as sock:
-        try:
-            sock.sendall(data)
-        except OSError:
-            pass  # the proxy may answer and close before it has read everything
-        chunks = []
+def _raw_exchange(proxy, data: bytes, *, wait: float = 10.0) -> tuple[bytes, bool]:
+    """Send ``data`` on a fresh connection and read until the proxy closes it: the answer, and
+    whether the proxy closed the connection (end of file or reset) within ``wait`` seconds."""
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=wait) as sock:
         with contextlib.suppress(OSError):
+            sock.sendall(data)  # the proxy may answer and close before it has read everything
+        chunks = []
+        closed = True
+        try:
             while chunk := sock.recv(65536):
                 chunks.append(chunk)
-        return b"".join(chunks)
-
-
-def _closed_after_answer(proxy, data: bytes, wait: float = 3.0) -> tuple[bytes, bool]:
-    """Send ``data`` and read: the answer, and whether the proxy closed the connection (end of file
-    or reset) within ``wait`` seconds."""
-    with socket.create_connection(("127.0.0.1", proxy.port), timeout=wait) as sock:
-        sock.sendall(data)
-        answer = b""
-        try:
-            while chunk := sock.recv(65536):
-                answer += chunk
         except TimeoutError:
-            return answer, False
+            closed = False
         except OSError:  # reset: closed with the rest of the data unread
             pass
-        return answer, True
+        return b"".join(chunks), closed
 
 
 @pytest.mark.parametrize(
@@ -207,14 +195,14 @@ def test_a_refused_request_with_more_data_behind_it_has_its_connection_closed(
 ):
     """mitmproxy left such a connection open for as long as the client liked (compat/connections.py)."""
     proxy = proxy_factory({"cache_max_request_head_bytes": "16KB"})
-    answer, closed = _closed_after_answer(proxy, head)
+    answer, closed = _raw_exchange(proxy, head, wait=3.0)
     assert answer.startswith(b"HTTP/1.1 " + status) and closed
 
 
 def test_a_request_head_larger_than_the_limit_gets_431_and_is_not_buffered(origin, proxy_factory):
     proxy = proxy_factory({"cache_max_request_head_bytes": "16KB"})
     head = b"GET /big HTTP/1.1\r\nHost: x\r\nX-Filler: " + b"a" * 200_000
-    answer = _raw_exchange(proxy, head)  # never ends: the proxy must not wait for the rest
+    answer, _ = _raw_exchange(proxy, head)  # never ends: the proxy must not wait for the rest
     assert answer.startswith(b"HTTP/1.1 431 ")
     assert b"larger than 16384 bytes" in answer
     assert origin.count("/big") == 0
@@ -237,7 +225,7 @@ def test_the_default_head_limit_is_64kb(origin, proxy_factory, http):
 def test_a_request_head_that_never_completes_gets_408(origin, proxy_factory):
     proxy = proxy_factory({"cache_request_head_timeout": 1})
     started = time.monotonic()
-    answer = _raw_exchange(proxy, b"GET /slow HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    answer, _ = _raw_exchange(proxy, b"GET /slow HTTP/1.1\r\nHost: x\r\nX-Slow: ")
     assert answer.startswith(b"HTTP/1.1 408 ")
     assert 0.9 <= time.monotonic() - started < 5
     assert origin.count("/slow") == 0
@@ -406,7 +394,7 @@ def test_control_characters_of_a_request_path_are_escaped_in_the_log(origin, pro
     origin.route("/", body="any")
     proxy = proxy_factory({"cache_admin_key": KEY, "termlog_verbosity": "debug", "cache_log_level": "debug"})
     target = b"/x\x1b[2J\x1b[31mred\x07"
-    answer = _raw_exchange(
+    answer, _ = _raw_exchange(
         proxy,
         b"GET "
         + target
