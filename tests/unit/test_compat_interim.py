@@ -61,4 +61,4 @@ def test_install_wraps_the_http1_client_once():
     wrapped = _http1.Http1Client.read_headers
     assert compat.install_interim_reader()
     assert _http1.Http1Client.read_headers is wrapped
-    assert getattr(wrapped, "_mitmcache_skips_interim", False)
+    assert getattr(wrapped, compat._INSTALLED, False)

@@ -26,8 +26,7 @@ log = logging.getLogger("mitmcache")
 
 SUPPORTED_VERSION = "12.2"  # the mitmproxy minor version these patches were written against
 _MARKER = "_mitmcache_patched"  # on a patched function: the limits it reads
-# on a function patched by upstream.py, requests.py or connections.py: already installed
-_FLAG = "_mitmcache_skips_interim"
+_INSTALLED = "_mitmcache_installed"  # on a function patched by upstream.py, requests.py, connections.py
 
 
 def supported(mitmproxy_version: str | None = None) -> bool:

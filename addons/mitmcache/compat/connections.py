@@ -13,7 +13,7 @@ connection whose reading task ends that way.
 
 import asyncio
 
-from . import _FLAG, _check
+from . import _INSTALLED, _check
 
 
 def install_connection_close() -> bool:
@@ -27,7 +27,7 @@ def install_connection_close() -> bool:
         return False
     assert handler is not None
     handle_connection = handler.handle_connection
-    if getattr(handle_connection, _FLAG, False):
+    if getattr(handle_connection, _INSTALLED, False):
         return True
 
     async def closing_handle_connection(self, connection) -> None:
@@ -40,7 +40,7 @@ def install_connection_close() -> bool:
                 writer.close()
             raise
 
-    setattr(closing_handle_connection, _FLAG, True)
+    setattr(closing_handle_connection, _INSTALLED, True)
     closing_handle_connection.__doc__ = handle_connection.__doc__
     handler.handle_connection = closing_handle_connection
     return True

@@ -16,7 +16,7 @@ from mitmproxy import http
 from mitmproxy.net.http import http1
 
 from .. import responses
-from . import _FLAG, _MARKER, _check, check_version, log
+from . import _INSTALLED, _MARKER, _check, check_version, log
 
 
 @dataclass(slots=True)
@@ -180,7 +180,7 @@ def install_request_body_discard() -> bool:
     if original is None:  # pragma: no cover - another mitmproxy
         log.warning("mitmproxy's HTTP stream is not the one expected: refused request bodies are buffered")
         return False
-    if getattr(original, _FLAG, False):
+    if getattr(original, _INSTALLED, False):
         return True
 
     def state_consume_request_body(self, event):
@@ -189,7 +189,7 @@ def install_request_body_discard() -> bool:
             return ()  # dropped: the response (set at the request's head) does not need it
         return original(self, event)
 
-    setattr(state_consume_request_body, _FLAG, True)
+    setattr(state_consume_request_body, _INSTALLED, True)
     state_consume_request_body.__doc__ = original.__doc__
     HttpStream.state_consume_request_body = state_consume_request_body
     return True

@@ -16,7 +16,7 @@ import re
 from mitmproxy import ctx, http
 from mitmproxy.connection import ConnectionState
 
-from . import _FLAG, _check, check_version, log, supported
+from . import _INSTALLED, _check, check_version, log, supported
 
 # -- interim (1xx) responses ------------------------------------------------------------------------
 
@@ -56,7 +56,7 @@ def install_interim_reader() -> bool:
             "mitmproxy's HTTP/1 client is not the one expected: interim (1xx) responses stay unhandled"
         )
         return False
-    if getattr(original, _FLAG, False):
+    if getattr(original, _INSTALLED, False):
         return True
 
     def read_headers(self, event):
@@ -67,7 +67,7 @@ def install_interim_reader() -> bool:
             return ()  # the rest of an interim head is still to come
         return original(self, event)
 
-    setattr(read_headers, _FLAG, True)
+    setattr(read_headers, _INSTALLED, True)
     read_headers.__doc__ = original.__doc__
     client.read_headers = read_headers
     return True
@@ -107,7 +107,7 @@ def install_failure_answers() -> bool:
     if original is None:  # pragma: no cover - another mitmproxy
         log.warning("mitmproxy's HTTP/1 server is not the one expected: its error pages stay unstamped")
         return False
-    if getattr(original, _FLAG, False):
+    if getattr(original, _INSTALLED, False):
         return True
 
     def send(self, event):
@@ -128,7 +128,7 @@ def install_failure_answers() -> bool:
             commands.CloseConnection(self.conn),
         )
 
-    setattr(send, _FLAG, True)
+    setattr(send, _INSTALLED, True)
     send.__doc__ = original.__doc__
     server.send = send
     return True
@@ -149,7 +149,7 @@ def _install_http2_failure_answers() -> bool:
     original = getattr(HttpStream, "handle_protocol_error", None)
     if original is None:  # pragma: no cover - another mitmproxy
         return False
-    if getattr(original, _FLAG, False):
+    if getattr(original, _INSTALLED, False):
         return True
 
     def answered(stream, command) -> tuple | None:
@@ -191,7 +191,7 @@ def _install_http2_failure_answers() -> bool:
                 yield from instead
                 reply = None
 
-    setattr(handle_protocol_error, _FLAG, True)
+    setattr(handle_protocol_error, _INSTALLED, True)
     handle_protocol_error.__doc__ = original.__doc__
     HttpStream.handle_protocol_error = handle_protocol_error
     return True
