@@ -161,7 +161,9 @@ def test_retryable_statuses_are_retried_until_the_upstream_accepts(origin, tmp_p
 
 
 def test_a_delivery_that_takes_longer_than_the_timeout_is_retried(origin, tmp_path):
-    origin.route("/events/hung", sequence=[{"status": 200, "delay": 3}, {"status": 200}])
+    # The retry's answer takes 0.4 s: the first attempt's error shows until the retry delivers
+    # (back-off 0-0.5 s), and a loaded machine's polling could miss a retry answered at once.
+    origin.route("/events/hung", sequence=[{"status": 200, "delay": 3}, {"status": 200, "delay": 0.4}])
     with Proxy(origin, queue_settings(async_request_timeout="1"), cwd=tmp_path) as proxy:
         job_id = json_body(httpx.post(f"{proxy.url}/events/hung", content=b"x"))["id"]
         first = wait_until(lambda: (j := job(proxy, job_id))["last_error"] and j, what="the timeout")
