@@ -49,14 +49,14 @@ async def test_an_upstream_number_that_once_raised_in_the_store_path_leaves_no_u
     release the key's waiters: they and every later request are answered at once, not after
     REQ_TIMEOUT with a 504."""
     origin.route("/huge", headers=[("Cache-Control", "max-age=" + "9" * 5000)], body="ok", delay=0.3)
-    proxy = proxy_factory({"cache_upstream_timeout": "3"})
+    proxy = proxy_factory({"cache_upstream_timeout": "10"})
     started = time.monotonic()
     async with client() as c:
         first = await asyncio.gather(*(get(c, f"{proxy.url}/huge") for _ in range(4)))
         later = await get(c, f"{proxy.url}/huge")
     assert [r.status_code for r in first] == [200] * 4
     assert later.status_code == 200 and later.text == "ok"
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 10
 
 
 async def test_a_leader_whose_client_hangs_up_after_the_response_head_does_not_give_its_waiters_a_502(

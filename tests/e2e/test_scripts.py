@@ -96,7 +96,7 @@ def test_setup_sh_finds_a_python_under_pyenv_root_when_pyenv_is_not_on_path(tmp_
     good.symlink_to(Path(sys.executable).resolve())  # this interpreter (>= 3.12) as pyenv lays it out
     env["PYENV_ROOT"] = str(tmp_path / "pyenv")
     result = subprocess.run(
-        [str(script)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+        [str(script)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"setup: creating .venv with {good} (Python 3." in result.stdout

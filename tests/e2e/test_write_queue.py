@@ -69,8 +69,8 @@ def pg_url() -> Iterator[str]:
 
 
 def test_an_accepted_write_is_answered_at_once_and_delivered_once_as_sent(origin, proxy_factory):
-    origin.route("/events/signup", status=201, delay=0.5)
-    proxy = proxy_factory(queue_settings())
+    origin.route("/events/signup", status=201, delay=2.0)  # long enough for a loaded machine
+    proxy = proxy_factory(queue_settings(async_request_timeout="10"))
     started = time.monotonic()
     sent = httpx.post(
         f"{proxy.url}/events/signup?source=web",
@@ -78,7 +78,7 @@ def test_an_accepted_write_is_answered_at_once_and_delivered_once_as_sent(origin
         headers={"Content-Type": "application/json", "X-Trace": "t-1", "Connection": "keep-alive"},
     )
     answered = time.monotonic() - started
-    assert sent.status_code == 202 and answered < 0.5  # before the origin could have answered
+    assert sent.status_code == 202 and answered < 2.0  # before the origin could have answered
     body = json_body(sent)
     assert sent.headers["x-cache"] == "QUEUED"
     assert body["status_url"] == f"/__cache/queue/{body['id']}" == sent.headers["location"]
@@ -108,8 +108,13 @@ def test_writes_wait_while_the_upstream_is_down_and_are_delivered_when_it_return
     port = free_port()
     with Proxy(f"http://127.0.0.1:{port}", queue_settings(), cwd=tmp_path) as proxy:
         ids = [json_body(httpx.post(f"{proxy.url}/events/e?n={n}", content=b"x"))["id"] for n in range(3)]
-        first = wait_until(lambda: job(proxy, ids[0])["attempts"] >= 2 and job(proxy, ids[0]), what="a retry")
-        assert first["state"] == "queued" and "ConnectError" in first["last_error"]
+
+        def waiting_after_a_retry() -> dict | None:
+            found = job(proxy, ids[0])  # read once: a second read may land mid-attempt
+            return found if found["attempts"] >= 2 and found["state"] == "queued" else None
+
+        first = wait_until(waiting_after_a_retry, what="a retry")
+        assert "ConnectError" in first["last_error"]
         with Origin(port=port, workdir=tmp_path / "origin") as origin:
             origin.route("/events/e", status=204)
             # The test origin listens before its route exists: an attempt landing in between gets
@@ -301,8 +306,9 @@ def test_the_queue_endpoints_need_the_admin_key_and_are_never_forwarded(origin, 
 
 
 def test_retry_needs_a_dead_write_and_delete_waits_for_its_delivery(origin, tmp_path):
-    origin.route("/events/slow", status=200, delay=1.5)
-    with Proxy(origin, queue_settings(), cwd=tmp_path) as proxy:
+    # The delivery takes 4 s: the two requests below, on a loaded machine too, come while it runs.
+    origin.route("/events/slow", status=200, delay=4.0)
+    with Proxy(origin, queue_settings(async_request_timeout="10"), cwd=tmp_path) as proxy:
         job_id = json_body(httpx.post(f"{proxy.url}/events/slow", content=b"x"))["id"]
         wait_for_state(proxy, job_id, "delivering", timeout=5)
         assert httpx.post(f"{proxy.url}/__cache/queue/{job_id}/retry", headers=AUTH).status_code == 409
@@ -509,8 +515,9 @@ def test_deliveries_keep_to_async_rate(origin, tmp_path):
         j - i + 1 - rate * (times[j] - times[i]) for i in range(len(times)) for j in range(i, len(times))
     )
     assert worst <= rate + rate * 0.25 + 1
-    # ... and it is the limit that holds deliveries back: on the whole, they keep up with it.
-    assert (len(times) - rate) / (times[-1] - times[0]) >= 0.9 * rate
+    # ... and it is the limit that holds deliveries back: on the whole, they nearly keep up with it
+    # (a machine whose cores are shared with other work holds them back a little too).
+    assert (len(times) - rate) / (times[-1] - times[0]) >= 0.8 * rate
 
 
 def test_the_production_launcher_queues_too(origin, tmp_path):
