@@ -136,3 +136,10 @@ if [[ "$(cat "$OPT_STAMP" 2>/dev/null || true)" != "$want" ]]; then
     "$VENV/bin/python" -O -m compileall -q -j 0 "$site" </dev/null >/dev/null 2>&1 || true
     printf '%s\n' "$want" >"$OPT_STAMP"
 fi
+
+# The cache's own bytecode, plain and optimised: where PYTHONDONTWRITEBYTECODE is set (as on the CI
+# machines), every proxy start would otherwise compile the package again (~0.1-0.2 s of each start).
+# Up-to-date files are only checked (~0.1 s); edited ones are compiled again, here or by Python.
+if [[ -d "$ROOT/addons" ]]; then
+    "$VENV/bin/python" -m compileall -q -o 0 -o 1 "$ROOT/addons" </dev/null >/dev/null 2>&1 || true
+fi
