@@ -31,13 +31,13 @@ def test_an_upstream_max_age_of_thousands_of_digits_is_stored_as_the_largest_lif
     origin, proxy_factory, http
 ):
     origin.route("/huge-max-age", headers=[("Cache-Control", f"max-age={HUGE}")], body="long-lived")
-    proxy = proxy_factory({"cache_upstream_timeout": 2})
+    proxy = proxy_factory({"cache_upstream_timeout": 5})
     first = http.get(f"{proxy.url}/huge-max-age")
     started = time.monotonic()
     second = http.get(f"{proxy.url}/huge-max-age")
     assert (first.status_code, second.status_code) == (200, 200)
     assert second.headers["x-cache"] == "HIT"
-    assert time.monotonic() - started < 1.5  # not a wait for a fetch that never resolves
+    assert time.monotonic() - started < 4  # not a wait for a fetch that never resolves
     assert origin.count("/huge-max-age") == 1
     assert _addon_errors(proxy) == []
 
@@ -276,7 +276,7 @@ def test_a_megabyte_if_none_match_does_not_stall_other_clients(origin, proxy_fac
     started = time.monotonic()
     hostile = http.get(f"{proxy.url}/etag", headers={"If-None-Match": '"",' * 600_000})
     assert hostile.status_code == 200  # its tag is not among the first ones looked at
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 6
     assert http.get(f"{proxy.url}/etag", headers={"If-None-Match": '"v1"'}).status_code == 304
 
 

@@ -15,20 +15,20 @@ def poll(http: httpx.Client, url: str, seconds: float, interval: float = 0.1) ->
 
 
 def test_a_stale_entry_is_served_while_one_background_refresh_runs(origin, proxy_factory, http):
-    origin.route("/s", sequence=[{"body": "v1"}, {"body": "v2", "delay": 1.0}])
+    origin.route("/s", sequence=[{"body": "v1"}, {"body": "v2", "delay": 2.0}])
     proxy = proxy_factory({"cache_ttl": "1", "cache_refresh_window": "10"})
     http.get(f"{proxy.url}/s")
-    time.sleep(1.1)  # expired; the scheduler started the refresh, which takes 1 s
+    time.sleep(1.1)  # expired; the scheduler started the refresh, which takes 2 s
     started = time.monotonic()
     stale = [http.get(f"{proxy.url}/s") for _ in range(3)]
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 1.5  # none of them waited for the refresh
     assert [r.headers["x-cache"] for r in stale] == ["STALE"] * 3
     assert [r.text for r in stale] == ["v1"] * 3
     assert "detail=refresh-window" in stale[0].headers["cache-status"]
     assert origin.count("/s") == 2  # one refresh, however many clients were served stale
-    # The refresh began with the first stale request and takes 1 s upstream: half a second more
-    # for it to be stored, so that two test processes sharing the cores cannot make this a race.
-    time.sleep(1.5)
+    # The refresh began with the first stale request and takes 2 s upstream: a second more for it
+    # to be stored, so that test processes sharing the cores cannot make this a race.
+    time.sleep(3.0)
     assert http.get(f"{proxy.url}/s").text == "v2"
 
 

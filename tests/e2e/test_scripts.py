@@ -103,6 +103,24 @@ def test_setup_sh_finds_a_python_under_pyenv_root_when_pyenv_is_not_on_path(tmp_
     assert (tmp_path / ".venv" / "bin" / "python").exists()
 
 
+def test_setup_sh_leaves_the_addon_compiled_for_both_launchers(tmp_path):
+    """A proxy started where PYTHONDONTWRITEBYTECODE is set reads bytecode but writes none: setup.sh
+    compiles the package for mitmdump (plain) and for the production launcher (``-O``)."""
+    script, env = setup_sh_sandbox(tmp_path, requirements="")
+    package = tmp_path / "addons" / "pkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("VALUE = 1\n")
+    env["PYTHON"] = str(Path(sys.executable).resolve())
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    result = subprocess.run(
+        [str(script)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    compiled = sorted(p.name for p in (package / "__pycache__").iterdir())
+    tag = sys.implementation.cache_tag
+    assert compiled == [f"__init__.{tag}.opt-1.pyc", f"__init__.{tag}.pyc"]
+
+
 # -- scripts/run.sh ------------------------------------------------------------------------------------
 
 
