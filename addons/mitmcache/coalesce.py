@@ -55,10 +55,11 @@ class Coalescer(Protocol):
 
     def lead(self, key: str) -> bool: ...
 
-    async def claim(self, key: str) -> bool:
+    async def claim(self, key: str, read_at: float) -> bool:
         """After ``lead``: confirm the lead across the processes sharing the store. False when
-        another process fetches ``key``: this coalescer then finishes the local fetch with that
-        fetch's outcome, and the caller waits for it like a follower."""
+        another process fetches ``key``, or has stored it since ``read_at`` (when the caller began
+        the read of the store that found nothing to use): this coalescer then finishes the local
+        fetch with that fetch's outcome, and the caller waits for it like a follower."""
         ...
 
     def busy(self, key: str) -> bool: ...
@@ -81,7 +82,7 @@ class Inflight:
         self._futures[key] = asyncio.get_running_loop().create_future()
         return True
 
-    async def claim(self, key: str) -> bool:
+    async def claim(self, key: str, read_at: float) -> bool:
         """One process: leading here is leading everywhere."""
         return True
 

@@ -154,7 +154,7 @@ class Lookup:
                 status = Status(XCache.MISS, fwd="miss", detail="only-if-cached")
                 return Refuse(504, "only-if-cached and not in cache", status)
             # claim: False when another process sharing the store fetches it: wait like a follower
-            if step is Step.LEAD and core.coalescer.lead(key) and await core.coalescer.claim(key):
+            if step is Step.LEAD and core.coalescer.lead(key) and await core.coalescer.claim(key, now):
                 return self.forward(key, fwd, leader=True)
             if step is Step.FORWARD:
                 return self.forward(key, fwd, detail="hit-for-miss" if hit_for_miss else None)

@@ -109,7 +109,9 @@ class Refresher:
     def _start(self, stored: Stored, client_fields: Fields | None) -> asyncio.Task[Result] | None:
         if not self._core.coalescer.lead(stored.entry.key):
             return None
-        task = asyncio.get_running_loop().create_task(self._run(stored, client_fields))
+        # Its callers hold ``stored`` as just read: a version stored by another process from now on
+        # makes this refresh redundant (Coalescer.claim).
+        task = asyncio.get_running_loop().create_task(self._run(stored, client_fields, time.time()))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -148,9 +150,9 @@ class Refresher:
             self._slots, self._slot_count = asyncio.Semaphore(wanted), wanted
         return self._slots
 
-    async def _run(self, stored: Stored, client_fields: Fields | None) -> Result:
+    async def _run(self, stored: Stored, client_fields: Fields | None, read_at: float) -> Result:
         key = stored.entry.key
-        if not await self._core.coalescer.claim(key):
+        if not await self._core.coalescer.claim(key, read_at):
             return await self._follow(key), None
         outcome = Outcome(Kind.FAILED, status=502, detail="refresh-cancelled", failure=Failure.CANCELLED)
         fetched = None

@@ -54,7 +54,6 @@ class SharedCoalescer:
         self._upstream_timeout = upstream_timeout
         self._local = Inflight()
         self._held: dict[str, tuple[str, asyncio.Task[None]]] = {}  # key -> (token, extender)
-        self._led_at: dict[str, float] = {}  # key -> when this process began leading it
         self._events: dict[str, asyncio.Future[Outcome]] = {}  # followed keys -> their done event
         self._tasks: set[asyncio.Task[Any]] = set()
         client = link.client
@@ -69,10 +68,7 @@ class SharedCoalescer:
     # -- the Coalescer interface -----------------------------------------------------------------
 
     def lead(self, key: str) -> bool:
-        if not self._local.lead(key):
-            return False
-        self._led_at[key] = time.time()  # just after its lookup read the store
-        return True
+        return self._local.lead(key)
 
     def busy(self, key: str) -> bool:
         return self._local.busy(key)
@@ -83,15 +79,17 @@ class SharedCoalescer:
     def __len__(self) -> int:
         return len(self._local)
 
-    async def claim(self, key: str) -> bool:
-        since = self._led_at.pop(key, time.time())
+    async def claim(self, key: str, read_at: float) -> bool:
+        """``read_at`` is when the caller's read of the store began, not when it ended: under a
+        herd this process's loop can take longer to get to the read's answer than another process
+        takes to fetch and store the URL, and a write in that gap must be re-read, not fetched again."""
         if not self._link.up:
             return True  # alone: local coalescing only
         # Listen before asking, so that a done event published right after the claim is not missed.
         event = self._events.setdefault(key, asyncio.get_running_loop().create_future())
         token = uuid.uuid4().hex
         lifetime_ms = max(int(self._lifetime() * 1000), 1)
-        args = [token, lifetime_ms, int(since * 1000)]
+        args = [token, lifetime_ms, int(read_at * 1000)]
         try:
             held = await self._link.run(lambda: self._claim(keys=[lock_key(key), hash_key(key)], args=args))
         except Unavailable:
@@ -110,7 +108,6 @@ class SharedCoalescer:
 
     def finish(self, key: str, outcome: Outcome) -> None:
         self._local.finish(key, outcome)
-        self._led_at.pop(key, None)
         held = self._held.pop(key, None)
         if held is not None:
             token, extender = held
