@@ -2,6 +2,7 @@
 
 import gzip
 import hashlib
+import re
 import time
 from pathlib import Path
 
@@ -265,7 +266,8 @@ def test_a_chunked_response_is_stored_without_the_cache_status_it_was_sent_with(
     proxy = proxy_factory()
     http.get(f"{proxy.url}/chunky")
     hit = http.get(f"{proxy.url}/chunky")
-    assert hit.headers.get_list("cache-status") == ["mitmcache; hit; ttl=59"]
+    (status,) = hit.headers.get_list("cache-status")
+    assert re.fullmatch(r"mitmcache; hit; ttl=5[7-9]", status)  # a second or two late on a slow machine
 
 
 def test_a_successful_post_invalidates_the_cached_url(origin, proxy_factory, http):

@@ -1,5 +1,6 @@
 """Settings through a real mitmdump: precedence, and bad values stopping startup loudly."""
 
+import re
 import sys
 from pathlib import Path
 
@@ -177,5 +178,6 @@ def test_debug_cache_logging_logs_one_line_per_decision(origin, proxy_factory, h
     http.get(f"{proxy.url}/logged")
     http.get(f"{proxy.url}/logged")
     log = proxy.log_text()
-    assert "cache MISS stored | fwd=uri-miss ttl=59s GET" in log
-    assert "cache HIT | age=0s ttl=59s GET" in log
+    # whole seconds from the upstream's Date: a slow machine may be a second or two later
+    assert re.search(r"cache MISS stored \| fwd=uri-miss ttl=5[7-9]s GET", log)
+    assert re.search(r"cache HIT \| age=[0-2]s ttl=5[7-9]s GET", log)
