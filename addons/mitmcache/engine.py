@@ -342,10 +342,11 @@ class Engine:
         timeout = self.core.settings().upstream_timeout * 2 + 1
         for vary in varies:
             for _ in range(CONTROL_REFRESH_ATTEMPTS):
+                read_at = time.time()
                 stored = next((s for s in await self.core.store.peek(key) if s.entry.vary == vary), None)
                 if stored is None:
                     break  # dropped meanwhile: nothing to refresh
-                started = self.refresher.start(stored)
+                started = self.refresher.start(stored, read_at)
                 outcome = await self.core.coalescer.wait(key, timeout)
                 if started:
                     self._log_refresh(key, timeout, outcome)

@@ -73,7 +73,7 @@ class ExpiryScheduler:
             return
         when = check.when
         if check.action is Action.REFRESH:
-            if self._refresher.start(stored):
+            if self._refresher.start(stored, now):
                 core.counters.add(Count.REFRESH_AHEAD if check.ahead else Count.REFRESH_EXPIRED)
             else:
                 when = min(now + 1.0, stored.keep_until)  # a fetch for this key is already under way

@@ -120,7 +120,7 @@ class Lookup:
         """The answer from the stored copy this request selected, or the revalidation it needs."""
         answer = self._with_entry(method, key, stored, directives, now)
         if isinstance(answer, str):  # the fwd reason of the revalidation it needs
-            return self._revalidate(key, fields, stored, directives, answer, deadline)
+            return self._revalidate(key, fields, stored, directives, answer, deadline, now)
         return answer
 
     async def answer(
@@ -225,8 +225,11 @@ class Lookup:
         directives: RequestDirectives,
         fwd: str,
         deadline: float,
+        read_at: float,
     ) -> Answer:
-        outcome, fetched = await self._refresher.revalidate(stored, deadline - time.monotonic(), fields)
+        outcome, fetched = await self._refresher.revalidate(
+            stored, deadline - time.monotonic(), read_at, fields
+        )
         if outcome is None:
             timeout = self._core.settings().upstream_timeout
             outcome = Outcome(Kind.FAILED, status=504, detail=f"upstream-timeout after {timeout:g}s")

@@ -101,17 +101,19 @@ class Refresher:
         self._slots: asyncio.Semaphore | None = None
         self._slot_count = 0
 
-    def start(self, stored: Stored) -> bool:
+    def start(self, stored: Stored, read_at: float) -> bool:
         """Refresh ``stored`` in the background unless a fetch for its key is under way, or it may
-        not be refreshed without a client (``refreshable_in_background``); True when one started."""
-        return refreshable_in_background(stored.entry) and self._start(stored, None) is not None
+        not be refreshed without a client (``refreshable_in_background``); True when one started.
+        ``read_at``: when the read of the store that gave ``stored`` began; a version another
+        process stored after that makes this refresh redundant (``Coalescer.claim``)."""
+        return refreshable_in_background(stored.entry) and self._start(stored, None, read_at) is not None
 
-    def _start(self, stored: Stored, client_fields: Fields | None) -> asyncio.Task[Result] | None:
+    def _start(
+        self, stored: Stored, client_fields: Fields | None, read_at: float
+    ) -> asyncio.Task[Result] | None:
         if not self._core.coalescer.lead(stored.entry.key):
             return None
-        # Its callers hold ``stored`` as just read: a version stored by another process from now on
-        # makes this refresh redundant (Coalescer.claim).
-        task = asyncio.get_running_loop().create_task(self._run(stored, client_fields, time.time()))
+        task = asyncio.get_running_loop().create_task(self._run(stored, client_fields, read_at))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -120,19 +122,21 @@ class Refresher:
         """Like ``start``, but honours the backoff of an entry whose last refresh failed."""
         if now < stored.meta.retry_at:
             return False
-        started = self.start(stored)
+        started = self.start(stored, now)
         if started:
             self._core.counters.add(Count.REFRESH_BACKGROUND)
         return started
 
-    async def revalidate(self, stored: Stored, timeout: float, client_fields: Fields | None = None) -> Result:
+    async def revalidate(
+        self, stored: Stored, timeout: float, read_at: float, client_fields: Fields | None = None
+    ) -> Result:
         """Revalidate ``stored`` for a waiting client (or join the fetch under way) and wait for it.
 
         The outcome is None on timeout. When this call made the request (from ``client_fields``,
         the client's request) and the upstream's answer was not stored -- an error, or a response
         that may not be shared -- that answer comes back too: it is this client's own response.
         """
-        task = self._start(stored, client_fields)
+        task = self._start(stored, client_fields, read_at)
         if task is None:
             return await self._core.coalescer.wait(stored.entry.key, timeout), None  # type: ignore[return-value]
         try:

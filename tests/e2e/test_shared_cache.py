@@ -13,6 +13,7 @@ import pytest
 
 from tests.e2e.test_mitmweb import MITMWEB, PASSWORD, Web
 from tests.support.harness import Proxy, free_port
+from tests.support.late_replies import LateReplies
 from tests.support.redis_server import RedisServer
 
 KEY = "shared-secret"
@@ -72,6 +73,28 @@ async def test_a_herd_spread_over_processes_makes_one_upstream_request(origin, s
     assert {r.status_code for r in responses} == {200}
     assert {r.text for r in responses} == {"one answer"}
     assert sorted(r.headers["x-cache"] for r in responses).count("MISS") == 1
+
+
+async def test_a_process_late_to_redis_answers_rereads_what_another_stored_meanwhile(
+    origin, shared, redis_server
+):
+    """Under a herd, a process's loop gets to the answer of its store read late: another process can
+    fetch and store the URL in between. The late one re-reads it, and does not fetch it again."""
+    origin.route("/late", headers={"Cache-Control": "max-age=60"}, body="one answer")
+    with LateReplies(redis_server.port) as relay:
+        late = shared({"cache_store": f"redis://127.0.0.1:{relay.port}/0"})
+        prompt = shared()
+        relay.lag(0.2)  # each command still well within the link's 0.5 s timeout
+        limits = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(timeout=15, limits=limits, trust_env=False) as client:
+            waiting = asyncio.ensure_future(client.get(f"{late.url}/late"))
+            await asyncio.sleep(0.05)  # its read has found nothing; the answer is on its way back
+            first = await client.get(f"{prompt.url}/late")
+            answer = await waiting
+    assert first.headers["x-cache"] == "MISS"
+    assert (answer.status_code, answer.text) == (200, "one answer")
+    assert origin.count("/late") == 1
+    assert "is down" not in late.log_text()  # it coalesced through Redis, not alone
 
 
 async def test_an_unshareable_answer_releases_the_waiters_of_every_process(origin, shared, http):

@@ -26,7 +26,7 @@ class FakeRefresher:
     def __init__(self) -> None:
         self.started: list[Entry] = []
 
-    def start(self, stored: Stored) -> bool:
+    def start(self, stored: Stored, read_at: float) -> bool:
         self.started.append(stored.entry)
         return True
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from mitmcache import refresh
-from mitmcache.coalesce import Kind
+from mitmcache.coalesce import Inflight, Kind
 from mitmcache.config import SETTINGS, Settings, parse_settings
 from mitmcache.core import Core
 from mitmcache.entry import Entry, Meta, Stored
@@ -146,7 +146,7 @@ async def test_background_refreshes_run_at_most_the_configured_number_at_once(co
     upstream = parts.upstream
     assert isinstance(upstream, BlockingUpstream)
     entries = [await parts.put(stored_entry(f"http://example.com/{i}")) for i in range(5)]
-    assert all(parts.refresher.start(stored) for stored in entries)
+    assert all(parts.refresher.start(stored, time.time()) for stored in entries)
     await until(lambda: upstream.active == concurrency)
     await asyncio.sleep(0.05)  # time for any refresh that wrongly got past the limit to show
     assert (upstream.active, upstream.peak, len(upstream.calls)) == (concurrency, concurrency, concurrency)
@@ -206,6 +206,30 @@ async def test_the_real_jitter_stays_between_half_and_all_of_the_backoff():
         await parts.refresher.fetch(await parts.current(KEY))
         after = time.time()
         assert before + 0.5 * delay <= (await parts.current(KEY)).meta.retry_at <= after + delay
+
+
+class ClaimRecorder(Inflight):
+    """Coalescing in one process that remembers the read time each claim was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read_at: list[float] = []
+
+    async def claim(self, key: str, read_at: float) -> bool:
+        self.read_at.append(read_at)
+        return True
+
+
+async def test_a_background_refresh_claims_with_the_time_its_copy_was_read():
+    """Another process may store a newer version between the read and the refresh's start: the
+    claim must count from the read (shared_coordination.SharedCoalescer.claim)."""
+    parts = Parts(RecordingUpstream())
+    parts.core.coalescer = parts.inflight = recorder = ClaimRecorder()
+    stored = await parts.put(stored_entry(KEY))
+    read_at = time.time() - 2.0  # the hit's lookup, late to its answer
+    assert parts.refresher.start_in_background(stored, read_at)
+    await parts.settle()
+    assert recorder.read_at == [read_at]
 
 
 async def test_a_background_refresh_is_refused_until_the_backoff_ends():
@@ -282,7 +306,7 @@ async def test_a_background_refresh_sends_exactly_the_clean_fields_and_the_valid
         request=[(b"Accept-Language", b"fr"), (b"Cookie", b"a=1"), (b"User-Agent", b"client/1")],
         response=[(b"Cache-Control", b"max-age=60"), (b"Vary", b"Accept-Language"), (b"ETag", b'"v1"')],
     )
-    assert parts.refresher.start(await parts.put(entry))
+    assert parts.refresher.start(await parts.put(entry), time.time())
     await parts.settle()
     assert upstream.calls == [
         (
@@ -331,6 +355,6 @@ async def test_an_entry_that_varies_on_credentials_is_never_refreshed_without_a_
         response=[(b"Cache-Control", b"max-age=60, public"), (b"Vary", field)],
     )
     assert not refreshable_in_background(entry)
-    assert not parts.refresher.start(await parts.put(entry))
+    assert not parts.refresher.start(await parts.put(entry), time.time())
     assert upstream.calls == []
     assert not any(name == field.lower() for name, _ in refresh_request_fields(entry))

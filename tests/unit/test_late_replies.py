@@ -1,0 +1,58 @@
+"""The test relay that hands replies back late (tests/support/late_replies.py), against an echo server."""
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.late_replies import LateReplies
+
+
+@pytest.fixture
+def echo_port() -> Iterator[int]:
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def echo(conn: socket.socket) -> None:
+        with conn:
+            while data := conn.recv(1024):
+                conn.sendall(data)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=echo, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield listener.getsockname()[1]
+    listener.close()
+
+
+def round_trip(sock: socket.socket) -> float:
+    started = time.monotonic()
+    sock.sendall(b"ping")
+    assert sock.recv(1024) == b"ping"
+    return time.monotonic() - started
+
+
+def test_replies_pass_at_once_until_told_to_lag(echo_port):
+    with LateReplies(echo_port) as relay, socket.create_connection(("127.0.0.1", relay.port)) as sock:
+        assert round_trip(sock) < 0.1
+
+
+def test_replies_on_connections_open_before_the_lag_come_back_late(echo_port):
+    with LateReplies(echo_port) as relay, socket.create_connection(("127.0.0.1", relay.port)) as sock:
+        round_trip(sock)
+        relay.lag(0.3)
+        assert round_trip(sock) >= 0.3
+
+
+def test_connections_opened_after_the_lag_stay_prompt(echo_port):
+    with LateReplies(echo_port) as relay:
+        relay.lag(0.3)
+        with socket.create_connection(("127.0.0.1", relay.port)) as sock:
+            assert round_trip(sock) < 0.1
