@@ -619,6 +619,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write every measurement to this JSON file")
     parser.add_argument("--rounds", type=int, help="throughput rounds (default 5, quick 1)")
     parser.add_argument(
+        "--herd-rounds",
+        type=int,
+        help=f"rounds of every herd: coalescing, shared, workers (default {bl.HERD_ROUNDS}, quick "
+        f"{bl.QUICK_HERD_ROUNDS}); each must make exactly 1 upstream request",
+    )
+    parser.add_argument(
         "--flood-keys", type=int, help="distinct keys of the memory flood (default 200000, quick 3000)"
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a budget is missed")
@@ -657,7 +663,7 @@ def main(argv: list[str] | None = None) -> int:
     if wanted("connections", ("connections",)):
         plan.append(("connections", lambda: [connections(args.quick)]))
     if coal := wanted("coalescing", bench_coalescing.SCENARIOS):
-        plan.append(("coalescing", lambda: bench_coalescing.run(coal, args.quick)))
+        plan.append(("coalescing", lambda: bench_coalescing.run(coal, args.quick, args.herd_rounds)))
     if queue := wanted("writequeue", bench_writequeue.SCENARIOS):
         plan.append(("writequeue", lambda: bench_writequeue.run(queue, args.quick)))
     if shared := wanted("shared", bench_shared.SCENARIOS):
@@ -671,6 +677,7 @@ def main(argv: list[str] | None = None) -> int:
                         [Config(n, proxy, path, expect=x, about=about) for n, proxy, path, x, about in specs],
                         timing,
                     ),
+                    args.herd_rounds,
                 ),
             )
         )
@@ -701,6 +708,7 @@ def main(argv: list[str] | None = None) -> int:
                         ],
                         timing,
                     ),
+                    args.herd_rounds,
                 ),
             )
         )

@@ -50,8 +50,8 @@ async def _herd(server: bl.Server, path: str, n: int) -> dict:
     return {**bl.herd_summary(replies), "wall": wall, "cpu": cpu, "cpu_per_request": cpu / n}
 
 
-def herd(quick: bool) -> Section:
-    sizes, repeats = (200, 1000), 1 if quick else 3
+def herd(repeats: int) -> Section:
+    sizes = (200, 1000)
     expected_sha = bl.pattern_sha256(1024)
     origin = bl.start_origin()
     results: dict[tuple[str, int], list[dict]] = {(name, n): [] for name, _ in LAUNCHERS for n in sizes}
@@ -392,15 +392,13 @@ def hotkey(quick: bool) -> Section:
     return Section("Coalescing: hot key, then cold key", md, budgets, {"runs": runs})
 
 
-RUNNERS = {"herd": herd, "hotkey": hotkey}
-
-
-def run(names: list[str], quick: bool) -> list[Section]:
+def run(names: list[str], quick: bool, herd_rounds: int | None = None) -> list[Section]:
+    runners = {"herd": lambda: herd(bl.herd_rounds(quick, herd_rounds)), "hotkey": lambda: hotkey(quick)}
     sections = []
     for name in names:
         t0 = time.monotonic()
         bl.log(f"coalescing scenario {name}")
-        section = RUNNERS[name](quick)
+        section = runners[name]()
         section.seconds = time.monotonic() - t0
         sections.append(section)
     return sections
@@ -412,12 +410,13 @@ def main() -> int:
     parser.add_argument(
         "--only", default=",".join(SCENARIOS), help=f"comma-separated: {', '.join(SCENARIOS)}"
     )
+    parser.add_argument("--herd-rounds", type=int, help="rounds of the herd (default 3, quick 1)")
     args = parser.parse_args()
     bl.ensure_wrk()
     bl.raise_fd_limit()
     bl.pin(0, bl.LOAD_CORE)
     try:
-        sections = run([n for n in args.only.split(",") if n], args.quick)
+        sections = run([n for n in args.only.split(",") if n], args.quick, args.herd_rounds)
     finally:
         bl.stop_all()
     for s in sections:

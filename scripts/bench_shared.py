@@ -80,8 +80,7 @@ def shared_servers(redis: RedisServer, origin_url: str, *settings: str) -> list[
     return [bl.Server(f"shared{i}", template, origin_url, core=cores[i]).start() for i in range(2)]
 
 
-def herd(quick: bool) -> Section:
-    repeats = 1 if quick else 3
+def herd(repeats: int) -> Section:
     origin = bl.start_origin()
     try:
         origin.route("/herd", headers=CACHED, size=1024, delay=HERD_DELAY)
@@ -332,10 +331,15 @@ def outage(quick: bool) -> Section:
     return Section("Shared store: Redis killed under load", md, [budget], result)
 
 
-def run(scenarios: list[str], quick: bool, throughput: Callable[[list[HitConfig]], Section]) -> list[Section]:
+def run(
+    scenarios: list[str],
+    quick: bool,
+    throughput: Callable[[list[HitConfig]], Section],
+    herd_rounds: int | None = None,
+) -> list[Section]:
     runners = {
         "shared-hits": lambda: hits(throughput),
-        "shared-herd": lambda: herd(quick),
+        "shared-herd": lambda: herd(bl.herd_rounds(quick, herd_rounds)),
         "shared-purge": lambda: purge(quick),
         "shared-outage": lambda: outage(quick),
     }

@@ -162,8 +162,7 @@ def workers_hits(quick: bool, rounds: int, seconds: float) -> Section:
     return Section("Workers: 1 and 2 on one port, Redis store", md, [], {"runs": runs})
 
 
-def workers_herd(quick: bool) -> Section:
-    repeats = 1 if quick else 3
+def workers_herd(repeats: int) -> Section:
     origin = bl.start_origin()
     try:
         origin.route("/herd", headers=CACHED, size=1024, delay=HERD_DELAY)
@@ -209,10 +208,11 @@ def run(
     rounds: int,
     seconds: float,
     throughput: Callable[[list[DiskConfig]], Section],
+    herd_rounds: int | None = None,
 ) -> list[Section]:
     runners = {
         "disk-hits": lambda: disk_hits(throughput),
         "workers-hits": lambda: workers_hits(quick, rounds, seconds),
-        "workers-herd": lambda: workers_herd(quick),
+        "workers-herd": lambda: workers_herd(bl.herd_rounds(quick, herd_rounds)),
     }
     return [runners[name]() for name in scenarios]

@@ -561,6 +561,14 @@ async def herd(ports: Sequence[int], path: str, n: int, timeout: float) -> list[
     return await asyncio.gather(*clients, return_exceptions=True)
 
 
+HERD_ROUNDS, QUICK_HERD_ROUNDS = 3, 1  # rounds of every herd scenario (bench.py --herd-rounds)
+
+
+def herd_rounds(quick: bool, rounds: int | None = None) -> int:
+    """How many rounds a herd scenario runs: ``rounds`` when given, else the default for the mode."""
+    return rounds or (QUICK_HERD_ROUNDS if quick else HERD_ROUNDS)
+
+
 def cold_herds(
     origin: Origin, ports: Sequence[int], clients: int, repeats: int, label: str
 ) -> list[dict[str, Any]]:

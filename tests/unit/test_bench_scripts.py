@@ -26,3 +26,11 @@ def test_every_benchlib_helper_a_bench_script_calls_exists(script, benchlib):
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "bl"
     }
     assert sorted(name for name in used if not hasattr(benchlib, name)) == []
+
+
+def test_herds_run_three_rounds_one_when_quick_and_as_many_as_asked(benchlib):
+    assert (benchlib.herd_rounds(False), benchlib.herd_rounds(True), benchlib.herd_rounds(True, 20)) == (
+        3,
+        1,
+        20,
+    )
