@@ -31,6 +31,7 @@ from .policy.reuse import (
     stale_on_error_limit,
 )
 from .refresh import Refresher
+from .store.base import read_began
 from .upstream import Fetched
 
 # decide()'s reasons that come from the request's own directives (Cache-Status fwd=request).
@@ -154,7 +155,11 @@ class Lookup:
                 status = Status(XCache.MISS, fwd="miss", detail="only-if-cached")
                 return Refuse(504, "only-if-cached and not in cache", status)
             # claim: False when another process sharing the store fetches it: wait like a follower
-            if step is Step.LEAD and core.coalescer.lead(key) and await core.coalescer.claim(key, now):
+            if (
+                step is Step.LEAD
+                and core.coalescer.lead(key)
+                and await core.coalescer.claim(key, read_began(variants, now))
+            ):
                 return self.forward(key, fwd, leader=True)
             if step is Step.FORWARD:
                 return self.forward(key, fwd, detail="hit-for-miss" if hit_for_miss else None)

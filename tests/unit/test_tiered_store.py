@@ -1,10 +1,12 @@
 """The tiered store: a bounded in-process tier in front of a shared store (store/tiered.py)."""
 
+import asyncio
 import time
 
 import pytest
 
 from mitmcache.entry import Meta
+from mitmcache.store.base import read_began
 from mitmcache.store.memory import MemoryStore
 from mitmcache.store.tiered import LOCAL, SHARED, TieredStore, Unavailable
 from tests.support.entries import stored_entry
@@ -58,6 +60,36 @@ async def test_a_miss_here_is_read_from_the_shared_store_and_kept_for_the_next_h
     (second,) = await tiered.variants(entry.key)
     assert first.entry == second.entry == entry and shared.reads == 1
     assert (tiered.tier_of(first), tiered.tier_of(second)) == (SHARED, LOCAL)
+
+
+async def test_a_lookup_that_joins_a_shared_read_under_way_learns_when_that_read_began(tiered, shared):
+    """One read of a URL at a time: a lookup that joins it late has an answer as old as the read,
+    and a claim must count from then (shared_coordination.SharedCoalescer.claim)."""
+    release = asyncio.Event()
+    original = shared.variants
+
+    async def slow_variants(key):
+        await release.wait()
+        return await original(key)
+
+    shared.variants = slow_variants
+    first_called = time.time()
+    first = asyncio.ensure_future(tiered.variants("http://h/cold"))
+    await asyncio.sleep(0.05)
+    joined_called = time.time()
+    joined = asyncio.ensure_future(tiered.variants("http://h/cold"))
+    await asyncio.sleep(0)
+    release.set()
+    first_read, joined_read = await first, await joined
+    assert first_read == joined_read == []
+    assert first_called <= read_began(joined_read, joined_called) < joined_called
+
+
+async def test_a_copy_held_here_was_read_when_it_was_asked_for(tiered, shared):
+    entry = await put_shared(shared)
+    await tiered.variants(entry.key)
+    asked = time.time()
+    assert read_began(await tiered.variants(entry.key), asked) == asked
 
 
 async def test_a_stale_copy_here_is_read_again_from_the_shared_store(tiered, shared):

@@ -56,10 +56,26 @@ class Use:
     keep_until: float
 
 
+class Read(list[Stored]):
+    """Variants as one read of a store found them, and when that read began: a store that lets
+    concurrent lookups share one read (``store.tiered``) returns it, so that each lookup knows its
+    answer is as old as the shared read, not as its own call (``Coalescer.claim``)."""
+
+    def __init__(self, variants: Sequence[Stored], began: float) -> None:
+        super().__init__(variants)
+        self.began = began
+
+
+def read_began(variants: Sequence[Stored], called_at: float) -> float:
+    """When the read that found ``variants`` began: ``called_at`` (just before ``variants`` was
+    called) unless the store says the read began earlier."""
+    return variants.began if isinstance(variants, Read) else called_at
+
+
 class Store(Protocol):
     async def variants(self, key: str) -> Sequence[Stored]:
         """The stored variants of a URL still within their lifetime (empty when none), oldest write
-        first; counts as a use for eviction."""
+        first; counts as a use for eviction. A ``Read`` when the read began before the call."""
         ...
 
     async def peek(self, key: str) -> Sequence[Stored]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from ..core import run_eagerly
 from ..entry import Entry, Meta, Stored
-from .base import Store, Usage, Use, Vary
+from .base import Read, Store, Usage, Use, Vary
 from .memory import MemoryStore
 
 HOUSEKEEPING_BATCH = 10_000
@@ -96,11 +96,13 @@ class TieredStore:
             return held
         reading = self._reading.get(key)
         if reading is None:  # one read of a URL at a time: a herd on a cold key is one round trip
-            reading = self._reading[key] = asyncio.ensure_future(self._read_shared(key, held))
+            reading = self._reading[key] = asyncio.ensure_future(self._read_shared(key, held, time.time()))
             reading.add_done_callback(lambda _: self._reading.pop(key, None))
         return await asyncio.shield(reading)
 
-    async def _read_shared(self, key: str, held: Sequence[Stored]) -> Sequence[Stored]:
+    async def _read_shared(self, key: str, held: Sequence[Stored], began: float) -> Sequence[Stored]:
+        """The shared store's variants, as a ``Read`` that began ``began``: the lookups that joined
+        it late get that time, not their own."""
         changes = self._changes
         try:
             found = await self.shared.variants(key)
@@ -108,7 +110,7 @@ class TieredStore:
             return held
         if changes == self._changes:
             await self._keep(key, found)
-        return [SharedCopy(s.entry, s.meta, s.keep_until) for s in found]
+        return Read([SharedCopy(s.entry, s.meta, s.keep_until) for s in found], began)
 
     @staticmethod
     def tier_of(stored: Stored) -> str:
