@@ -410,7 +410,11 @@ def main() -> int:
     parser.add_argument(
         "--only", default=",".join(SCENARIOS), help=f"comma-separated: {', '.join(SCENARIOS)}"
     )
-    parser.add_argument("--herd-rounds", type=int, help="rounds of the herd (default 3, quick 1)")
+    parser.add_argument(
+        "--herd-rounds",
+        type=int,
+        help=f"rounds of the herd (default {bl.HERD_ROUNDS}, quick {bl.QUICK_HERD_ROUNDS})",
+    )
     args = parser.parse_args()
     bl.ensure_wrk()
     bl.raise_fd_limit()
