@@ -39,20 +39,43 @@ def round_trip(sock: socket.socket) -> float:
     return time.monotonic() - started
 
 
-def test_replies_pass_at_once_until_told_to_lag(echo_port):
+def test_replies_pass_at_once_until_told_to_hold(echo_port):
     with LateReplies(echo_port) as relay, socket.create_connection(("127.0.0.1", relay.port)) as sock:
         assert round_trip(sock) < 0.1
 
 
-def test_replies_on_connections_open_before_the_lag_come_back_late(echo_port):
+def test_a_held_reply_comes_back_when_released(echo_port):
     with LateReplies(echo_port) as relay, socket.create_connection(("127.0.0.1", relay.port)) as sock:
         round_trip(sock)
-        relay.lag(0.3)
-        assert round_trip(sock) >= 0.3
+        relay.hold(limit=10)
+        sock.sendall(b"ping")
+        assert relay.held.wait(5)
+        sock.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            sock.recv(1024)
+        relay.release()
+        sock.settimeout(5)
+        assert sock.recv(1024) == b"ping"
 
 
-def test_connections_opened_after_the_lag_stay_prompt(echo_port):
+def test_a_held_reply_comes_back_by_itself_after_the_limit(echo_port):
+    with LateReplies(echo_port) as relay, socket.create_connection(("127.0.0.1", relay.port)) as sock:
+        round_trip(sock)
+        relay.hold(limit=0.3)
+        assert 0.3 <= round_trip(sock) < 2
+
+
+def test_replies_after_a_release_pass_at_once(echo_port):
+    with LateReplies(echo_port) as relay, socket.create_connection(("127.0.0.1", relay.port)) as sock:
+        round_trip(sock)
+        relay.hold(limit=10)
+        relay.release()
+        assert round_trip(sock) < 0.1
+
+
+def test_connections_opened_after_the_hold_stay_prompt(echo_port):
     with LateReplies(echo_port) as relay:
-        relay.lag(0.3)
+        relay.hold(limit=10)
         with socket.create_connection(("127.0.0.1", relay.port)) as sock:
             assert round_trip(sock) < 0.1
+        assert not relay.held.is_set()
