@@ -11,6 +11,9 @@ Sections (``--only`` takes section names, scenario names or throughput configura
   rotating the order, each with freshly started proxies), and medians are reported: requests/s and
   p50/p99 at 16 connections, CPU time per request of the server process (from /proc/PID/stat), and
   p50/p99 at 1 connection (latency without queueing). Ratios are taken per round, then their median.
+  The two configurations of every budgeted ratio are also run side by side in each round (both at
+  once, on the same core): budgets are judged on those medians, which a machine whose speed changes
+  from one run to the next cannot tilt (``_side_by_side``).
 * ``memory`` (``bench_memory.py``): ``flood`` (200k distinct keys, cache_max_bytes=64MB), ``stream``
   (a 2 GiB body through the proxy), ``mitmweb`` (RSS growth per 10k flows in mitmweb).
 * ``connections``: 1000 concurrent keep-alive client connections held open, each making requests
@@ -42,6 +45,7 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -257,6 +261,88 @@ def _metric(run: dict, what: str) -> float | None:
     }[what]
 
 
+def _paired_metric(run: dict, what: str) -> float | None:
+    """``_metric`` of a side-by-side run, as if the process had had the core to itself: the
+    scheduler need not split it evenly between the two. Requests/s become requests per CPU-second;
+    the 16-connection latencies, which at saturation are the connections' queue (Little's law:
+    connections x cost / share of the core), are scaled by the share the process got. CPU per
+    request and the 1-connection latency are taken as measured."""
+    loaded = run["loaded"]
+    cpu, seconds = loaded["cpu_s"], loaded["seconds"]
+    if what in ("rps", "p50", "p99") and not (cpu and seconds):
+        return None
+    if what == "rps":
+        return loaded["requests"] / cpu
+    if what in ("p50", "p99"):
+        return loaded[f"{what}_ms"] * cpu / seconds
+    return _metric(run, what)
+
+
+def _per_round(pairs, what: str, metric=_metric) -> list[float]:
+    """The ratio of ``what`` for each (numerator run, denominator run), where both were measured."""
+    ratios = []
+    for a, b in pairs:
+        x, y = metric(a, what), metric(b, what)
+        if x is not None and y:
+            ratios.append(x / y)
+    return ratios
+
+
+def _budget_pairs(ratios, configs: list[Config]) -> list[tuple[str, str]]:
+    """The (numerator, denominator) of every budgeted ratio whose two configurations run in their own
+    processes here, once each: these are also measured side by side."""
+    proxies = {c.name: c.proxy for c in configs}
+    pairs: list[tuple[str, str]] = []
+    for _, num, den, _, budget in ratios:
+        if budget is None or num not in proxies or den not in proxies or (num, den) in pairs:
+            continue
+        if proxies[num] is not None and proxies[den] is not None and proxies[num] != proxies[den]:
+            pairs.append((num, den))
+    return pairs
+
+
+def _side_by_side(
+    a: Config, a_target: tuple[str, int], b: Config, b_target: tuple[str, int], timing: "Timing"
+) -> list[dict]:
+    """Load ``a`` and ``b`` at the same time, 16 connections each then 1 each, both proxies on the
+    proxy core: whatever slows the machine down during the run slows both (``_paired_metric`` reads
+    the results)."""
+
+    def load(config: Config, target: tuple[str, int], connections: int, seconds: float) -> bl.WrkResult:
+        url, pid = target
+        return bl.run_wrk(
+            url + config.path,
+            connections=connections,
+            seconds=seconds,
+            unique=config.unique,
+            measure_pid=pid,
+            headers=config.headers,
+        )
+
+    with ThreadPoolExecutor(2) as pool:
+        loaded = [
+            pool.submit(load, c, t, CONNECTIONS, timing.seconds) for c, t in ((a, a_target), (b, b_target))
+        ]
+        loaded_results = [f.result() for f in loaded]
+        single = [
+            pool.submit(load, c, t, 1, timing.latency_seconds) for c, t in ((a, a_target), (b, b_target))
+        ]
+        single_results = [f.result() for f in single]
+    return [
+        {"loaded": la.as_dict(), "single": sa.as_dict()}
+        for la, sa in zip(loaded_results, single_results, strict=True)
+    ]
+
+
+def _busy(side: list[dict]) -> float | None:
+    """The share of the proxy core the two processes of a side-by-side run used while loaded."""
+    cpu = [run["loaded"]["cpu_s"] for run in side]
+    seconds = max(run["loaded"]["seconds"] for run in side)
+    if None in cpu or not seconds:
+        return None
+    return sum(cpu) / seconds
+
+
 def _started(configs: list[Config], origin_url: str) -> dict[tuple[str, ...], bl.Server]:
     """One proxy per command line (configurations with the same one share it), started."""
     servers: dict[tuple[str, ...], bl.Server] = {}
@@ -307,6 +393,9 @@ def throughput(
 
         runs: dict[str, list[dict]] = {c.name: [] for c in configs}
         problems: list[str] = []
+        by_name = {c.name: c for c in configs}
+        pairs = _budget_pairs(ratios, configs)
+        paired: dict[tuple[str, str], list[list[dict]]] = {pair: [] for pair in pairs}
         for r in range(timing.rounds):
             # Fresh processes every round: two processes started alike differ in speed by up to
             # 10 % for as long as they run (docs/performance.md), so one process per configuration
@@ -352,6 +441,20 @@ def throughput(
                 bl.log(
                     f"  {config.name}: {loaded.rps:,.0f} req/s, p50 {loaded.p50_ms:.2f} ms, "
                     f"CPU {fmt(loaded.cpu_ms_per_request, 3)} ms/req, 1-conn p50 {single.p50_ms:.2f} ms"
+                )
+            for num, den in pairs[r % len(pairs) :] + pairs[: r % len(pairs)] if pairs else ():
+                a, b = by_name[num], by_name[den]
+                side = _side_by_side(a, target(a), b, target(b), timing)
+                paired[(num, den)].append(side)
+                for name, run in zip((num, den), side, strict=True):
+                    errors = run["loaded"]["errors"] + run["single"]["errors"]
+                    if errors:
+                        problems.append(
+                            f"{name} round {r + 1}, paired with {den if name == num else num}: wrk errors {errors}"
+                        )
+                bl.log(
+                    f"  paired {num} | {den}: {side[0]['loaded']['rps']:,.0f} | {side[1]['loaded']['rps']:,.0f} req/s, "
+                    f"core busy {fmt(_busy(side), 2)}"
                 )
             commands = {s.name: s.command_line() for s in servers.values()}
             for server in servers.values():
@@ -409,19 +512,47 @@ def throughput(
         for label, num, den, what, budget in ratios:
             if num not in names or den not in names:
                 continue
-            per_round = []
-            for a, b in zip(runs[num], runs[den], strict=True):
-                x, y = _metric(a, what), _metric(b, what)
-                if x is not None and y:
-                    per_round.append(x / y)
+            per_round = _per_round(zip(runs[num], runs[den], strict=True), what)
             value = median(per_round)
+            side = _per_round(paired.get((num, den), ()), what, _paired_metric)
+            side_value = median(side) if side else None
             ratio_data[label] = {"median": value, "per_round": per_round}
-            ratio_rows.append([label, fmt(value, 3), ", ".join(f"{v:.3f}" for v in per_round)])
+            if side:
+                ratio_data[label] |= {"paired_median": side_value, "paired_per_round": side}
+            ratio_rows.append(
+                [
+                    label,
+                    fmt(value, 3),
+                    ", ".join(f"{v:.3f}" for v in per_round),
+                    fmt(side_value, 3) if side else "",
+                    ", ".join(f"{v:.3f}" for v in side),
+                ]
+            )
             if budget is not None:
                 op, limit = budget
-                ok = None if value is None else (value >= limit if op == ">=" else value <= limit)
-                budgets.append(Budget(label, fmt(value, 3), f"{op} {limit}", ok))
-        md += [table(["ratio", "median", "per round"], ratio_rows), ""]
+                judged = side_value if side else value
+                ok = None if judged is None else (judged >= limit if op == ">=" else judged <= limit)
+                shown = (
+                    f"{fmt(judged, 3)} paired (one after the other: {fmt(value, 3)})"
+                    if side
+                    else fmt(value, 3)
+                )
+                budgets.append(Budget(label, shown, f"{op} {limit}", ok))
+        md += [table(["ratio", "median", "per round", "paired median", "paired per round"], ratio_rows), ""]
+        if pairs:
+            md.append(
+                "Paired: the two configurations of each budgeted ratio were also run side by side, "
+                "at the same time, on the same core, in every round (budgets are judged on these "
+                "medians): a machine whose speed changes from one run to the next changes both alike. "
+                "Core busy, the two processes' CPU over the run's wall time (1.0: the proxies were the "
+                "bottleneck, not the load generator): "
+                + ", ".join(
+                    f"{num} | {den} {fmt(median(_busy(side) for side in sides), 2)}"
+                    for (num, den), sides in paired.items()
+                )
+                + "."
+            )
+            md.append("")
         md.append("Proxy command lines (the last round's; every round starts its own processes):")
         md += [f"- `{line}`" for line in commands.values()]
         if problems:
@@ -432,6 +563,7 @@ def throughput(
             budgets,
             {
                 "runs": runs,
+                "paired": {f"{num} | {den}": sides for (num, den), sides in paired.items()},
                 "ratios": ratio_data,
                 "problems": problems,
                 "commands": commands,

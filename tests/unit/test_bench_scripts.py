@@ -34,3 +34,52 @@ def test_herds_run_three_rounds_one_when_quick_and_as_many_as_asked(benchlib):
         1,
         20,
     )
+
+
+@pytest.fixture(scope="module")
+def bench():
+    with script_module("bench") as module:
+        yield module
+
+
+def test_every_budgeted_ratio_of_two_processes_is_also_measured_side_by_side_once(bench):
+    pairs = bench._budget_pairs(bench.RATIOS, list(bench.CONFIGS))
+    assert pairs == [
+        ("hit-1k", "ceiling-1k"),
+        ("miss-1k", "passthrough"),  # both of its budgets (16 connections, 1 connection): one pair
+        ("lean-hit-1k", "ceiling-1k"),
+        ("lean-hit-1k", "lean-ceiling-1k"),
+    ]
+
+
+def test_ratios_without_a_budget_or_within_one_process_are_not_paired(bench):
+    hit, miss = (next(c for c in bench.CONFIGS if c.name == name) for name in ("hit-1k", "miss-1k"))
+    assert hit.proxy == miss.proxy
+    ratios = (
+        ("same process", "miss-1k", "hit-1k", "p50", ("<=", 2.0)),
+        ("no budget", "hit-1k", "ceiling-1k", "rps", None),
+    )
+    assert bench._budget_pairs(ratios, list(bench.CONFIGS)) == []
+
+
+def test_core_busy_is_the_two_processes_cpu_over_the_runs_wall_time(bench):
+    side = [{"loaded": {"cpu_s": 1.4, "seconds": 3.0}}, {"loaded": {"cpu_s": 1.5, "seconds": 2.9}}]
+    assert bench._busy(side) == pytest.approx(2.9 / 3.0)
+
+
+def test_a_side_by_side_run_is_read_as_if_the_process_had_had_the_core_to_itself(bench):
+    run = {
+        "loaded": {
+            "requests": 600,
+            "seconds": 3.0,
+            "rps": 200.0,
+            "cpu_s": 1.2,
+            "p50_ms": 40.0,
+            "p99_ms": 80.0,
+            "cpu_ms_per_request": 2.0,
+        },
+        "single": {"p50_ms": 1.5},
+    }
+    assert bench._paired_metric(run, "rps") == pytest.approx(500.0)  # 600 requests in 1.2 CPU-seconds
+    assert bench._paired_metric(run, "p50") == pytest.approx(16.0)  # 40 ms with 0.4 of the core
+    assert (bench._paired_metric(run, "cpu"), bench._paired_metric(run, "p50_1")) == (2.0, 1.5)
