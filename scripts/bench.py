@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The benchmark: one command that measures the cache against mitmproxy's own ceiling, on loopback.
 
-    scripts/bench.sh                 # full run: 42 minutes on a slow day (9.5 of them the 200k-key flood)
+    scripts/bench.sh                 # full run: 44 minutes on a slow day (9 of them the 200k-key flood)
     scripts/bench.sh --quick         # short smoke run, under 2 minutes
     scripts/bench.sh --only hit-1k,ceiling-1k --json out.json
 
