@@ -106,7 +106,8 @@ class Lookup:
         stored = select(variants, fields) if variants else None
         if stored is None:
             return None
-        return self._from_stored(method, key, fields, stored, directives, deadline, time.time())
+        now = time.time()
+        return self._from_stored(method, key, fields, stored, directives, deadline, now, now)
 
     def _from_stored(
         self,
@@ -117,11 +118,13 @@ class Lookup:
         directives: RequestDirectives,
         deadline: float,
         now: float,
+        read_at: float,
     ) -> Answer | Coroutine[Any, Any, Answer]:
-        """The answer from the stored copy this request selected, or the revalidation it needs."""
-        answer = self._with_entry(method, key, stored, directives, now)
+        """The answer from the stored copy this request selected, or the revalidation it needs
+        (``read_at``: when the read that found the copy began, for a fetch's claim)."""
+        answer = self._with_entry(method, key, stored, directives, now, read_at)
         if isinstance(answer, str):  # the fwd reason of the revalidation it needs
-            return self._revalidate(key, fields, stored, directives, answer, deadline, now)
+            return self._revalidate(key, fields, stored, directives, answer, deadline, read_at)
         return answer
 
     async def answer(
@@ -141,7 +144,8 @@ class Lookup:
             variants = await core.store.variants(key)
             stored = select(variants, fields) if variants else None
             if stored is not None:
-                found = self._from_stored(method, key, fields, stored, directives, deadline, now)
+                read_at = read_began(variants, now)
+                found = self._from_stored(method, key, fields, stored, directives, deadline, now, read_at)
                 return await found if inspect.iscoroutine(found) else found
             fwd = "vary-miss" if variants else "uri-miss"
             hit_for_miss = core.hit_for_miss.active(key, now)
@@ -182,7 +186,7 @@ class Lookup:
         return answer or self.forward(key, fwd, detail=outcome.detail or outcome.kind.value)
 
     def _with_entry(
-        self, method: str, key: str, stored: Stored, directives: RequestDirectives, now: float
+        self, method: str, key: str, stored: Stored, directives: RequestDirectives, now: float, read_at: float
     ) -> Answer | str:
         """The answer from a stored copy, or the Cache-Status ``fwd`` of the revalidation it needs
         (a plain function: the common hit costs no coroutine of its own)."""
@@ -204,7 +208,7 @@ class Lookup:
         step = with_entry(use, only_if_cached=directives.only_if_cached, head=method == "HEAD", busy=busy)
         if step is Step.SERVE or step is Step.SERVE_STALE:
             if refresh_on_hit(use, decision.ttl, settings.lifecycle):
-                self._refresher.start_in_background(stored, now)
+                self._refresher.start_in_background(stored, now, read_at)
             if step is Step.SERVE:
                 detail = with_tier(lifetime_detail(entry), core.tier(stored))
                 status = Status(XCache.HIT, hit=True, ttl=int(decision.ttl), detail=detail)

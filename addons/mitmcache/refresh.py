@@ -118,11 +118,11 @@ class Refresher:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def start_in_background(self, stored: Stored, now: float) -> bool:
+    def start_in_background(self, stored: Stored, now: float, read_at: float) -> bool:
         """Like ``start``, but honours the backoff of an entry whose last refresh failed."""
         if now < stored.meta.retry_at:
             return False
-        started = self.start(stored, now)
+        started = self.start(stored, read_at)
         if started:
             self._core.counters.add(Count.REFRESH_BACKGROUND)
         return started

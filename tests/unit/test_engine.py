@@ -11,6 +11,8 @@ from mitmcache.generations import LocalGenerations
 from mitmcache.lookup import Forward, Serve
 from mitmcache.policy.cache_status import XCache
 from mitmcache.policy.reuse import NO_DIRECTIVES
+from mitmcache.store.base import Read
+from tests.support.claims import ClaimRecorder
 from tests.support.serialising_store import SerialisingStore
 
 KEY = "http://example.com/a"
@@ -90,6 +92,56 @@ async def test_invalidating_a_url_drops_the_urls_its_response_names_of_the_same_
     dropped = await e.invalidate_url("http", "example.com", "/items", fields)
     assert dropped == 2
     assert await e.keys() == ["http://example.com/elsewhere"]
+
+
+class JoinedReads(SerialisingStore):
+    """Every read says it began ``ago`` seconds before it was asked for: what a lookup that joins
+    another lookup's read of the in-process tier learns (store.tiered)."""
+
+    def __init__(self, ago: float) -> None:
+        super().__init__()
+        self.ago = ago
+
+    async def variants(self, key: str) -> Read:
+        return Read(await super().variants(key), time.time() - self.ago)
+
+
+class UnansweredClaims(ClaimRecorder):
+    """Claims that are recorded and never answered: the test looks at the claim, not the fetch."""
+
+    async def claim(self, key: str, read_at: float) -> bool:
+        await super().claim(key, read_at)
+        await asyncio.Event().wait()
+        return True
+
+
+async def test_a_refresh_started_from_a_read_it_joined_claims_from_when_that_read_began():
+    """Another process may have stored a newer version since the shared read began: counting from
+    the lookup's own call would miss it, and refresh once more (shared_coordination.claim)."""
+    e = Engine(engine().core.settings, store=JoinedReads(ago=2.0))
+    forward = await lookup(e)
+    stale = [(b"cache-control", b"max-age=1"), (b"age", b"5"), (b"content-length", b"4")]
+    admission = await e.store_response(
+        key=KEY,
+        url=KEY,
+        host="example.com",
+        request_fields=FIELDS,
+        status=200,
+        reason=b"OK",
+        response_fields=stale,
+        body=b"body",
+        request_time=time.time(),
+        generation=forward.generation,
+        leader=forward.leader,
+    )
+    assert admission.stored
+    e.core.coalescer = claims = UnansweredClaims()
+    asked = time.time()
+    answer = await lookup(e)
+    assert isinstance(answer, Serve) and answer.status.x_cache == XCache.STALE
+    await asyncio.sleep(0.05)  # the background refresh gets to its claim
+    e.refresher.cancel_all()
+    assert len(claims.read_at) == 1 and asked - 2.5 < claims.read_at[0] < asked - 1.5
 
 
 def test_generations_change_with_an_invalidation_of_the_key_or_of_everything():

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from mitmcache import refresh
-from mitmcache.coalesce import Inflight, Kind
+from mitmcache.coalesce import Kind
 from mitmcache.config import SETTINGS, Settings, parse_settings
 from mitmcache.core import Core
 from mitmcache.entry import Entry, Meta, Stored
@@ -16,6 +16,7 @@ from mitmcache.policy.lifecycle import refreshable_in_background
 from mitmcache.policy.storable import Rules, admit
 from mitmcache.refresh import MAX_BACKOFF_SECONDS, Refresher, refresh_request_fields
 from mitmcache.upstream import Fetched, UpstreamError
+from tests.support.claims import ClaimRecorder
 from tests.support.entries import stored_entry
 from tests.support.serialising_store import SerialisingStore
 
@@ -208,18 +209,6 @@ async def test_the_real_jitter_stays_between_half_and_all_of_the_backoff():
         assert before + 0.5 * delay <= (await parts.current(KEY)).meta.retry_at <= after + delay
 
 
-class ClaimRecorder(Inflight):
-    """Coalescing in one process that remembers the read time each claim was given."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.read_at: list[float] = []
-
-    async def claim(self, key: str, read_at: float) -> bool:
-        self.read_at.append(read_at)
-        return True
-
-
 async def test_a_background_refresh_claims_with_the_time_its_copy_was_read():
     """Another process may store a newer version between the read and the refresh's start: the
     claim must count from the read (shared_coordination.SharedCoalescer.claim)."""
@@ -227,7 +216,7 @@ async def test_a_background_refresh_claims_with_the_time_its_copy_was_read():
     parts.core.coalescer = parts.inflight = recorder = ClaimRecorder()
     stored = await parts.put(stored_entry(KEY))
     read_at = time.time() - 2.0  # the hit's lookup, late to its answer
-    assert parts.refresher.start_in_background(stored, read_at)
+    assert parts.refresher.start_in_background(stored, time.time(), read_at)
     await parts.settle()
     assert recorder.read_at == [read_at]
 
@@ -239,11 +228,13 @@ async def test_a_background_refresh_is_refused_until_the_backoff_ends():
     await parts.refresher.fetch(await parts.put(stored_entry(KEY)))  # one failure: retry 0.5 to 1 s away
     stored = await parts.current(KEY)
     assert stored.meta.retry_at > time.time()
-    assert parts.refresher.start_in_background(stored, stored.meta.retry_at - 0.01) is False
+    just_before = stored.meta.retry_at - 0.01
+    assert parts.refresher.start_in_background(stored, just_before, just_before) is False
     assert len(parts.upstream.calls) == 1
     assert not parts.inflight.busy(KEY)
     assert parts.counts["refresh_background"] == 0
-    assert parts.refresher.start_in_background(stored, stored.meta.retry_at) is True
+    retry_at = stored.meta.retry_at
+    assert parts.refresher.start_in_background(stored, retry_at, retry_at) is True
     await parts.settle()
     assert len(parts.upstream.calls) == 2
     assert parts.counts["refresh_background"] == 1
