@@ -13,7 +13,7 @@ Sections (``--only`` takes section names, scenario names or throughput configura
   p50/p99 at 1 connection (latency without queueing). Ratios are taken per round, then their median.
   The two configurations of every budgeted ratio are also run side by side in each round (both at
   once, on the same core): budgets are judged on those medians, which a machine whose speed changes
-  from one run to the next cannot tilt (``_side_by_side``).
+  from one run to the next cannot tilt (``_side_by_side``), except the 1-connection latencies.
 * ``memory`` (``bench_memory.py``): ``flood`` (200k distinct keys, cache_max_bytes=64MB), ``stream``
   (a 2 GiB body through the proxy), ``mitmweb`` (RSS growth per 10k flows in mitmweb).
 * ``connections``: 1000 concurrent keep-alive client connections held open, each making requests
@@ -265,17 +265,18 @@ def _paired_metric(run: dict, what: str) -> float | None:
     """``_metric`` of a side-by-side run, as if the process had had the core to itself: the
     scheduler need not split it evenly between the two. Requests/s become requests per CPU-second;
     the 16-connection latencies, which at saturation are the connections' queue (Little's law:
-    connections x cost / share of the core), are scaled by the share the process got. CPU per
-    request and the 1-connection latency are taken as measured."""
+    connections x cost / share of the core), are scaled by the share the process got; CPU per
+    request is taken as measured. The 1-connection latency has no side-by-side reading: there each
+    request mostly waits for the other process's, which pulls any ratio towards 1 (None)."""
     loaded = run["loaded"]
     cpu, seconds = loaded["cpu_s"], loaded["seconds"]
-    if what in ("rps", "p50", "p99") and not (cpu and seconds):
+    if what == "cpu":
+        return loaded["cpu_ms_per_request"]
+    if what not in ("rps", "p50", "p99") or not (cpu and seconds):
         return None
     if what == "rps":
         return loaded["requests"] / cpu
-    if what in ("p50", "p99"):
-        return loaded[f"{what}_ms"] * cpu / seconds
-    return _metric(run, what)
+    return loaded[f"{what}_ms"] * cpu / seconds
 
 
 def _per_round(pairs, what: str, metric=_metric) -> list[float]:
@@ -286,6 +287,14 @@ def _per_round(pairs, what: str, metric=_metric) -> list[float]:
         if x is not None and y:
             ratios.append(x / y)
     return ratios
+
+
+def _rotated[T](items: list[T], r: int) -> list[T]:
+    """``items`` starting at round ``r``'s turn, so that no item always runs first."""
+    if not items:
+        return []
+    r %= len(items)
+    return items[r:] + items[:r]
 
 
 def _budget_pairs(ratios, configs: list[Config]) -> list[tuple[str, str]]:
@@ -302,45 +311,53 @@ def _budget_pairs(ratios, configs: list[Config]) -> list[tuple[str, str]]:
 
 
 def _side_by_side(
-    a: Config, a_target: tuple[str, int], b: Config, b_target: tuple[str, int], timing: "Timing"
-) -> list[dict]:
-    """Load ``a`` and ``b`` at the same time, 16 connections each then 1 each, both proxies on the
-    proxy core: whatever slows the machine down during the run slows both (``_paired_metric`` reads
-    the results)."""
+    pair: tuple[Config, Config], targets: list[tuple[str, int]], seconds: float
+) -> list[bl.WrkResult]:
+    """Load both configurations of ``pair`` at the same time, 16 connections each, both proxies on
+    the proxy core: whatever slows the machine down during the run slows both (``_paired_metric``
+    reads the results)."""
 
-    def load(config: Config, target: tuple[str, int], connections: int, seconds: float) -> bl.WrkResult:
+    def load(config: Config, target: tuple[str, int]) -> bl.WrkResult:
         url, pid = target
         return bl.run_wrk(
             url + config.path,
-            connections=connections,
+            connections=CONNECTIONS,
             seconds=seconds,
             unique=config.unique,
             measure_pid=pid,
             headers=config.headers,
         )
 
-    with ThreadPoolExecutor(2) as pool:
-        loaded = [
-            pool.submit(load, c, t, CONNECTIONS, timing.seconds) for c, t in ((a, a_target), (b, b_target))
-        ]
-        loaded_results = [f.result() for f in loaded]
-        single = [
-            pool.submit(load, c, t, 1, timing.latency_seconds) for c, t in ((a, a_target), (b, b_target))
-        ]
-        single_results = [f.result() for f in single]
-    return [
-        {"loaded": la.as_dict(), "single": sa.as_dict()}
-        for la, sa in zip(loaded_results, single_results, strict=True)
-    ]
+    with ThreadPoolExecutor(len(pair)) as pool:
+        return list(pool.map(load, pair, targets))
 
 
-def _busy(side: list[dict]) -> float | None:
+def _busy(runs: list[dict]) -> float | None:
     """The share of the proxy core the two processes of a side-by-side run used while loaded."""
-    cpu = [run["loaded"]["cpu_s"] for run in side]
-    seconds = max(run["loaded"]["seconds"] for run in side)
+    cpu = [run["loaded"]["cpu_s"] for run in runs]
+    seconds = max(run["loaded"]["seconds"] for run in runs)
     if None in cpu or not seconds:
         return None
     return sum(cpu) / seconds
+
+
+def _stats(server: bl.Server | None) -> dict | None:
+    """The cache's counters, where the process runs the cache (None elsewhere)."""
+    return server.stats() if server is not None and server.addon_health else None
+
+
+def _answered_as_expected(
+    config: Config, server: bl.Server | None, before: dict | None, requests: int
+) -> str | None:
+    """What is wrong if fewer than 99 % of a run's replies carried the X-Cache the configuration
+    expects, by the cache's own counts: a benchmark of an addon that silently stopped answering
+    would otherwise look fine."""
+    if before is None or server is None or not config.expect:
+        return None
+    served = bl.served(server.stats(), config.expect) - bl.served(before, config.expect)
+    if served >= 0.99 * requests:
+        return None
+    return f"only {served} of {requests} replies were X-Cache {config.expect} (stats counts)"
 
 
 def _started(configs: list[Config], origin_url: str) -> dict[tuple[str, ...], bl.Server]:
@@ -403,12 +420,12 @@ def throughput(
             servers = _started(configs, origin.url)
             for config in configs:
                 _warm_up(config, target(config)[0], timing)
-            order = configs[r % len(configs) :] + configs[: r % len(configs)]
+            order = _rotated(configs, r)
             bl.log(f"throughput round {r + 1}/{timing.rounds}: {', '.join(c.name for c in order)}")
             for config in order:
                 url, pid = target(config)
                 server = servers.get(config.proxy) if config.proxy else None
-                before = server.stats() if server and server.addon_health else None
+                before = _stats(server)
                 loaded = bl.run_wrk(
                     url + config.path,
                     connections=CONNECTIONS,
@@ -424,15 +441,9 @@ def throughput(
                     unique=config.unique,
                     headers=config.headers,
                 )
-                if before is not None and config.expect:
-                    after = server.stats()  # type: ignore[union-attr]
-                    served = bl.served(after, config.expect) - bl.served(before, config.expect)
-                    total = loaded.requests + single.requests
-                    if served < 0.99 * total:
-                        problems.append(
-                            f"{config.name} round {r + 1}: only {served} of {total} replies were "
-                            f"X-Cache {config.expect} (stats counts)"
-                        )
+                problem = _answered_as_expected(config, server, before, loaded.requests + single.requests)
+                if problem:
+                    problems.append(f"{config.name} round {r + 1}: {problem}")
                 if loaded.errors or single.errors:
                     problems.append(
                         f"{config.name} round {r + 1}: wrk errors {loaded.error_detail} {single.error_detail}"
@@ -442,19 +453,25 @@ def throughput(
                     f"  {config.name}: {loaded.rps:,.0f} req/s, p50 {loaded.p50_ms:.2f} ms, "
                     f"CPU {fmt(loaded.cpu_ms_per_request, 3)} ms/req, 1-conn p50 {single.p50_ms:.2f} ms"
                 )
-            for num, den in pairs[r % len(pairs) :] + pairs[: r % len(pairs)] if pairs else ():
-                a, b = by_name[num], by_name[den]
-                side = _side_by_side(a, target(a), b, target(b), timing)
-                paired[(num, den)].append(side)
-                for name, run in zip((num, den), side, strict=True):
-                    errors = run["loaded"]["errors"] + run["single"]["errors"]
-                    if errors:
+            for num, den in _rotated(pairs, r):
+                pair = (by_name[num], by_name[den])
+                pair_servers = [servers[c.proxy] for c in pair if c.proxy is not None]
+                before_pair = [_stats(server) for server in pair_servers]
+                results = _side_by_side(pair, [target(c) for c in pair], timing.seconds)
+                paired[(num, den)].append([{"loaded": result.as_dict()} for result in results])
+                for config, server, before, result in zip(
+                    pair, pair_servers, before_pair, results, strict=True
+                ):
+                    problem = _answered_as_expected(config, server, before, result.requests)
+                    if problem:
+                        problems.append(f"{config.name} round {r + 1}, side by side: {problem}")
+                    if result.errors:
                         problems.append(
-                            f"{name} round {r + 1}, paired with {den if name == num else num}: wrk errors {errors}"
+                            f"{config.name} round {r + 1}, side by side: wrk errors {result.error_detail}"
                         )
                 bl.log(
-                    f"  paired {num} | {den}: {side[0]['loaded']['rps']:,.0f} | {side[1]['loaded']['rps']:,.0f} req/s, "
-                    f"core busy {fmt(_busy(side), 2)}"
+                    f"  side by side {num} | {den}: {results[0].rps:,.0f} | {results[1].rps:,.0f} req/s, "
+                    f"core busy {fmt(_busy(paired[(num, den)][-1]), 2)}"
                 )
             commands = {s.name: s.command_line() for s in servers.values()}
             for server in servers.values():
@@ -514,41 +531,43 @@ def throughput(
                 continue
             per_round = _per_round(zip(runs[num], runs[den], strict=True), what)
             value = median(per_round)
-            side = _per_round(paired.get((num, den), ()), what, _paired_metric)
-            side_value = median(side) if side else None
+            paired_rounds = _per_round(paired.get((num, den), ()), what, _paired_metric)
+            paired_value = median(paired_rounds) if paired_rounds else None
             ratio_data[label] = {"median": value, "per_round": per_round}
-            if side:
-                ratio_data[label] |= {"paired_median": side_value, "paired_per_round": side}
+            if paired_rounds:
+                ratio_data[label] |= {"paired_median": paired_value, "paired_per_round": paired_rounds}
             ratio_rows.append(
                 [
                     label,
                     fmt(value, 3),
                     ", ".join(f"{v:.3f}" for v in per_round),
-                    fmt(side_value, 3) if side else "",
-                    ", ".join(f"{v:.3f}" for v in side),
+                    fmt(paired_value, 3) if paired_rounds else "",
+                    ", ".join(f"{v:.3f}" for v in paired_rounds),
                 ]
             )
             if budget is not None:
                 op, limit = budget
-                judged = side_value if side else value
+                judged = paired_value if paired_rounds else value
                 ok = None if judged is None else (judged >= limit if op == ">=" else judged <= limit)
                 shown = (
-                    f"{fmt(judged, 3)} paired (one after the other: {fmt(value, 3)})"
-                    if side
+                    f"{fmt(judged, 3)} side by side (one after the other: {fmt(value, 3)})"
+                    if paired_rounds
                     else fmt(value, 3)
                 )
                 budgets.append(Budget(label, shown, f"{op} {limit}", ok))
-        md += [table(["ratio", "median", "per round", "paired median", "paired per round"], ratio_rows), ""]
+        headers = ["ratio", "median", "per round", "side by side: median", "side by side: per round"]
+        md += [table(headers, ratio_rows), ""]
         if pairs:
             md.append(
-                "Paired: the two configurations of each budgeted ratio were also run side by side, "
-                "at the same time, on the same core, in every round (budgets are judged on these "
-                "medians): a machine whose speed changes from one run to the next changes both alike. "
-                "Core busy, the two processes' CPU over the run's wall time (1.0: the proxies were the "
-                "bottleneck, not the load generator): "
+                "Side by side: the two configurations of each budgeted ratio were also loaded at the "
+                "same time (16 connections each), on the same core, in every round, and read as if "
+                "each had had the core to itself: a machine whose speed changes from one run to the "
+                "next changes both alike. Budgets are judged on these medians, except the "
+                "1-connection latencies (one after the other). Core busy, the two processes' CPU over "
+                "the run's wall time (1.0: the proxies set the pace, not the load generator): "
                 + ", ".join(
-                    f"{num} | {den} {fmt(median(_busy(side) for side in sides), 2)}"
-                    for (num, den), sides in paired.items()
+                    f"{num} | {den} {fmt(median(_busy(runs) for runs in rounds), 2)}"
+                    for (num, den), rounds in paired.items()
                 )
                 + "."
             )
@@ -563,7 +582,7 @@ def throughput(
             budgets,
             {
                 "runs": runs,
-                "paired": {f"{num} | {den}": sides for (num, den), sides in paired.items()},
+                "side_by_side": {f"{num} | {den}": rounds for (num, den), rounds in paired.items()},
                 "ratios": ratio_data,
                 "problems": problems,
                 "commands": commands,

@@ -82,4 +82,17 @@ def test_a_side_by_side_run_is_read_as_if_the_process_had_had_the_core_to_itself
     }
     assert bench._paired_metric(run, "rps") == pytest.approx(500.0)  # 600 requests in 1.2 CPU-seconds
     assert bench._paired_metric(run, "p50") == pytest.approx(16.0)  # 40 ms with 0.4 of the core
-    assert (bench._paired_metric(run, "cpu"), bench._paired_metric(run, "p50_1")) == (2.0, 1.5)
+    assert bench._paired_metric(run, "cpu") == 2.0
+
+
+def test_the_one_connection_latency_is_judged_one_after_the_other_only(bench):
+    """Side by side, each of the two single requests mostly waits for the other's: the ratio of
+    those latencies would tend to 1 whatever the costs."""
+    run = {"loaded": {"requests": 600, "seconds": 3.0, "cpu_s": 1.2}, "single": {"p50_ms": 1.5}}
+    assert bench._paired_metric(run, "p50_1") is None
+    assert bench._per_round([(run, run)], "p50_1", bench._paired_metric) == []
+
+
+def test_every_round_starts_at_its_own_turn(bench):
+    assert [bench._rotated([1, 2, 3], r) for r in range(4)] == [[1, 2, 3], [2, 3, 1], [3, 1, 2], [1, 2, 3]]
+    assert bench._rotated([], 3) == []

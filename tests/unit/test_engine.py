@@ -20,16 +20,18 @@ FIELDS = [(b"host", b"example.com")]
 RESPONSE = [(b"cache-control", b"max-age=60"), (b"content-length", b"4")]
 
 
-def engine() -> Engine:
-    settings = config.parse_settings({s.option: s.default for s in config.SETTINGS})
-    return Engine(lambda: settings, store=SerialisingStore())
+SETTINGS = config.parse_settings({s.option: s.default for s in config.SETTINGS})
+
+
+def engine(store: SerialisingStore | None = None) -> Engine:
+    return Engine(lambda: SETTINGS, store=store or SerialisingStore())
 
 
 async def lookup(e: Engine, key: str = KEY):
     return await e.lookup("GET", key, FIELDS, True, NO_DIRECTIVES, time.monotonic() + 5)
 
 
-async def store(e: Engine, forward: Forward, key: str = KEY, body: bytes = b"body"):
+async def store(e: Engine, forward: Forward, key: str = KEY, body: bytes = b"body", fields=RESPONSE):
     return await e.store_response(
         key=key,
         url=key,
@@ -37,7 +39,7 @@ async def store(e: Engine, forward: Forward, key: str = KEY, body: bytes = b"bod
         request_fields=FIELDS,
         status=200,
         reason=b"OK",
-        response_fields=RESPONSE,
+        response_fields=fields,
         body=body,
         request_time=time.time(),
         generation=forward.generation,
@@ -118,28 +120,34 @@ class UnansweredClaims(ClaimRecorder):
 async def test_a_refresh_started_from_a_read_it_joined_claims_from_when_that_read_began():
     """Another process may have stored a newer version since the shared read began: counting from
     the lookup's own call would miss it, and refresh once more (shared_coordination.claim)."""
-    e = Engine(engine().core.settings, store=JoinedReads(ago=2.0))
+    e = engine(JoinedReads(ago=2.0))
     forward = await lookup(e)
     stale = [(b"cache-control", b"max-age=1"), (b"age", b"5"), (b"content-length", b"4")]
-    admission = await e.store_response(
-        key=KEY,
-        url=KEY,
-        host="example.com",
-        request_fields=FIELDS,
-        status=200,
-        reason=b"OK",
-        response_fields=stale,
-        body=b"body",
-        request_time=time.time(),
-        generation=forward.generation,
-        leader=forward.leader,
-    )
-    assert admission.stored
+    assert (await store(e, forward, fields=stale)).stored
     e.core.coalescer = claims = UnansweredClaims()
     asked = time.time()
     answer = await lookup(e)
     assert isinstance(answer, Serve) and answer.status.x_cache == XCache.STALE
     await asyncio.sleep(0.05)  # the background refresh gets to its claim
+    e.refresher.cancel_all()
+    assert len(claims.read_at) == 1 and asked - 2.5 < claims.read_at[0] < asked - 1.5
+
+
+async def test_a_clients_revalidation_of_a_copy_from_a_joined_read_claims_from_when_that_read_began():
+    e = engine(JoinedReads(ago=2.0))
+    forward = await lookup(e)
+    must_revalidate = [
+        (b"cache-control", b"max-age=1, must-revalidate"),
+        (b"age", b"5"),
+        (b"etag", b'"v1"'),
+        (b"content-length", b"4"),
+    ]
+    assert (await store(e, forward, fields=must_revalidate)).stored
+    e.core.coalescer = claims = UnansweredClaims()
+    asked = time.time()
+    revalidation = asyncio.get_running_loop().create_task(lookup(e))
+    await asyncio.sleep(0.05)  # the revalidation gets to its claim
+    revalidation.cancel()
     e.refresher.cancel_all()
     assert len(claims.read_at) == 1 and asked - 2.5 < claims.read_at[0] < asked - 1.5
 
