@@ -2,7 +2,7 @@
 """The benchmark: one command that measures the cache against mitmproxy's own ceiling, on loopback.
 
     scripts/bench.sh                 # full run: 44 minutes on a slow day (9 of them the 200k-key flood)
-    scripts/bench.sh --quick         # short smoke run, under 2 minutes
+    scripts/bench.sh --quick         # short smoke run: 6 minutes on a slow day
     scripts/bench.sh --only hit-1k,ceiling-1k --json out.json
 
 Sections (``--only`` takes section names, scenario names or throughput configuration names):
@@ -754,7 +754,9 @@ SECTIONS = (
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--quick", action="store_true", help="short runs (smoke test, < 2 minutes)")
+    parser.add_argument(
+        "--quick", action="store_true", help="short runs (a smoke test: about 6 minutes on a slow day)"
+    )
     parser.add_argument(
         "--only",
         action="append",
