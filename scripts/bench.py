@@ -455,7 +455,7 @@ def throughput(
                 )
             for num, den in _rotated(pairs, r):
                 pair = (by_name[num], by_name[den])
-                pair_servers = [servers[c.proxy] for c in pair if c.proxy is not None]
+                pair_servers = [servers[c.proxy] for c in pair]  # both run a proxy (_budget_pairs)
                 before_pair = [_stats(server) for server in pair_servers]
                 results = _side_by_side(pair, [target(c) for c in pair], timing.seconds)
                 paired[(num, den)].append([{"loaded": result.as_dict()} for result in results])

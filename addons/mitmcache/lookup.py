@@ -143,8 +143,8 @@ class Lookup:
             now = time.time()
             variants = await core.store.variants(key)
             stored = select(variants, fields) if variants else None
+            read_at = read_began(variants, now)
             if stored is not None:
-                read_at = read_began(variants, now)
                 found = self._from_stored(method, key, fields, stored, directives, deadline, now, read_at)
                 return await found if inspect.iscoroutine(found) else found
             fwd = "vary-miss" if variants else "uri-miss"
@@ -159,11 +159,7 @@ class Lookup:
                 status = Status(XCache.MISS, fwd="miss", detail="only-if-cached")
                 return Refuse(504, "only-if-cached and not in cache", status)
             # claim: False when another process sharing the store fetches it: wait like a follower
-            if (
-                step is Step.LEAD
-                and core.coalescer.lead(key)
-                and await core.coalescer.claim(key, read_began(variants, now))
-            ):
+            if step is Step.LEAD and core.coalescer.lead(key) and await core.coalescer.claim(key, read_at):
                 return self.forward(key, fwd, leader=True)
             if step is Step.FORWARD:
                 return self.forward(key, fwd, detail="hit-for-miss" if hit_for_miss else None)

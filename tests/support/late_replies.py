@@ -27,7 +27,8 @@ _CHUNK = 65536
 
 
 class _Gate:
-    """Whether replies pass: shared by the connections that were open when ``hold`` was called."""
+    """Whether replies pass, for every connection: held while a hold is on, on the connections a
+    request containing its marker went over (``_Connection``)."""
 
     def __init__(self) -> None:
         self._changed = threading.Condition()

@@ -117,15 +117,20 @@ class UnansweredClaims(ClaimRecorder):
         return True
 
 
+async def joined_read_of(fields) -> tuple[Engine, UnansweredClaims, float]:
+    """An engine holding a response with ``fields`` whose reads began 2 s before they were asked
+    for, claims recorded from now on, and the time the next lookup is asked."""
+    e = engine(JoinedReads(ago=2.0))
+    assert (await store(e, await lookup(e), fields=fields)).stored
+    e.core.coalescer = claims = UnansweredClaims()
+    return e, claims, time.time()
+
+
 async def test_a_refresh_started_from_a_read_it_joined_claims_from_when_that_read_began():
     """Another process may have stored a newer version since the shared read began: counting from
     the lookup's own call would miss it, and refresh once more (shared_coordination.claim)."""
-    e = engine(JoinedReads(ago=2.0))
-    forward = await lookup(e)
     stale = [(b"cache-control", b"max-age=1"), (b"age", b"5"), (b"content-length", b"4")]
-    assert (await store(e, forward, fields=stale)).stored
-    e.core.coalescer = claims = UnansweredClaims()
-    asked = time.time()
+    e, claims, asked = await joined_read_of(stale)
     answer = await lookup(e)
     assert isinstance(answer, Serve) and answer.status.x_cache == XCache.STALE
     await asyncio.sleep(0.05)  # the background refresh gets to its claim
@@ -134,17 +139,13 @@ async def test_a_refresh_started_from_a_read_it_joined_claims_from_when_that_rea
 
 
 async def test_a_clients_revalidation_of_a_copy_from_a_joined_read_claims_from_when_that_read_began():
-    e = engine(JoinedReads(ago=2.0))
-    forward = await lookup(e)
     must_revalidate = [
         (b"cache-control", b"max-age=1, must-revalidate"),
         (b"age", b"5"),
         (b"etag", b'"v1"'),
         (b"content-length", b"4"),
     ]
-    assert (await store(e, forward, fields=must_revalidate)).stored
-    e.core.coalescer = claims = UnansweredClaims()
-    asked = time.time()
+    e, claims, asked = await joined_read_of(must_revalidate)
     revalidation = asyncio.get_running_loop().create_task(lookup(e))
     await asyncio.sleep(0.05)  # the revalidation gets to its claim
     revalidation.cancel()
