@@ -1,7 +1,8 @@
 """The test origin itself works (talking to it directly, not through the proxy).
 
 Every e2e test trusts the origin's answers and its request log, so the origin gets its own tests:
-if one of these fails, proxy test failures mean nothing.
+if one of these fails, proxy test failures mean nothing. So does the harness's proof that a proxy it
+started is the one answering (the last test).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.harness import HarnessError, Origin, pattern_bytes, pattern_sha256
+from tests.support.harness import HarnessError, Origin, Proxy, pattern_bytes, pattern_sha256
 
 
 def test_route_status_headers_and_body(origin: Origin, http: httpx.Client) -> None:
@@ -215,3 +216,12 @@ def test_origin_startup_crash_fails_fast_with_its_log(tmp_path: Path) -> None:
         origin.start(timeout=10)
     assert time.monotonic() - started < 5
     assert "FileNotFoundError" in str(excinfo.value)
+
+
+def test_a_proxy_whose_port_another_proxy_holds_is_not_taken_as_ready(origin: Origin, tmp_path: Path) -> None:
+    """Another test's proxy can bind a free port first: its health answer is not this proxy's."""
+    with Proxy(origin, log_path=tmp_path / "first.log") as first:
+        second = Proxy(origin, port=first.port, log_path=tmp_path / "second.log")
+        with pytest.raises(HarnessError, match="during startup"):
+            second.start()
+        assert "address already in use" in second.log_text().lower()

@@ -11,7 +11,9 @@ Design choices, all for robustness and isolation:
 
 * Child output goes to a log file, never a pipe (an unread pipe can fill up and block the child).
 * Readiness is proven by *our addon* answering ``/__cache/health`` with ``"service": "mitmcache"``, not by
-  the port being open (the origin would answer a forwarded request too).
+  the port being open (the origin would answer a forwarded request too), and from *this* process (the
+  ``pid`` it reports, or its parent's for a worker): a free port can be taken by another test's proxy
+  before this one binds it, and that proxy would answer in its place.
 * A child that exits during startup fails the test at once, with its log in the message.
 * The developer's cache settings never leak in: the cache's environment variables are removed, the
   proxy runs in a fresh temp directory (no ``.env`` found by accident), and mitmproxy's ``confdir`` is a
@@ -97,6 +99,15 @@ type HeaderPairs = Iterable[tuple[str, str]] | Mapping[str, str]
 
 class HarnessError(RuntimeError):
     """A harness process failed to start, stop or answer; the message carries its log."""
+
+
+def _parent_pid(pid: int) -> int | None:
+    """The parent of process ``pid`` (None when it is gone): a worker's is its supervisor."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])  # after "pid (comm)": state, then ppid
 
 
 def free_port() -> int:
@@ -597,8 +608,7 @@ class Proxy:
                     self._fail(f"proxy not ready within {self.startup_timeout} s (GET {HEALTH_PATH}: {last})")
                 time.sleep(POLL_INTERVAL)
 
-    @staticmethod
-    def _is_our_health(response: httpx.Response) -> bool:
+    def _is_our_health(self, response: httpx.Response) -> bool:
         if response.status_code != 200:
             return False
         if not response.headers.get("content-type", "").startswith("application/json"):
@@ -607,7 +617,11 @@ class Proxy:
             payload = response.json()
         except (ValueError, UnicodeDecodeError):
             return False
-        return isinstance(payload, dict) and payload.get("service") == HEALTH_SERVICE
+        if not isinstance(payload, dict) or payload.get("service") != HEALTH_SERVICE:
+            return False
+        assert self._proc is not None
+        pid = payload.get("pid")
+        return pid == self._proc.pid or (isinstance(pid, int) and _parent_pid(pid) == self._proc.pid)
 
     def _fail(self, message: str) -> NoReturn:
         if self._proc is not None:
