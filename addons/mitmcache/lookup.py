@@ -7,6 +7,7 @@ refresh runs (STALE), one that must be revalidated waits for a single conditiona
 concurrent ones wait for its outcome (COALESCED), re-reading the store when it stored a response.
 """
 
+import functools
 import inspect
 import time
 from collections.abc import Coroutine
@@ -18,7 +19,7 @@ from .core import Core, select
 from .counters import Count
 from .entry import Entry, Stored
 from .generations import Generation
-from .policy.cache_status import Status, XCache
+from .policy.cache_status import RENDERED_STATUSES, Status, XCache
 from .policy.fields import Fields
 from .policy.freshness import current_age
 from .policy.lifecycle import Step, refresh_on_hit, refreshable_in_background, with_entry, without_entry
@@ -86,6 +87,13 @@ def lifetime_detail(entry: Entry) -> str | None:
 def with_tier(detail: str | None, tier: str | None) -> str | None:
     """Cache-Status says which tier answered a hit, when the store has tiers."""
     return f"{detail} {tier}" if detail and tier else detail or tier
+
+
+@functools.lru_cache(maxsize=RENDERED_STATUSES)
+def served_status(x_cache: str, ttl: int, detail: str | None) -> Status:
+    """The status of an answer from a stored copy, remembered: a hot key's hits repeat it (its ttl
+    changes once a second), and one lookup costs less than building it."""
+    return Status(x_cache, hit=True, ttl=ttl, detail=detail)
 
 
 class Lookup:
@@ -207,10 +215,10 @@ class Lookup:
                 self._refresher.start_in_background(stored, now, read_at)
             if step is Step.SERVE:
                 detail = with_tier(lifetime_detail(entry), core.tier(stored))
-                status = Status(XCache.HIT, hit=True, ttl=int(decision.ttl), detail=detail)
+                status = served_status(XCache.HIT, int(decision.ttl), detail)
             else:
                 detail = with_tier(decision.reason, core.tier(stored))
-                status = Status(XCache.STALE, hit=True, ttl=int(decision.ttl), detail=detail)
+                status = served_status(XCache.STALE, int(decision.ttl), detail)
             return Serve(entry, status, decision.age)
         fwd = "request" if decision.reason in REQUEST_REASONS else "stale"
         if step is Step.REFUSE:

@@ -33,6 +33,28 @@ def test_headers_built_without_the_constructor_are_the_constructors():
     assert responses._headers(FIELDS) == slow  # the stored tuple itself was not changed
 
 
+def test_responses_built_without_the_constructor_are_the_constructors():
+    """``_response`` skips ``Response.__init__`` (a hit's hot path); the result must be the same
+    response in every way mitmproxy and addons use one."""
+    headers = responses._headers(FIELDS)
+    fast = responses._response(200, b"OK", headers, b"hello", 12.5)
+    slow = http.Response(b"HTTP/1.1", 200, b"OK", headers, b"hello", None, 12.5, 12.5)
+    assert fast.get_state() == slow.get_state()
+    assert fast.data == slow.data
+    assert (fast.status_code, fast.reason, fast.http_version) == (200, "OK", "HTTP/1.1")
+    assert fast.raw_content == b"hello" and fast.trailers is None and fast.stream is False
+    assert copy.deepcopy(fast).get_state() == slow.get_state()
+
+
+def test_the_fields_of_our_decision_are_remembered_per_whole_second_of_age():
+    status = Status(XCache.HIT, hit=True, ttl=59)
+    first = responses._status_fields(status, "mitmcache", 1.2)
+    assert responses._status_fields(status, "mitmcache", 1.9) is first
+    assert responses._status_fields(status, "mitmcache", 2.0)[-1] == (b"age", b"2")
+    assert responses._status_fields(status, "other", 1.2)[1] == (b"cache-status", b"other; hit; ttl=59")
+    assert responses._status_fields(status, "mitmcache", None) == first[:2]
+
+
 def test_a_hit_carries_the_stored_fields_then_ours():
     entry = stored_entry("http://example/a", fields=FIELDS, body=b"hello", etag='"v1"', upstream_etag='"v1"')
     status = Status(XCache.HIT, hit=True, ttl=59)
