@@ -5,7 +5,8 @@
 
 A measuring tool, not product code. Timings on a shared machine move by ±25 % between runs (see
 docs/performance.md), far more than one change to a hook saves; an instruction count does not
-move: the same code gives the same count within about 0.3 %, on a quiet machine or a busy one.
+move: the same code gives the same count within about 1 %, on a quiet machine or a busy one (the
+runs use a fixed ``PYTHONHASHSEED``: with a random one, counts differed by up to 2.5 %).
 This drives the cache's four flow hooks (``requestheaders``, ``request``, ``responseheaders``,
 ``response``) in one process, as mitmproxy would for a flow through a reverse proxy, each flow
 built from mitmproxy's own types (``mitmproxy.test.taddons`` loads the addon): a new URL each time
@@ -20,6 +21,7 @@ CPU's caches, which in a real proxy make the same instructions take about twice 
 import argparse
 import asyncio
 import inspect
+import os
 import re
 import shutil
 import subprocess
@@ -103,7 +105,12 @@ def count(
     argv = [sys.executable, *python_flags, __file__, "--drive", str(flows), "--repo", str(repo)]
     argv += [flag for flag, on in (("--no-hooks", not hooks), ("--hits", hits), ("--gzip", gzip)) if on]
     valgrind = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
-    return subprocess.Popen([*valgrind, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A fixed hash seed: with a random one, how sets and dicts probe changes from run to run, and
+    # so did the count, by up to 2.5 % (within about 1 % with the seed fixed).
+    env = {**os.environ, "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", "0")}
+    return subprocess.Popen(
+        [*valgrind, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
 
 
 def collected(process: subprocess.Popen) -> int:

@@ -38,7 +38,9 @@ def _headers(fields: tuple[tuple[bytes, bytes], ...]) -> http.Headers:
     return headers
 
 
-def _response(status_code: int, reason: bytes, headers: http.Headers, body: bytes, now: float) -> http.Response:
+def _response(
+    status_code: int, reason: bytes, headers: http.Headers, body: bytes, now: float
+) -> http.Response:
     """``http.Response(b"HTTP/1.1", status_code, reason, headers, body, None, now, now)`` for
     arguments of the right types by construction, as every response the cache builds from a stored
     entry has: the constructor only converts ``str`` and tuple arguments, ~0.6 us of a hit, before
