@@ -13,10 +13,12 @@ from mitmcache.writequeue.job import NewJob, State
 from mitmcache.writequeue.postgres_store import PostgresStore
 from mitmcache.writequeue.sqlite_store import SQLiteStore
 from mitmcache.writequeue.store import (
+    Accepted,
     Change,
     KeyReused,
     QueueFull,
     QueueStore,
+    StoreUnavailable,
     gather_more,
     needs_exact_count,
 )
@@ -257,6 +259,84 @@ async def test_postgresql_leases_of_two_proxies_never_overlap(pg_url):
     finally:
         await a.close()
         await b.close()
+
+
+class _HeldCommits:
+    """``PostgresStore._commit`` with the first commit held until ``release``."""
+
+    def __init__(self, store: PostgresStore, commit=None) -> None:
+        self._commit = commit or store._commit
+        self._gate = asyncio.Event()
+        self.started: list[int] = []  # each commit's batch size, in the order they started
+        self.held = True
+
+    async def __call__(self, batch, in_flight=0):
+        first = not self.started
+        self.started.append(len(batch))
+        if first and self.held:
+            await self._gate.wait()
+        return await self._commit(batch, in_flight)
+
+    def release(self) -> None:
+        self._gate.set()
+
+
+async def _until(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.001)
+
+
+async def test_postgresql_commits_the_next_acceptances_while_a_commit_is_under_way():
+    """A commit waiting for PostgreSQL does not hold back the acceptances that arrive meanwhile."""
+    store = PostgresStore("postgresql://unused", 4)
+    accepted = []
+
+    async def commit(batch, in_flight):
+        accepted.extend(j.id for j, _, _ in batch)
+        return [Accepted(j.id, False) for j, _, _ in batch]
+
+    held = store._commit = _HeldCommits(store, commit)
+    first = asyncio.ensure_future(store.accept(job(1), 10))
+    await _until(lambda: held.started)
+    second = await asyncio.wait_for(store.accept(job(2), 10), 5)
+    assert not first.done() and accepted == [second.id]
+    held.release()
+    assert (await first).id in accepted
+
+
+async def test_postgresql_commits_under_way_together_never_pass_the_queue_bound(pg_url):
+    store = PostgresStore(pg_url, 4)
+    await store.open()
+    try:
+        async with store._transaction() as conn:
+            await conn.execute("TRUNCATE mitmcache_jobs")
+        held = store._commit = _HeldCommits(store)
+        first = asyncio.gather(store.accept(job(1), 3), store.accept(job(2), 3))
+        await _until(lambda: held.started)
+        later = await asyncio.wait_for(
+            asyncio.gather(store.accept(job(3), 3), store.accept(job(4), 3), return_exceptions=True), 5
+        )
+        assert held.started == [2, 2]
+        assert isinstance(later[0], Accepted) and isinstance(later[1], QueueFull)
+        held.release()
+        await first
+        assert (await store.counts(time.time(), 10)).queued == 3
+    finally:
+        store._commit.release()  # a held commit would hold up the close
+        await store.close()
+
+
+async def test_postgresql_a_commit_that_fails_unexpectedly_refuses_its_acceptances():
+    store = PostgresStore("postgresql://unused", 4)
+
+    async def commit(batch, in_flight):
+        raise RuntimeError("a fault")
+
+    store._commit = commit
+    with pytest.raises(StoreUnavailable, match="RuntimeError: a fault"):
+        await asyncio.wait_for(store.accept(job(1), 10), 5)
 
 
 def test_a_commit_waits_for_more_while_it_carries_fewer_than_lately_wrote_at_once():

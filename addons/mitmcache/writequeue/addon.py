@@ -45,7 +45,7 @@ ROUTED = "writequeue"  # flow.metadata: this request is queued (True) or passed 
 RETRY_AFTER_FULL = "5"
 RETRY_AFTER_UNAVAILABLE = "1"
 STARTUP_WAIT = 30.0  # seconds a write that arrives while the queue opens waits for it
-EXTRA_CONNECTIONS = 4  # PostgreSQL connections beyond one per worker: acceptance, control, renewals
+EXTRA_CONNECTIONS = 4  # PostgreSQL connections beyond one per worker: 2 commits, control, renewals
 
 
 class WriteQueue:
