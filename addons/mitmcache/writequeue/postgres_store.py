@@ -29,7 +29,6 @@ from .postgres_table import (
     REQUEUE,
     SCHEMA,
     TABLE,
-    job_row,
 )
 from .store import (
     COMMIT_DELAY_SECONDS,
@@ -42,6 +41,8 @@ from .store import (
     gather_more,
     job_from_row,
     needs_exact_count,
+    new_job_values,
+    settle,
 )
 
 log = logging.getLogger("mitmcache")
@@ -162,12 +163,7 @@ class PostgresStore:
             self._in_flight -= len(batch)
             self._slots.release()
         for (_, _, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue
-            if isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+            settle(future, result)
 
     async def _gather(self) -> None:
         """Hold the commit for the acceptances on their way (``store.gather_more``)."""
@@ -198,7 +194,7 @@ class PostgresStore:
                     if pending >= max_queued:
                         results.append(QueueFull())
                         continue
-                    plain.append(job_row(job))
+                    plain.append(new_job_values(job))
                     pending += 1
                     results.append(Accepted(job.id, False))
                     continue
@@ -210,7 +206,8 @@ class PostgresStore:
                     continue
                 if row is None:
                     new_id = await conn.fetchval(
-                        INSERT + " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id", *job_row(job)
+                        INSERT + " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+                        *new_job_values(job),
                     )
                     if new_id is not None:
                         pending += 1

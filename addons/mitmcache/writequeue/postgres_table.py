@@ -1,9 +1,6 @@
 """The write queue's table in PostgreSQL: its schema, and the statements and row layout that every
 proxy sharing it uses (``postgres_store.py`` runs them)."""
 
-from typing import Any
-
-from .job import NewJob, encode_fields
 from .store import PENDING_BOUND_SQL, PENDING_COUNT_SQL
 
 TABLE = "mitmcache_jobs"
@@ -53,17 +50,3 @@ INSERT = (
     f"INSERT INTO {TABLE} (id, state, method, url, target, fields, body, idempotency_key, fingerprint, "
     "accepted_at, next_attempt_at) VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $9, $9)"
 )
-
-
-def job_row(job: NewJob) -> tuple[Any, ...]:
-    return (
-        job.id,
-        job.method,
-        job.url,
-        job.target,
-        encode_fields(job.fields),
-        job.body,
-        job.idempotency_key,
-        job.fingerprint,
-        job.accepted_at,
-    )

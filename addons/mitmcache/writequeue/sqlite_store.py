@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .job import Job, NewJob, State, encode_fields
+from .job import Job, NewJob, State
 from .store import (
     COMMIT_DELAY_SECONDS,
     PENDING_BOUND_SQL,
@@ -32,6 +32,8 @@ from .store import (
     gather_more,
     job_from_row,
     needs_exact_count,
+    new_job_values,
+    settle,
 )
 
 SCHEMA = """
@@ -80,20 +82,11 @@ class _Op:
     result: Any = field(default=None)
 
 
-def _settle(future: asyncio.Future[Any], result: Any) -> None:
-    if future.done():
-        return
-    if isinstance(result, BaseException):
-        future.set_exception(result)
-    else:
-        future.set_result(result)
-
-
 def _settle_all(settled: list[tuple[asyncio.Future[Any], Any]]) -> None:
     """A batch's results, handed to the event loop at once: one wakeup of the loop per batch, not
     one per operation (each is a write to the loop's self-pipe, then a turn of the loop)."""
     for future, result in settled:
-        _settle(future, result)
+        settle(future, result)
 
 
 class SQLiteStore:
@@ -129,9 +122,9 @@ class SQLiteStore:
         try:
             conn = self._connect()
         except (sqlite3.Error, OSError) as e:
-            self._loop.call_soon_threadsafe(_settle, ready, StoreUnavailable(f"{self.path}: {e}"))
+            self._loop.call_soon_threadsafe(settle, ready, StoreUnavailable(f"{self.path}: {e}"))
             return
-        self._loop.call_soon_threadsafe(_settle, ready, None)
+        self._loop.call_soon_threadsafe(settle, ready, None)
         try:
             while True:
                 batch = [self._inbox.get()]
@@ -209,18 +202,7 @@ class SQLiteStore:
                 conn.execute(
                     "INSERT INTO jobs (id, state, method, url, target, fields, body, idempotency_key, "
                     "fingerprint, accepted_at, next_attempt_at) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        job.id,
-                        job.method,
-                        job.url,
-                        job.target,
-                        encode_fields(job.fields),
-                        job.body,
-                        job.idempotency_key,
-                        job.fingerprint,
-                        job.accepted_at,
-                        job.accepted_at,
-                    ),
+                    (*new_job_values(job), job.accepted_at),  # next_attempt_at: at once
                 )
                 pending += 1
                 op.result = Accepted(job.id, False)

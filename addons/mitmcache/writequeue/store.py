@@ -7,12 +7,13 @@ acceptances that arrive together in one transaction (group commit), so a durable
 request does not cap throughput.
 """
 
+import asyncio
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .job import Job, NewJob, State, decode_fields
+from .job import Job, NewJob, State, decode_fields, encode_fields
 
 PENDING = (State.QUEUED.value, State.DELIVERING.value)
 
@@ -103,6 +104,33 @@ class QueueStore(Protocol):
     async def delete(self, job_id: str, now: float) -> Change: ...
     async def prune(self, before: float) -> int: ...
     async def wait_for_jobs(self, timeout: float) -> None: ...
+
+
+def new_job_values(job: NewJob) -> tuple[Any, ...]:
+    """An accepted job's values, in the order both stores insert them: id, method, url, target,
+    fields, body, idempotency_key, fingerprint, accepted_at (each store's INSERT names them)."""
+    return (
+        job.id,
+        job.method,
+        job.url,
+        job.target,
+        encode_fields(job.fields),
+        job.body,
+        job.idempotency_key,
+        job.fingerprint,
+        job.accepted_at,
+    )
+
+
+def settle(future: asyncio.Future[Any], result: Any) -> None:
+    """Hand a waiting acceptance its result: an exception is raised to it, anything else returned;
+    a future already settled (its client gone) is left alone."""
+    if future.done():
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
 
 
 def job_from_row(row: Mapping[str, Any], now: float) -> Job:
