@@ -70,6 +70,8 @@ class Settings:
     listen_backlog: int = FALLBACK_BACKLOG
     rules: Rules = field(init=False, compare=False)  # what storing needs, built once, not per response
     lifecycle: Lifecycle = field(init=False, compare=False)  # what an entry's life needs, likewise
+    # The coding stored bodies are compressed with (None: off): read by every stored miss.
+    coding: Coding | None = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
         rules = Rules(
@@ -90,11 +92,7 @@ class Settings:
             pure_rfc=self.pure_rfc,
         )
         object.__setattr__(self, "lifecycle", lifecycle)
-
-    @property
-    def coding(self) -> Coding | None:
-        """The coding stored bodies are compressed with (None: off)."""
-        return None if self.compress == "off" else Coding(self.compress)
+        object.__setattr__(self, "coding", None if self.compress == "off" else Coding(self.compress))
 
     @property
     def serve_stale_in_window(self) -> bool:

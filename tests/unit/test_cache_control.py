@@ -2,7 +2,13 @@
 
 import pytest
 
-from mitmcache.policy.cache_control import DELTA_SECONDS_CAP, delta_seconds, field_names, parse
+from mitmcache.policy.cache_control import (
+    DELTA_SECONDS_CAP,
+    REMEMBERED_LENGTH,
+    delta_seconds,
+    field_names,
+    parse,
+)
 
 
 @pytest.mark.parametrize(
@@ -114,3 +120,23 @@ def test_malformed_delta_seconds_are_invalid(value):
     """RFC 9111 §1.2.2: delta-seconds = 1*DIGIT, so these max-age values are invalid, which §4.2.1
     says makes the response stale."""
     assert delta_seconds(parse([value]), "max-age") is None
+
+
+def test_parsed_directives_are_read_only():
+    """A value parsed once is remembered and handed to the next response that sends it: nobody may
+    change what another response will read."""
+    directives = parse(["max-age=60"])
+    with pytest.raises(TypeError):
+        directives["max-age"] = "0"  # type: ignore[index]
+    assert parse(["max-age=60"]) == {"max-age": "60"}
+
+
+def test_same_value_is_parsed_once():
+    assert parse(["max-age=61, public"]) is parse(("max-age=61, public",))
+
+
+def test_long_values_are_not_remembered():
+    """A client or an upstream controls the value's length: only short ones are kept."""
+    value = "max-age=1, " + "x" * REMEMBERED_LENGTH
+    assert parse([value]) == {"max-age": "1", "x" * REMEMBERED_LENGTH: None}
+    assert parse([value]) is not parse([value])

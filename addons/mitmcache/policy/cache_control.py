@@ -7,23 +7,42 @@ directive ... either the first occurrence should be used or the response should 
 stale" -- we use the first occurrence.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from types import MappingProxyType
 
 from .numbers import capped
 
-Directives = dict[str, str | None]
+Directives = Mapping[str, str | None]
 
 # RFC 9111 §1.2.2: a delta-seconds value too large to represent is treated as 2^31.
 DELTA_SECONDS_CAP = 2**31
 
+# Field values parsed lately, remembered: an upstream sends the same few Cache-Control values
+# with every response, and every stored miss reads one. Longer values (a client or an upstream
+# can send 64 KiB of them) are parsed each time, so that what is remembered stays small.
+REMEMBERED = 512
+REMEMBERED_LENGTH = 256
+
 
 def parse(values: Iterable[str]) -> Directives:
-    """Parse every ``Cache-Control`` field line into ``{name: argument or None}``."""
-    directives: Directives = {}
-    for value in values:
+    """Parse every ``Cache-Control`` field line into ``{name: argument or None}``, read-only (it
+    may be shared with the next response that sends the same lines)."""
+    lines = tuple(values)
+    if sum(map(len, lines)) > REMEMBERED_LENGTH:
+        return _parse(lines)
+    return _remembered(lines)
+
+
+def _parse(lines: tuple[str, ...]) -> Directives:
+    directives: dict[str, str | None] = {}
+    for value in lines:
         for name, argument in _members(value):
             directives.setdefault(name, argument)
-    return directives
+    return MappingProxyType(directives)
+
+
+_remembered = lru_cache(maxsize=REMEMBERED)(_parse)
 
 
 def _members(value: str) -> Iterable[tuple[str, str | None]]:

@@ -13,6 +13,9 @@ from .numbers import capped
 # stored as if it were complete (RFC 9111 §3.3 allows storing it only as partial content).
 HEURISTICALLY_CACHEABLE_STATUS_CODES = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
 
+# Directives that give a response a lifetime whatever its status (RFC 9111 §4.2.1, §4.2.2).
+_EXPLICITLY_STORABLE = frozenset({"s-maxage", "max-age", "public"})
+
 # The longest heuristic lifetime we give (RFC 9111 §4.2.2 leaves the bound to the cache): a
 # resource unchanged for years is still not trusted for more than a day without validation.
 HEURISTIC_MAX_SECONDS = 86_400.0
@@ -50,7 +53,7 @@ def freshness_lifetime(
     changes how long responses stay fresh, not which may be stored (§3).
     """
     if not (
-        {"s-maxage", "max-age", "public"} & directives.keys()
+        not _EXPLICITLY_STORABLE.isdisjoint(directives)
         or expires
         or status in HEURISTICALLY_CACHEABLE_STATUS_CODES
     ):

@@ -16,12 +16,12 @@ from .fields import Fields, get_all, split_list
 def primary_key(scheme: str, authority: str, path: str) -> str:
     """``scheme://authority/path?sorted-query``: one key per resource, whatever the query order."""
     base, sep, query = path.partition("?")
-    if sep and query:
+    if not (sep and query):
+        path = base
+    elif "&" in query:  # a single parameter has nothing to sort
         params = [p for p in query.split("&") if p]
         params.sort(key=lambda p: p.partition("=")[0])  # stable: repeated names keep their order
         path = base + "?" + "&".join(params) if params else base
-    else:
-        path = base
     return f"{scheme.lower()}://{authority.lower()}{path or '/'}"
 
 

@@ -24,6 +24,9 @@ from .validators import generate_etag
 _RECOMPUTED = frozenset({b"age", b"x-cache", b"content-length"})
 _NEVER_STORED = HOP_BY_HOP | _RECOMPUTED | {CLEAR_FIELD.encode()}
 
+# Directives that forbid serving the response stale (RFC 9111 §5.2.2.2, §5.2.2.8, §5.2.2.10).
+_NEVER_STALE = frozenset({"must-revalidate", "proxy-revalidate", "s-maxage"})
+
 # The request fields storing depends on: read in one pass (``pick``).
 _REQUEST_FIELDS_READ = frozenset({b"cache-control", b"authorization", b"cookie"})
 
@@ -281,7 +284,7 @@ def admit(
         lifetime=lifetime.seconds,
         lifetime_source=lifetime.source,
         no_cache="no-cache" in response_cc and not response_cc["no-cache"],
-        must_revalidate=bool({"must-revalidate", "proxy-revalidate", "s-maxage"} & response_cc.keys()),
+        must_revalidate=not _NEVER_STALE.isdisjoint(response_cc),
         stale_while_revalidate=float(stale_while_revalidate),
         stale_if_error=float(stale_if_error),
         tags=tags,
@@ -332,7 +335,8 @@ def _stored_fields(
     removed), minus the ones the cache recomputes and the ones a qualified ``private``/``no-cache``
     names (RFC 9111 §5.2.2.4, §5.2.2.7: not to be reused unvalidated). ``index`` is
     ``by_name(response_fields)``, so the usual response, with none of those, costs no more."""
-    listed = connection_listed(index.get("connection", ()))
+    connection = index.get("connection")
+    listed = connection_listed(connection) if connection else None
     dropped = _NEVER_STORED | listed if listed else _NEVER_STORED
     for directive in ("private", "no-cache"):
         qualified = cache_control.field_names(response_cc, directive)

@@ -51,7 +51,7 @@ def select(response: Mapping[str, Sequence[str]], targets: Sequence[str]) -> Dir
 
 def directives_of(value: str) -> Directives:
     """A targeted field value as cache directives, in the form ``cache_control.parse`` gives."""
-    directives: Directives = {}
+    directives: dict[str, str | None] = {}
     for name, item in parse_dictionary(value).items():
         if item is False:  # ?0: as if absent
             continue
