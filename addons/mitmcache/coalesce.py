@@ -73,13 +73,15 @@ class Coalescer(Protocol):
 
 class Inflight:
     def __init__(self) -> None:
-        self._futures: dict[str, asyncio.Future[Outcome]] = {}
+        # The fetches under way, with the future their waiters await: made by the first waiter,
+        # since most fetches have none (every miss would otherwise make one for nobody).
+        self._futures: dict[str, asyncio.Future[Outcome] | None] = {}
 
     def lead(self, key: str) -> bool:
         """Become the one fetching ``key``; False when a fetch is already under way."""
         if key in self._futures:
             return False
-        self._futures[key] = asyncio.get_running_loop().create_future()
+        self._futures[key] = None
         return True
 
     async def claim(self, key: str, read_at: float) -> bool:
@@ -101,9 +103,11 @@ class Inflight:
         The future is shielded: a waiter that gives up (or whose client disconnects) never
         cancels the fetch the others are waiting for.
         """
-        future = self._futures.get(key)
-        if future is None:
+        if key not in self._futures:
             return Outcome(Kind.ABANDONED)
+        future = self._futures[key]
+        if future is None:
+            future = self._futures[key] = asyncio.get_running_loop().create_future()
         try:
             return await asyncio.wait_for(asyncio.shield(future), max(timeout, 0.0))
         except TimeoutError:

@@ -33,7 +33,7 @@ from .policy.fields import Fields, get_first
 from .policy.freshness import current_age
 from .policy.reuse import ERROR_STATUSES, may_serve_stale_on_error, stale_on_error_limit
 from .policy.storable import Head, Refusal, judge_head
-from .request_key import authority
+from .request_key import authority, upstream_url
 from .tee import BodyTee
 
 log = logging.getLogger("mitmcache")
@@ -222,7 +222,7 @@ class Forwarding:
             return
         admission = await self._engine.store_response(
             key=sent.key,
-            url=request.url,
+            url=upstream_url(request),
             host=authority(request),
             request_fields=request.headers.fields,
             status=response.status_code,

@@ -1,6 +1,9 @@
-"""A mitmproxy request's cache key and the authority it is for."""
+"""A mitmproxy request's cache key, the authority it is for, and the URL it went upstream to."""
+
+from functools import lru_cache
 
 from mitmproxy import http
+from mitmproxy.net.http import url
 
 from .policy.fields import get_first
 from .policy.key import primary_key
@@ -15,6 +18,20 @@ def authority(request: http.Request) -> str:
     else:
         host = request.host_header
     return host or f"{request.host}:{request.port}"
+
+
+def upstream_url(request: http.Request) -> str:
+    """``request.url`` of a request that is not a ``CONNECT``: where a stored response is fetched
+    again. mitmproxy builds it from four decoded parts on every access (about 3 us, on every
+    stored miss); a proxy sends to a handful of upstreams, whose ``scheme://host[:port]`` is kept."""
+    data = request.data
+    path = data.path.decode("utf-8", "surrogateescape")
+    return _origin(data.scheme, data.host, data.port) + (path if path != "*" else "")
+
+
+@lru_cache(maxsize=256)
+def _origin(scheme: bytes, host: str, port: int) -> str:
+    return url.unparse(scheme.decode("utf-8", "surrogateescape"), host, port, "")
 
 
 def cache_key(request: http.Request) -> str:
