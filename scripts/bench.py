@@ -13,7 +13,8 @@ Sections (``--only`` takes section names, scenario names or throughput configura
   p50/p99 at 1 connection (latency without queueing). Ratios are taken per round, then their median.
   The two configurations of every budgeted ratio are also run side by side in each round (both at
   once, on the same core): budgets are judged on those medians, which a machine whose speed changes
-  from one run to the next cannot tilt (``_side_by_side``), except the 1-connection latencies.
+  from one run to the next cannot tilt (``_side_by_side``); their 1-connection latencies are
+  measured alternately, a request to one and then one to the other (``_alternating``).
 * ``memory`` (``bench_memory.py``): ``flood`` (200k distinct keys, cache_max_bytes=64MB), ``stream``
   (a 2 GiB body through the proxy), ``mitmweb`` (RSS growth per 10k flows in mitmweb).
 * ``connections``: 1000 concurrent keep-alive client connections held open, each making requests
@@ -40,6 +41,7 @@ import argparse
 import asyncio
 import json
 import signal
+import socket
 import sys
 import time
 import traceback
@@ -266,8 +268,11 @@ def _paired_metric(run: dict, what: str) -> float | None:
     scheduler need not split it evenly between the two. Requests/s become requests per CPU-second;
     the 16-connection latencies, which at saturation are the connections' queue (Little's law:
     connections x cost / share of the core), are scaled by the share the process got; CPU per
-    request is taken as measured. The 1-connection latency has no side-by-side reading: there each
-    request mostly waits for the other process's, which pulls any ratio towards 1 (None)."""
+    request is taken as measured. The 1-connection latency is not read off the loaded run (each
+    request there mostly waits for the other process's, which pulls any ratio towards 1) but off
+    the alternating one (``_alternating``), where there is one."""
+    if what == "p50_1":
+        return run["single"]["p50_ms"] if "single" in run else None
     loaded = run["loaded"]
     cpu, seconds = loaded["cpu_s"], loaded["seconds"]
     if what == "cpu":
@@ -330,6 +335,77 @@ def _side_by_side(
 
     with ThreadPoolExecutor(len(pair)) as pool:
         return list(pool.map(load, pair, targets))
+
+
+def _alternating(pair: tuple[Config, Config], urls: list[str], seconds: float) -> list[dict]:
+    """The 1-connection latency of both configurations of ``pair``, measured alternately: one
+    client (on the load core, like wrk) sends a request to the first proxy, reads its answer, then
+    one to the second, and so on for ``seconds``. One request is in flight at a time, so neither
+    proxy waits for the other (as it would loaded side by side), and a machine whose speed changes
+    meanwhile changes both alike, which measured one after the other swung this ratio from 0.69 to
+    1.62 between rounds of one run. The client is a few lines over a blocking socket: what it adds
+    to every latency, alike for both, is tens of microseconds against milliseconds."""
+    conns = [_LatencyClient(url, config) for config, url in zip(pair, urls, strict=True)]
+    latencies: list[list[float]] = [[] for _ in pair]
+    try:
+        deadline = time.monotonic() + seconds
+        i = 0
+        while time.monotonic() < deadline:
+            for conn, measured in zip(conns, latencies, strict=True):
+                measured.append(conn.exchange(i))
+            i += 1
+    finally:
+        for conn in conns:
+            conn.close()
+    return [
+        {"requests": len(measured), "p50_ms": bl.percentile(measured, 50) * 1000, "errors": 0}
+        for measured in latencies
+    ]
+
+
+class _LatencyClient:
+    """One keep-alive connection sending a configuration's GETs one at a time (a new URL each for
+    a configuration of misses), each answer read to its last byte (``Content-Length``)."""
+
+    def __init__(self, url: str, config: Config) -> None:
+        host, port = url.removeprefix("http://").split(":")
+        self._sock = socket.create_connection((host, int(port)), timeout=30)
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._config = config
+        self._prefix = f"alt-{time.time_ns()}"
+        extra = "".join(f"{h}\r\n" for h in config.headers)
+        self._head = f" HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}\r\n".encode()
+
+    def exchange(self, i: int) -> float:
+        """One request and its whole answer; the seconds it took."""
+        path = self._config.path + (f"?u={self._prefix}-{i}" if self._config.unique else "")
+        request = b"GET " + path.encode() + self._head
+        started = time.perf_counter()
+        self._sock.sendall(request)
+        buffer = b""
+        while b"\r\n\r\n" not in buffer:
+            buffer += self._recv()
+        head, _, body = buffer.partition(b"\r\n\r\n")
+        status = head[9:12]
+        length = next(
+            (int(line[15:]) for line in head.lower().split(b"\r\n") if line.startswith(b"content-length:")),
+            None,
+        )
+        if status != b"200" or length is None:
+            raise RuntimeError(f"{self._config.name}: {head[:12]!r}, Content-Length {length}")
+        remaining = length - len(body)
+        while remaining > 0:
+            remaining -= len(self._recv())
+        return time.perf_counter() - started
+
+    def _recv(self) -> bytes:
+        chunk = self._sock.recv(1 << 16)
+        if not chunk:
+            raise ConnectionError(f"{self._config.name}: connection closed mid-answer")
+        return chunk
+
+    def close(self) -> None:
+        self._sock.close()
 
 
 def _busy(runs: list[dict]) -> float | None:
@@ -412,6 +488,8 @@ def throughput(
         problems: list[str] = []
         by_name = {c.name: c for c in configs}
         pairs = _budget_pairs(ratios, configs)
+        # The pairs with a budget on their 1-connection latency: measured alternately too.
+        latency_pairs = {(num, den) for _, num, den, what, budget in ratios if what == "p50_1" and budget}
         paired: dict[tuple[str, str], list[list[dict]]] = {pair: [] for pair in pairs}
         for r in range(timing.rounds):
             # Fresh processes every round: two processes started alike differ in speed by up to
@@ -459,6 +537,16 @@ def throughput(
                 before_pair = [_stats(server) for server in pair_servers]
                 results = _side_by_side(pair, [target(c) for c in pair], timing.seconds)
                 paired[(num, den)].append([{"loaded": result.as_dict()} for result in results])
+                if (num, den) in latency_pairs:
+                    before_single = [_stats(server) for server in pair_servers]
+                    singles = _alternating(pair, [target(c)[0] for c in pair], 2 * timing.latency_seconds)
+                    for config, server, before, run, single in zip(
+                        pair, pair_servers, before_single, paired[(num, den)][-1], singles, strict=True
+                    ):
+                        run["single"] = single
+                        problem = _answered_as_expected(config, server, before, single["requests"])
+                        if problem:
+                            problems.append(f"{config.name} round {r + 1}, alternately: {problem}")
                 for config, server, before, result in zip(
                     pair, pair_servers, before_pair, results, strict=True
                 ):
@@ -549,8 +637,9 @@ def throughput(
                 op, limit = budget
                 judged = paired_value if paired_rounds else value
                 ok = None if judged is None else (judged >= limit if op == ">=" else judged <= limit)
+                how = "alternately" if what == "p50_1" else "side by side"
                 shown = (
-                    f"{fmt(judged, 3)} side by side (one after the other: {fmt(value, 3)})"
+                    f"{fmt(judged, 3)} {how} (one after the other: {fmt(value, 3)})"
                     if paired_rounds
                     else fmt(value, 3)
                 )
@@ -562,8 +651,9 @@ def throughput(
                 "Side by side: the two configurations of each budgeted ratio were also loaded at the "
                 "same time (16 connections each), on the same core, in every round, and read as if "
                 "each had had the core to itself: a machine whose speed changes from one run to the "
-                "next changes both alike. Budgets are judged on these medians, except the "
-                "1-connection latencies (one after the other). Core busy, the two processes' CPU over "
+                "next changes both alike; 1-connection latencies were measured alternately (a "
+                "request to one, then one to the other, one at a time). Budgets are judged on these "
+                "medians. Core busy, the two processes' CPU over "
                 "the run's wall time (1.0: the proxies set the pace, not the load generator): "
                 + ", ".join(
                     f"{num} | {den} {fmt(median(_busy(runs) for runs in rounds), 2)}"

@@ -3,6 +3,8 @@ without running them is checked here, so that a refactor of benchlib cannot leav
 a helper that is gone (a full run once died 19 minutes in on one)."""
 
 import ast
+import http.server
+import threading
 
 import pytest
 
@@ -85,12 +87,57 @@ def test_a_side_by_side_run_is_read_as_if_the_process_had_had_the_core_to_itself
     assert bench._paired_metric(run, "cpu") == 2.0
 
 
-def test_the_one_connection_latency_is_judged_one_after_the_other_only(bench):
-    """Side by side, each of the two single requests mostly waits for the other's: the ratio of
-    those latencies would tend to 1 whatever the costs."""
+def test_the_one_connection_latency_is_read_off_the_alternating_run(bench):
     run = {"loaded": {"requests": 600, "seconds": 3.0, "cpu_s": 1.2}, "single": {"p50_ms": 1.5}}
+    assert bench._paired_metric(run, "p50_1") == 1.5
+
+
+def test_a_loaded_side_by_side_run_has_no_one_connection_latency(bench):
+    """Loaded side by side, each of the two single requests would mostly wait for the other's: the
+    ratio of those latencies would tend to 1 whatever the costs."""
+    run = {"loaded": {"requests": 600, "seconds": 3.0, "cpu_s": 1.2}}
     assert bench._paired_metric(run, "p50_1") is None
     assert bench._per_round([(run, run)], "p50_1", bench._paired_metric) == []
+
+
+@pytest.fixture
+def answering_server():
+    """Two loopback HTTP/1.1 servers answering every GET with 1 KiB, keep-alive; the paths they saw."""
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # head and body are two writes: no 40 ms wait between them
+
+        def do_GET(self):
+            seen.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "1024")
+            self.end_headers()
+            self.wfile.write(b"x" * 1024)
+
+        def log_message(self, *args):
+            pass
+
+    servers = [http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler) for _ in range(2)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield [f"http://127.0.0.1:{server.server_address[1]}" for server in servers], seen
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+
+
+def test_alternating_sends_to_each_proxy_in_turn_on_one_connection_each(bench, answering_server):
+    urls, seen = answering_server
+    miss = next(c for c in bench.CONFIGS if c.name == "miss-1k")
+    passthrough = next(c for c in bench.CONFIGS if c.name == "passthrough")
+    first, second = bench._alternating((miss, passthrough), urls, 0.3)
+    assert first["requests"] == second["requests"] > 10
+    assert 0 < first["p50_ms"] < 1000 and 0 < second["p50_ms"] < 1000
+    assert len(set(seen)) == len(seen)  # a new URL every time: each request of a miss configuration is a miss
 
 
 def test_every_round_starts_at_its_own_turn(bench):
