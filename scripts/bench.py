@@ -386,14 +386,11 @@ class _LatencyClient:
         while b"\r\n\r\n" not in buffer:
             buffer += self._recv()
         head, _, body = buffer.partition(b"\r\n\r\n")
-        status = head[9:12]
-        length = next(
-            (int(line[15:]) for line in head.lower().split(b"\r\n") if line.startswith(b"content-length:")),
-            None,
-        )
-        if status != b"200" or length is None:
-            raise RuntimeError(f"{self._config.name}: {head[:12]!r}, Content-Length {length}")
-        remaining = length - len(body)
+        status, fields = bl.parse_head(head)
+        length = fields.get("content-length", "")
+        if status != 200 or not length.isdigit():
+            raise RuntimeError(f"{self._config.name}: status {status}, Content-Length {length!r}")
+        remaining = int(length) - len(body)
         while remaining > 0:
             remaining -= len(self._recv())
         return time.perf_counter() - started

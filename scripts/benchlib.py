@@ -414,13 +414,15 @@ def http_get_once(
         while chunk := sock.recv(65536):
             data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
-    status, fields = _parse_head(head)
+    status, fields = parse_head(head)
     if fields.get("transfer-encoding", "").lower() == "chunked":
         body = _dechunk(body)
     return status, fields, body
 
 
-def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
+def parse_head(head: bytes) -> tuple[int, dict[str, str]]:
+    """An HTTP/1.1 response head (without its blank line): the status code, and the fields by
+    lower-case name."""
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ", 2)[1])
     fields: dict[str, str] = {}
@@ -488,7 +490,7 @@ class Connection:
 
     async def receive(self, started: float, read_size: int = 1 << 18) -> Reply:
         head = await self.reader.readuntil(b"\r\n\r\n")
-        status, fields = _parse_head(head[:-4])
+        status, fields = parse_head(head[:-4])
         digest = hashlib.sha256()
         size = 0
         kept: list[bytes] | None = []

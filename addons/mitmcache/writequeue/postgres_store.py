@@ -178,7 +178,7 @@ class PostgresStore:
                 await asyncio.wait_for(self._more.wait(), remaining)
 
     async def _commit(
-        self, batch: list[tuple[NewJob, int, asyncio.Future[Accepted]]], in_flight: int = 0
+        self, batch: list[tuple[NewJob, int, asyncio.Future[Accepted]]], in_flight: int
     ) -> list[Accepted | Exception]:
         """``in_flight``: acceptances of the other commits under way, unseen by this transaction:
         counted as pending, so that commits together never pass ``ASYNC_MAX_QUEUED``."""
