@@ -236,9 +236,9 @@ class Cache:
         )
         head = method == "HEAD"
         deadline = time.monotonic() + settings.upstream_timeout
-        held = self.engine.lookup_held(method, key, fields, directives, deadline)
+        may_lead = method == "GET" and b"range" not in names
+        held = self.engine.lookup_held(method, key, fields, may_lead, directives, deadline)
         if held is None:
-            may_lead = method == "GET" and b"range" not in names
             held = self.engine.lookup(method, key, fields, may_lead, directives, deadline)
         if inspect.iscoroutine(held):
             return self._answer_when(flow, key, held, names, head)

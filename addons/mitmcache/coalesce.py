@@ -53,6 +53,10 @@ STORE_FAILED = Outcome(Kind.UNSHAREABLE, detail="store-failed")  # what the wait
 class Coalescer(Protocol):
     """One fetch per key, its outcome shared: in this process (``Inflight``), or across processes."""
 
+    # True when ``claim`` always confirms a lead at once (one process): a lookup may then decide a
+    # miss without awaiting (``Lookup.answer_held``).
+    claims_at_once: bool
+
     def lead(self, key: str) -> bool: ...
 
     async def claim(self, key: str, read_at: float) -> bool:
@@ -72,6 +76,8 @@ class Coalescer(Protocol):
 
 
 class Inflight:
+    claims_at_once = True
+
     def __init__(self) -> None:
         # The fetches under way, with the future their waiters await: made by the first waiter,
         # since most fetches have none (every miss would otherwise make one for nobody).

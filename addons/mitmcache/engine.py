@@ -6,7 +6,8 @@ fields and body; times. The addon (addon.py) translates flows to and from it; th
 the commands and the write queue call it, never the addon. Its entry points:
 
 * ``lookup``: how to answer a GET or HEAD (``lookup.Answer``: serve, refuse, forward, relay);
-  ``lookup_held`` the same without awaiting, from what this process holds (the common hit);
+  ``lookup_held`` the same without awaiting, from what this process holds (the common hit, and
+  a miss on a store held whole in this process);
 * ``store_response``/``release``: what a forwarded fetch brought back, or that it failed;
 * ``head_response``: a HEAD's 200 freshens or invalidates the stored GET responses;
 * ``invalidate``/``invalidate_url``: drop a URL (and the URLs a response's ``Location`` and

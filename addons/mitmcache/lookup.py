@@ -10,7 +10,7 @@ concurrent ones wait for its outcome (COALESCED), re-reading the store when it s
 import functools
 import inspect
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,17 +105,31 @@ class Lookup:
         return Forward(fwd, leader, self._core.bus.generation(key), detail)
 
     def answer_held(
-        self, method: str, key: str, fields: Fields, directives: RequestDirectives, deadline: float
+        self,
+        method: str,
+        key: str,
+        fields: Fields,
+        may_lead: bool,
+        directives: RequestDirectives,
+        deadline: float,
     ) -> Answer | Coroutine[Any, Any, Answer] | None:
         """``answer`` from what the store holds in this process, without awaiting: the answer; the
         revalidation the held copy needs, to await; or None when the store must be asked
-        (nothing held for this request's variant): then ``answer``."""
-        variants = self._core.store.held(key)
+        (nothing held for this request's variant, and more may be stored elsewhere) or the request
+        must wait for a fetch under way: then ``answer``. A miss on a store that is all held here
+        is decided here too, when its lead needs no claim: most misses then cost no coroutine."""
+        core = self._core
+        variants = core.store.held(key)
         stored = select(variants, fields) if variants else None
-        if stored is None:
-            return None
         now = time.time()
-        return self._from_stored(method, key, fields, stored, directives, deadline, now, now)
+        if stored is not None:
+            return self._from_stored(method, key, fields, stored, directives, deadline, now, now)
+        if not (core.store.holds_everything and core.coalescer.claims_at_once):
+            return None
+        missing = self._missing(key, variants, directives, may_lead, now)
+        if not isinstance(missing, str):
+            return missing
+        return self.forward(key, missing, leader=True) if core.coalescer.lead(key) else None
 
     def _from_stored(
         self,
@@ -155,25 +169,38 @@ class Lookup:
             if stored is not None:
                 found = self._from_stored(method, key, fields, stored, directives, deadline, now, read_at)
                 return await found if inspect.iscoroutine(found) else found
-            fwd = "vary-miss" if variants else "uri-miss"
-            hit_for_miss = core.hit_for_miss.active(key, now)
-            step = without_entry(
-                only_if_cached=directives.only_if_cached,
-                hit_for_miss=hit_for_miss,
-                may_lead=may_lead,
-                busy=core.coalescer.busy(key),
-            )
-            if step is Step.REFUSE:
-                status = Status(XCache.MISS, fwd="miss", detail="only-if-cached")
-                return Refuse(504, "only-if-cached and not in cache", status)
+            missing = self._missing(key, variants, directives, may_lead, now)
+            if not isinstance(missing, str):
+                return missing
+            fwd = missing
             # claim: False when another process sharing the store fetches it: wait like a follower
-            if step is Step.LEAD and core.coalescer.lead(key) and await core.coalescer.claim(key, read_at):
+            if core.coalescer.lead(key) and await core.coalescer.claim(key, read_at):
                 return self.forward(key, fwd, leader=True)
-            if step is Step.FORWARD:
-                return self.forward(key, fwd, detail="hit-for-miss" if hit_for_miss else None)
             answer = await self._wait(key, fields, fwd, deadline)
             if answer is not None:
                 return answer  # else the leader's client left before an answer: look again
+
+    def _missing(
+        self, key: str, variants: Sequence[Stored], directives: RequestDirectives, may_lead: bool, now: float
+    ) -> Answer | str:
+        """With no stored copy this request may use: its answer (the cache's 504 for
+        only-if-cached, or upstream without leading), or the Cache-Status ``fwd`` of a fetch it
+        leads, unless one is under way already (then it waits for that one)."""
+        core = self._core
+        fwd = "vary-miss" if variants else "uri-miss"
+        hit_for_miss = core.hit_for_miss.active(key, now)
+        step = without_entry(
+            only_if_cached=directives.only_if_cached,
+            hit_for_miss=hit_for_miss,
+            may_lead=may_lead,
+            busy=core.coalescer.busy(key),
+        )
+        if step is Step.REFUSE:
+            status = Status(XCache.MISS, fwd="miss", detail="only-if-cached")
+            return Refuse(504, "only-if-cached and not in cache", status)
+        if step is Step.FORWARD:
+            return self.forward(key, fwd, detail="hit-for-miss" if hit_for_miss else None)
+        return fwd
 
     async def _wait(self, key: str, fields: Fields, fwd: str, deadline: float) -> Answer | None:
         core = self._core

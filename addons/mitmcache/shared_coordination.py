@@ -49,6 +49,8 @@ def decode_outcome(values: Sequence[Any]) -> Outcome:
 
 
 class SharedCoalescer:
+    claims_at_once = False  # another process may hold the lead
+
     def __init__(self, link: RedisLink, upstream_timeout: Callable[[], float]) -> None:
         self._link = link
         self._upstream_timeout = upstream_timeout

@@ -5,6 +5,8 @@ from mitmcache.coalesce import Inflight
 
 
 class ClaimRecorder(Inflight):
+    claims_at_once = False  # every claim is awaited, so that it is recorded
+
     def __init__(self) -> None:
         super().__init__()
         self.read_at: list[float] = []

@@ -16,6 +16,8 @@ from mitmcache.store.base import Usage, Use, Vary
 
 
 class SerialisingStore:
+    holds_everything = False  # asked like a networked store, always
+
     def __init__(self, max_bytes: int = 2**40, max_entries: int = 0) -> None:
         # key -> [(entry bytes, meta bytes, keep_until, check_at)], oldest write first
         self._urls: dict[str, list[tuple[bytes, bytes, float, float]]] = {}

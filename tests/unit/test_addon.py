@@ -13,6 +13,7 @@ from mitmproxy.test import taddons, tflow, tutils
 from mitmcache.addon import Cache
 from mitmcache.request_key import authority
 from tests.support.hooks import run_hook
+from tests.support.serialising_store import SerialisingStore
 
 ENTRY_SCRIPT = Path(__file__).resolve().parents[2] / "addons" / "cache.py"
 
@@ -114,14 +115,25 @@ async def test_a_hit_on_what_the_process_holds_is_answered_without_a_coroutine()
         assert hit.response is not None and hit.response.headers["x-cache"] == "HIT"
 
 
-async def test_a_miss_hands_mitmproxy_the_lookup_to_await():
+async def test_a_miss_on_the_memory_store_is_decided_without_an_await():
     cache = Cache()
     with taddons.context(cache):
+        miss = get()
+        assert cache.request(miss) is None
+        assert miss.response is None  # it goes upstream
+        assert cache.engine.refreshing("http://example/a")  # as the leader: others wait for it
+
+
+async def test_a_miss_on_a_store_shared_with_others_hands_mitmproxy_the_lookup_to_await():
+    cache = Cache()
+    with taddons.context(cache):
+        cache.engine.core.store = SerialisingStore()  # asked like a networked store
         miss = get()
         pending = cache.request(miss)
         assert pending is not None and miss.response is None
         await pending
         assert miss.response is None  # it goes upstream
+        assert cache.engine.refreshing("http://example/a")
 
 
 async def test_a_flow_carries_its_cache_decision_for_mitmweb():

@@ -8,10 +8,11 @@ import time
 from mitmcache import config
 from mitmcache.engine import Engine
 from mitmcache.generations import LocalGenerations
-from mitmcache.lookup import Forward, Serve
+from mitmcache.lookup import Forward, Refuse, Serve
 from mitmcache.policy.cache_status import XCache
-from mitmcache.policy.reuse import NO_DIRECTIVES
+from mitmcache.policy.reuse import NO_DIRECTIVES, request_directives
 from mitmcache.store.base import Read
+from mitmcache.store.memory import MemoryStore
 from tests.support.claims import ClaimRecorder
 from tests.support.serialising_store import SerialisingStore
 
@@ -23,7 +24,7 @@ RESPONSE = [(b"cache-control", b"max-age=60"), (b"content-length", b"4")]
 SETTINGS = config.parse_settings({s.option: s.default for s in config.SETTINGS})
 
 
-def engine(store: SerialisingStore | None = None) -> Engine:
+def engine(store: SerialisingStore | MemoryStore | None = None) -> Engine:
     return Engine(lambda: SETTINGS, store=store or SerialisingStore())
 
 
@@ -170,3 +171,46 @@ def test_the_generation_table_is_bounded():
         bus.invalidate(key)
     assert len(bus._keys) <= 3
     assert not bus.current("x", before)  # past the bound: every fetch under way is treated as invalidated
+
+
+def held(e: Engine, key: str = KEY, may_lead: bool = True, directives=NO_DIRECTIVES):
+    return e.lookup_held("GET", key, FIELDS, may_lead, directives, time.monotonic() + 5)
+
+
+async def test_a_miss_on_a_store_all_held_here_leads_without_an_await():
+    e = engine(MemoryStore(2**20, 0))
+    forward = held(e)
+    assert isinstance(forward, Forward) and forward.leader and forward.fwd == "uri-miss"
+    assert e.refreshing(KEY)
+    assert (await store(e, forward)).stored
+    hit = held(e)
+    assert isinstance(hit, Serve) and hit.status.x_cache == XCache.HIT
+
+
+async def test_a_miss_that_may_not_lead_goes_upstream_without_an_await():
+    e = engine(MemoryStore(2**20, 0))
+    forward = held(e, may_lead=False)  # a HEAD or a Range request: its answer is not stored
+    assert isinstance(forward, Forward) and not forward.leader and not e.refreshing(KEY)
+
+
+async def test_only_if_cached_with_nothing_held_is_refused_without_an_await():
+    e = engine(MemoryStore(2**20, 0))
+    refused = held(e, directives=request_directives(["only-if-cached"], []))
+    assert isinstance(refused, Refuse) and refused.code == 504
+
+
+async def test_a_request_for_a_key_being_fetched_is_left_to_the_lookup_that_waits():
+    e = engine(MemoryStore(2**20, 0))
+    assert isinstance(held(e), Forward)
+    assert held(e) is None  # it waits for the fetch under way: ``lookup`` does
+
+
+async def test_a_store_shared_with_others_is_always_asked():
+    e = engine()  # hands out copies, as a networked store does: what is held here is not all
+    assert held(e) is None
+
+
+async def test_a_coalescer_whose_claims_must_be_made_is_always_asked():
+    e = engine(MemoryStore(2**20, 0))
+    e.core.coalescer = ClaimRecorder()
+    assert held(e) is None

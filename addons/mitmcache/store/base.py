@@ -73,6 +73,10 @@ def read_began(variants: Sequence[Stored], called_at: float) -> float:
 
 
 class Store(Protocol):
+    # True when ``held`` is all that ``variants`` could find (one process, no tier below): nothing
+    # held is then a miss, decided without awaiting (``Lookup.answer_held``).
+    holds_everything: bool
+
     async def variants(self, key: str) -> Sequence[Stored]:
         """The stored variants of a URL still within their lifetime (empty when none), oldest write
         first; counts as a use for eviction. A ``Read`` when the read began before the call."""

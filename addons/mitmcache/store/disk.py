@@ -40,6 +40,8 @@ type Write = Callable[[SqliteFile], Any]
 
 
 class DiskStore:
+    holds_everything = False
+
     def __init__(self, path: Path, max_bytes: int) -> None:
         """Opens (or creates) the file now: a path that cannot be used stops startup (``OSError``,
         ``sqlite3.Error``)."""

@@ -33,6 +33,8 @@ def _last_access(record: _Record) -> float:
 
 
 class MemoryStore:
+    holds_everything = True
+
     def __init__(self, max_bytes: int, max_entries: int) -> None:
         self.max_bytes = max_bytes
         self.max_entries = max_entries  # 0: no bound

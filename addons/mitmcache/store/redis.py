@@ -62,6 +62,8 @@ def _ms(at: float) -> int:
 
 
 class RedisStore:
+    holds_everything = False
+
     def __init__(self, link: RedisLink) -> None:
         self.link = link
         client = link.client

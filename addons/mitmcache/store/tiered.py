@@ -42,6 +42,8 @@ class Unavailable(Exception):
 
 
 class TieredStore:
+    holds_everything = False  # the shared tier below may hold what this process does not
+
     def __init__(
         self, local: MemoryStore, shared: Store, available: Callable[[], bool] = lambda: True
     ) -> None:
