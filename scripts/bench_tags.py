@@ -36,7 +36,7 @@ TAG = "all-items"
 
 def entry(i: int, tags: bool) -> Entry:
     now = time.time()
-    return Entry(
+    return Entry.new(
         key=f"http://origin:80/items/{i}",
         url=f"http://origin:80/items/{i}",
         host="origin:80",

@@ -12,6 +12,7 @@ is its ``Meta``, kept by the store and changed only through it.
 """
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Self
 
@@ -70,15 +71,16 @@ class Entry(_EntryFields):
     """A named tuple rather than a frozen dataclass: as immutable, and cheaper to build. Every stored
     miss builds one, and a frozen dataclass sets its 27 fields one ``object.__setattr__`` at a time:
     the change took a miss from 523 k to 508 k instructions (``scripts/hook_instructions.py``).
-    What is derived (``sent_length``, ``size``, ``version``) is filled in when not given."""
+    What is derived (``sent_length``, ``size``, ``version``) is given by whoever builds one
+    (``admit``, a store decoding what it wrote), or filled in by ``Entry.new``: a ``__new__`` that
+    filled it in would cost every stored miss its 27 fields bound twice and a second tuple."""
 
     __slots__ = ()
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
-        entry = _EntryFields.__new__(cls, *args, **kwargs)
-        if entry.sent_length < 0 or not entry.size or not entry.version:
-            return entry._derived()
-        return entry
+    @classmethod
+    def new(cls, **fields: Any) -> Self:
+        """An entry with what is derived filled in where not given."""
+        return cls(**fields)._derived()
 
     def _derived(self) -> Self:
         sent_length = len(self.body) if self.sent_length < 0 else self.sent_length
@@ -119,17 +121,30 @@ assert _VERSION == _SENT_LENGTH + 2  # sent_length, size, version: derived toget
 
 
 def entry_size(entry: _EntryFields) -> int:
-    """What an entry counts against ``cache_max_bytes``: its bytes and strings, and the Python
-    objects behind them (``ENTRY_OVERHEAD``, ``FIELD_OVERHEAD``, ``TAG_OVERHEAD``)."""
-    size = ENTRY_OVERHEAD + len(entry.body) + len(entry.key) + len(entry.url) + len(entry.host)
-    size += len(entry.etag) + len(entry.last_modified or "")
+    """What an entry counts against ``cache_max_bytes`` (``size_of`` its parts)."""
+    strings = (entry.key, entry.url, entry.host, entry.etag, entry.last_modified or "")
+    return size_of(entry.body, strings, (entry.fields, entry.withheld), entry.vary, entry.tags)
+
+
+def size_of(
+    body: bytes,
+    strings: Iterable[str],
+    field_lists: Iterable[Iterable[tuple[bytes, bytes]]],
+    vary: Iterable[tuple[str, str | None]],
+    tags: Iterable[str],
+) -> int:
+    """What an entry of these parts counts against ``cache_max_bytes``: its bytes and strings, and
+    the Python objects behind them (``ENTRY_OVERHEAD``, ``FIELD_OVERHEAD``, ``TAG_OVERHEAD``)."""
+    size = ENTRY_OVERHEAD + len(body)
     # Loops, not sum() over generators: every stored miss counts its entry.
-    for fields in (entry.fields, entry.withheld):
+    for string in strings:
+        size += len(string)
+    for fields in field_lists:
         for name, value in fields:
             size += len(name) + len(value) + FIELD_OVERHEAD
-    for name, normalised in entry.vary:
+    for name, normalised in vary:
         size += len(name) + len(normalised or "") + FIELD_OVERHEAD
-    for tag in entry.tags:
+    for tag in tags:
         size += len(tag) + TAG_OVERHEAD
     return size
 

@@ -30,4 +30,4 @@ def stored_entry(key: str = "http://example.com/a", **fields: Any) -> Entry:
         "stale_if_error": 0.0,
     }
     values.update(fields)
-    return Entry(**values)
+    return Entry.new(**values)

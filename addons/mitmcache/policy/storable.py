@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from ..entry import Entry
+from ..entry import Entry, new_version, size_of
 from . import cache_control, targeted
 from .dates import format_http_date, parse_http_date
 from .fields import HOP_BY_HOP, Fields, by_name, connection_listed, pick, split_list
@@ -260,14 +260,16 @@ def admit(
     tags = () if response.keys().isdisjoint(rules.tags.fields) else response_tags(response_fields, rules.tags)
     if status != 204:  # RFC 9110 §8.6: no Content-Length in a 204
         fields.append((b"content-length", str(len(body)).encode()))
+    vary = secondary_key(names, request_fields)
+    stored, kept_back = tuple(fields), tuple(withheld)
     return Entry(
         key=key,
         url=url,
         host=host,
-        vary=secondary_key(names, request_fields),
+        vary=vary,
         status=status,
         reason=reason,
-        fields=tuple(fields),
+        fields=stored,
         body=body,
         etag=etag,
         upstream_etag=upstream_etag,
@@ -287,8 +289,11 @@ def admit(
         must_revalidate=not _NEVER_STALE.isdisjoint(response_cc),
         stale_while_revalidate=float(stale_while_revalidate),
         stale_if_error=float(stale_if_error),
+        sent_length=len(body),
+        size=size_of(body, (key, url, host, etag, last_modified or ""), (stored, kept_back), vary, tags),
+        version=new_version(),
         tags=tags,
-        withheld=tuple(withheld),
+        withheld=kept_back,
     )
 
 
