@@ -75,7 +75,8 @@ class Core:
         check = first_check(entry, keep, lifecycle, random.uniform(0.8, 1.0))
         if not encoded:
             entry = await self.encode(entry)
-        await self.flush_uses()  # the store evicts by use: it must know the latest
+        if self.uses:  # the store evicts by use: it must know the latest
+            await self.flush_uses()
         return entry if await self.store.put(entry, meta, keep_until=keep, check_at=check) else None
 
     async def encode(self, entry: Entry) -> Entry:

@@ -256,7 +256,9 @@ class Forwarding:
         shown = identity_view(entry, b"") if entry.coding is not None else entry
         if response.stream:  # headers are on the wire already
             pass
-        elif not_modified(sent.if_none_match, sent.if_modified_since, shown):
+        elif (sent.if_none_match or sent.if_modified_since) and not_modified(
+            sent.if_none_match, sent.if_modified_since, shown
+        ):
             flow.response = responses.not_modified(
                 shown, age=entry.initial_age, status=status, cache_name=name
             )
