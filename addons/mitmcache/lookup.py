@@ -127,9 +127,12 @@ class Lookup:
         if not (core.store.holds_everything and core.coalescer.claims_at_once):
             return None
         missing = self._missing(key, variants, directives, may_lead, now)
-        if not isinstance(missing, str):
+        if not isinstance(missing, tuple):
             return missing
-        return self.forward(key, missing, leader=True) if core.coalescer.lead(key) else None
+        step, fwd = missing
+        if step is Step.LEAD and core.coalescer.lead(key):
+            return self.forward(key, fwd, leader=True)
+        return None  # a fetch is under way: ``answer`` waits for it
 
     def _from_stored(
         self,
@@ -170,11 +173,11 @@ class Lookup:
                 found = self._from_stored(method, key, fields, stored, directives, deadline, now, read_at)
                 return await found if inspect.iscoroutine(found) else found
             missing = self._missing(key, variants, directives, may_lead, now)
-            if not isinstance(missing, str):
+            if not isinstance(missing, tuple):
                 return missing
-            fwd = missing
+            step, fwd = missing
             # claim: False when another process sharing the store fetches it: wait like a follower
-            if core.coalescer.lead(key) and await core.coalescer.claim(key, read_at):
+            if step is Step.LEAD and core.coalescer.lead(key) and await core.coalescer.claim(key, read_at):
                 return self.forward(key, fwd, leader=True)
             answer = await self._wait(key, fields, fwd, deadline)
             if answer is not None:
@@ -182,10 +185,10 @@ class Lookup:
 
     def _missing(
         self, key: str, variants: Sequence[Stored], directives: RequestDirectives, may_lead: bool, now: float
-    ) -> Answer | str:
+    ) -> Answer | tuple[Step, str]:
         """With no stored copy this request may use: its answer (the cache's 504 for
-        only-if-cached, or upstream without leading), or the Cache-Status ``fwd`` of a fetch it
-        leads, unless one is under way already (then it waits for that one)."""
+        only-if-cached, or upstream without leading), or the step left to take (``LEAD`` a fetch,
+        or ``WAIT`` for the one under way) with the Cache-Status ``fwd`` of that fetch."""
         core = self._core
         fwd = "vary-miss" if variants else "uri-miss"
         hit_for_miss = core.hit_for_miss.active(key, now)
@@ -200,7 +203,7 @@ class Lookup:
             return Refuse(504, "only-if-cached and not in cache", status)
         if step is Step.FORWARD:
             return self.forward(key, fwd, detail="hit-for-miss" if hit_for_miss else None)
-        return fwd
+        return step, fwd
 
     async def _wait(self, key: str, fields: Fields, fwd: str, deadline: float) -> Answer | None:
         core = self._core
