@@ -75,7 +75,9 @@ class Core:
         check = first_check(entry, keep, lifecycle, random.uniform(0.8, 1.0))
         if not encoded:
             entry = await self.encode(entry)
-        if self.uses:  # the store evicts by use: it must know the latest
+        # The store evicts by use: it must know the latest. Checked here as well as in flush_uses,
+        # so that the usual stored miss, with no uses noted, awaits no coroutine for nothing.
+        if self.uses:
             await self.flush_uses()
         return entry if await self.store.put(entry, meta, keep_until=keep, check_at=check) else None
 
